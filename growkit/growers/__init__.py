@@ -1,0 +1,5 @@
+"""Growers: policies that decide when and where a network grows, and initializers of new weights."""
+from .autogrow import AutoGrow
+from .base import Decision, Grower
+
+__all__ = ["AutoGrow", "Decision", "Grower"]

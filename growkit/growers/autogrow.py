@@ -1,0 +1,164 @@
+"""AutoGrow: automatic depth growing (Wen et al., KDD 2020, Algorithm 1).
+
+Policy, checked every K epochs of the growing phase, on the running maximum
+M(e) of the validation accuracy (M is 0 before the first epoch, as in the
+authors' code):
+
+* stopping policy (first): the sub-network grown last (``grownSub``) is removed
+  from the circular list of growing sub-networks when
+  - Periodic Growth: M(e) - M(e - J) < tau  (J >> K);
+  - Convergent Growth: the growth at the previous check did not raise M by
+    tau within the K epochs since: M(e) - M(e - K) < tau.
+* growing policy (then, if the list is not empty): stack one sub-module on the
+  current sub-network ``growingSub``, remember it as ``grownSub`` and move
+  ``growingSub`` round-robin to the next sub-network still in the list;
+  - Periodic Growth: always;
+  - Convergent Growth: when M(e) - M(e - K) < tau (the net has converged).
+* growing ends when the list is empty; the found net is then fine-tuned.
+
+An optional ``max_depth`` removes a sub-network from the list once it reaches
+that many sub-modules. With ``fraction < 1`` the interval K is divided by the
+fraction so the number of mini-batches between growths stays the same (Table 8).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from ..config import AutoGrowConfig, TrainConfig
+from ..errors import GrowkitError
+from ..surgery import AppendBlock
+from ..train import Phase
+from .base import Decision, Grower
+from .initializers import initialize_block
+
+
+class AutoGrow(Grower):
+    name = "autogrow"
+
+    def __init__(self, cfg: AutoGrowConfig, n_stages: int, fraction: float = 1.0):
+        super().__init__()
+        self.cfg = cfg.validate()
+        self.K = max(1, round(cfg.K / fraction))
+        j = cfg.J if cfg.J is not None else 10 * cfg.K
+        self.J = max(1, round(j / fraction)) if cfg.scale_J_by_fraction else j
+        self.state = {
+            "growing": list(range(n_stages)),  # the circular list, in stage order
+            "current": 0,  # growingSub
+            "grown": None,  # grownSub
+            "grew_at_last_check": False,
+            "running_max": [],  # M(1), M(2), ...
+            "checks": [],  # one record per policy check
+        }
+
+    # -- the running maximum and its gain over a window
+    def gain(self, window: int) -> float:
+        m = self.state["running_max"]
+        e = len(m)
+        return m[-1] - (m[e - window - 1] if e - window >= 1 else 0.0)
+
+    def _next(self, stage: int) -> int:
+        ring = self.state["growing"]
+        later = [s for s in ring if s > stage]
+        return later[0] if later else ring[0]
+
+    def decide(self, epoch: int, row: dict, model) -> Decision:
+        st, cfg = self.state, self.cfg
+        acc = row["val_acc"]
+        st["running_max"].append(max(st["running_max"][-1], acc) if st["running_max"] else acc)
+        if self.stop_requested:
+            st["growing"] = []
+            return Decision(done=True, info={"stopped_by": "request"})
+        if epoch % self.K:
+            return Decision()
+        check = {"epoch": epoch, "gain_K": self.gain(self.K)}
+        converged = check["gain_K"] < cfg.tau
+        if cfg.policy == "periodic":
+            check["gain_J"] = self.gain(self.J)
+            stop = st["grown"] is not None and check["gain_J"] < cfg.tau
+            grow = True
+        else:
+            stop = st["grown"] is not None and st["grew_at_last_check"] and converged
+            grow = converged
+        info = {}
+        if stop and st["grown"] in st["growing"]:
+            st["growing"].remove(st["grown"])
+            info["stopped_stage"] = check["stopped"] = st["grown"]
+        plans = []
+        if grow and st["growing"]:
+            s = st["current"] if st["current"] in st["growing"] else self._next(st["current"])
+            plans = [AppendBlock(s)]
+            depths = list(model.depths)
+            depths[s] += 1
+            info.update(stage=s, depths=depths)
+            check["grew"] = s
+            st["grown"] = s
+            if cfg.max_depth is not None and depths[s] >= cfg.max_depth:
+                st["growing"].remove(s)
+                info["max_depth_stage"] = s
+            if st["growing"]:
+                st["current"] = self._next(s)
+        st["grew_at_last_check"] = bool(plans)
+        st["checks"].append(check)
+        return Decision(plans=plans, done=not st["growing"], info=info)
+
+    def initialize(self, model, edits, ctx) -> dict:
+        out = {"init": self.cfg.init}
+        adam = {"lr": self.cfg.adam_lr, "max_epochs": self.cfg.adam_max_epochs,
+                "tolerance": self.cfg.adam_tolerance}
+        for e in edits:
+            out.update(initialize_block(self.cfg.init, model, model.get_submodule(e.where), ctx,
+                                        std=self.cfg.init_std, adam=adam))
+        return out
+
+    def state_dict(self) -> dict:
+        return {"state": self.state, "K": self.K, "J": self.J}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state, self.K, self.J = state["state"], state["K"], state["J"]
+
+
+def phases(train: TrainConfig, ag: AutoGrowConfig, K: int) -> list[Phase]:
+    """Growing at the base rate (constant, or c-AutoGrow's staircase restarting every K epochs),
+    then N epochs of staircase fine-tuning from the same rate."""
+    grow = Phase("grow", train.lr, ag.grow_schedule, None, period=K if ag.grow_schedule == "staircase" else None,
+                 max_epochs=ag.max_grow_epochs, milestones=tuple(train.milestones), gamma=train.gamma, grows=True)
+    fine = Phase("finetune", train.lr, "staircase", ag.finetune_epochs, milestones=tuple(train.milestones),
+                 gamma=train.gamma)
+    return [grow, fine]
+
+
+def summarize(result: dict, grower: AutoGrow) -> dict:
+    """The AutoGrow fields of result.json, read from a finished trainer's result."""
+    spec = result["spec"]
+    events = [{k: v for k, v in ev.items() if k != "edits"} for ev in result["growth_events"]]
+    return {"found": result["arch"], "depths": spec["depths"], "val_acc": result["val_acc"],
+            "test_acc": result["test_acc"], "params": result["params"], "flops": result["flops"],
+            "growth_events": events, "checks": grower.state["checks"], "K_effective": grower.K,
+            "J_effective": grower.J, "grow_epochs": sum(1 for _ in grower.state["running_max"]),
+            "grow_wall_s": result["phase_wall_s"].get("grow", 0.0),
+            "finetune_wall_s": result["phase_wall_s"].get("finetune", 0.0)}
+
+
+def make(train: TrainConfig, ag: AutoGrowConfig):
+    """Validate the pair and build (grower, phases, resolved train config)."""
+    train = train.validate().resolved()
+    ag = ag.validate()
+    family = train.model.split("-")[0]
+    from ..models.depth import FAMILIES
+    if family not in FAMILIES:
+        raise GrowkitError(f"AutoGrow grows depth nets ({', '.join(FAMILIES)}), not {train.model!r}")
+    n_stages = FAMILIES[family][1]
+    if train.depths is None and "-" not in train.model:
+        train = dataclasses.replace(train, depths=[1] * n_stages)
+    grower = AutoGrow(ag, n_stages, train.fraction)
+    return grower, phases(train, ag, grower.K), train
+
+
+def scratch_config(train: TrainConfig, ag: AutoGrowConfig, found_spec: dict) -> TrainConfig:
+    """The found net trained from scratch with the fine-tuning budget and schedule (the Delta baseline)."""
+    return dataclasses.replace(train, model=found_spec["name"], depths=list(found_spec["depths"]),
+                               epochs=ag.scratch_epochs or ag.finetune_epochs or train.epochs,
+                               schedule="staircase", snapshot_every=0)
+
+
+__all__ = ["AutoGrow", "make", "phases", "summarize", "scratch_config"]

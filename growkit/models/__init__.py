@@ -1,0 +1,159 @@
+"""Model registry: ``create(name, **spec)``, ``from_spec(spec)``, ``list_models()``.
+
+A depth net's name carries its architecture: ``create("Basic3ResNet-2-3-2")``
+is ``create("Basic3ResNet", depths=[2, 3, 2])``. Width nets take ``widths``
+(one int for a uniform seed, or one entry per layer). Every model also takes
+``in_channels``, ``num_classes`` and ``image_size`` (the dataset decides them).
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+from typing import Callable
+
+import torch
+
+from ..errors import GrowkitError
+from .base import ChannelGroup, GrowableNet
+from .depth import FAMILIES, DepthNet
+from .width import VGG, VGG_CFG, LeNet5, MobileNetV1
+
+__all__ = ["ChannelGroup", "GrowableNet", "DepthNet", "create", "from_spec", "list_models",
+           "count_flops", "model_stats", "is_residual"]
+
+_REGISTRY: dict[str, Callable[..., GrowableNet]] = {}
+
+
+def register(name: str, builder: Callable[..., GrowableNet]) -> None:
+    _REGISTRY[name] = builder
+
+
+for _family in FAMILIES:
+    register(_family, lambda depths=(1,) * FAMILIES[_family][1], widths=None, stem_width=None, block_widths=None,
+             in_channels=3, num_classes=10, image_size=32, _f=_family:
+             DepthNet(_f, list(depths), widths, stem_width, block_widths, in_channels, num_classes, image_size))
+
+
+def _cifar_resnet(depth: int):
+    def build(widths=None, stem_width=None, block_widths=None, in_channels=3, num_classes=10, image_size=32):
+        if isinstance(widths, int):  # a uniform seed: every conv of the net gets `widths` filters
+            widths, stem_width = [widths] * 3, stem_width or widths
+        return DepthNet("Basic3ResNet", [depth] * 3, widths, stem_width, block_widths,
+                        in_channels, num_classes, image_size)
+    return build
+
+
+register("ResNet20", _cifar_resnet(3))
+register("ResNet32", _cifar_resnet(5))
+for _vgg in VGG_CFG:
+    register(_vgg, lambda widths=None, hidden=(), in_channels=3, num_classes=10, image_size=32, _v=_vgg:
+             VGG(_v, widths, list(hidden), in_channels, num_classes, image_size))
+register("MobileNetV1", MobileNetV1)
+register("LeNet5", LeNet5)
+
+
+def list_models() -> list[str]:
+    return list(_REGISTRY)
+
+
+def is_residual(name: str) -> bool:
+    """True for nets with shortcuts (AutoGrow grows them at lr 0.1, plain nets at 0.01)."""
+    family = re.split(r"-\d", name, maxsplit=1)[0]
+    return family in FAMILIES and FAMILIES[family][0] != "plain"
+
+
+def _positive_ints(key: str, value, length: int | None = None) -> None:
+    flat = value if isinstance(value, (list, tuple)) else [value]
+    while flat and isinstance(flat[0], (list, tuple)):
+        flat = [v for sub in flat for v in sub]
+    if not flat or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in flat):
+        raise GrowkitError(f"{key} must be positive integers, got {value!r}")
+    if length is not None and isinstance(value, (list, tuple)) and len(value) != length:
+        raise GrowkitError(f"{key} needs {length} entries, got {len(value)} ({value!r})")
+
+
+def _n_widths(base: str) -> int:
+    """How many entries a per-layer ``widths`` list of this model has."""
+    if base in FAMILIES:
+        return FAMILIES[base][1]
+    if base in VGG_CFG:
+        return sum(c != "M" for c in VGG_CFG[base])
+    return {"ResNet20": 3, "ResNet32": 3, "MobileNetV1": 14, "LeNet5": 4}[base]
+
+
+def parse_depths(text: str) -> list[int]:
+    try:
+        depths = [int(t) for t in str(text).split("-")]
+    except ValueError:
+        raise GrowkitError(f"depths must look like 1-1-1, got {text!r}") from None
+    _positive_ints("depths", depths)
+    return depths
+
+
+def create(name: str, **spec) -> GrowableNet:
+    """Build a registered model. Unknown names, unknown keys and bad values raise GrowkitError."""
+    base, _, suffix = str(name).partition("-")
+    if suffix:
+        if base not in FAMILIES:
+            raise GrowkitError(f"only depth families take a -D-D-D suffix, got {name!r}")
+        depths = parse_depths(suffix)
+        if "depths" in spec and list(spec["depths"]) != depths:
+            raise GrowkitError(f"{name!r} disagrees with depths={spec['depths']!r}")
+        spec["depths"] = depths
+    if base not in _REGISTRY:
+        raise GrowkitError(f"unknown model {name!r}; valid: {', '.join(list_models())}")
+    builder = _REGISTRY[base]
+    allowed = [p for p in inspect.signature(builder).parameters if not p.startswith("_")]
+    unknown = sorted(set(spec) - set(allowed))
+    if unknown:
+        raise GrowkitError(f"{base} does not take {', '.join(unknown)}; it takes {', '.join(allowed)}")
+    spec = {k: v for k, v in spec.items() if v is not None}
+    n_stages = FAMILIES[base][1] if base in FAMILIES else None
+    if "depths" in spec:
+        _positive_ints("depths", spec["depths"], n_stages)
+    if "widths" in spec:
+        if isinstance(spec["widths"], int) and base in FAMILIES:
+            raise GrowkitError(f"{base} takes one width per stage ({n_stages}), got {spec['widths']!r}")
+        _positive_ints("widths", spec["widths"], _n_widths(base))
+    for key in ("in_channels", "num_classes", "image_size", "stem_width"):
+        if key in spec:
+            _positive_ints(key, spec[key])
+    return builder(**spec)
+
+
+def from_spec(spec: dict) -> GrowableNet:
+    """Rebuild a model from ``model.spec`` (weights not included)."""
+    spec = dict(spec)
+    try:
+        name = spec.pop("name")
+    except KeyError:
+        raise GrowkitError("a model spec needs a 'name'") from None
+    return create(name, **spec)
+
+
+# ----------------------------------------------------------------------------- counting
+
+def count_flops(model: GrowableNet, training: bool = False) -> int:
+    """FLOPs for one image, counted by ``torch.utils.flop_counter`` (2 per multiply-add of a
+    conv or matmul; BN, ReLU and pooling are not counted).
+
+    ``training=False``: one forward pass. ``training=True``: forward + backward as autograd
+    runs them (no input gradient for the first layer). Counted on a copy on the ``meta``
+    device: no arithmetic is done and the model's BN statistics are untouched.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    shadow = copy.deepcopy(model).to("meta")
+    shadow.train(training)
+    x = torch.zeros(2, model.in_channels, model.image_size, model.image_size, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        out = shadow(x)
+        if training:
+            out.sum().backward()
+    return counter.get_total_flops() // 2
+
+
+def model_stats(model: GrowableNet) -> dict:
+    return {"arch": model.arch, "params": model.num_params(), "flops": count_flops(model),
+            "train_flops_per_image": count_flops(model, training=True)}

@@ -1,0 +1,1 @@
+"""Pictures of growth: optimization trajectories, loss surfaces, plots, live notebook views."""

@@ -1,0 +1,1 @@
+"""Parameter snapshots during a run (placeholder for the trajectory module; filled below)."""
