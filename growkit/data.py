@@ -113,12 +113,16 @@ def split_indices(labels: np.ndarray, val_fraction: float, fraction: float, seed
     if not 0.0 < fraction <= 1.0:
         raise GrowkitError(f"fraction must be in (0, 1], got {fraction}")
     idx = np.arange(len(labels))
-    if val_fraction > 0:
-        train, val = train_test_split(idx, test_size=val_fraction, stratify=labels, random_state=seed)
-    else:
-        train, val = idx, idx[:0]
-    if fraction < 1.0:
-        train, _ = train_test_split(train, train_size=fraction, stratify=labels[train], random_state=seed)
+    try:
+        if val_fraction > 0:
+            train, val = train_test_split(idx, test_size=val_fraction, stratify=labels, random_state=seed)
+        else:
+            train, val = idx, idx[:0]
+        if fraction < 1.0:
+            train, _ = train_test_split(train, train_size=fraction, stratify=labels[train], random_state=seed)
+    except ValueError as e:  # too few images for a stratified split (e.g. fewer than one per class)
+        raise GrowkitError(f"cannot split {len(labels)} images stratified (val_fraction={val_fraction}, "
+                           f"fraction={fraction}): {e}") from None
     return np.sort(train), np.sort(val)
 
 
