@@ -1,0 +1,142 @@
+"""Training throughput: growkit's loop vs a loop written the way the official AutoGrow code trains.
+
+Reference loop (the authors' cifar10/main_gradual.py style): a torchvision-style
+dataset of PIL images, per-image transforms (RandomCrop with padding, flip,
+ToTensor, Normalize) in a DataLoader with 2 workers, fp32, default memory
+format, and two host syncs per step (loss.item(), correct.item()).
+
+growkit loop: growkit.train.Trainer.train_epoch over growkit.data.ResidentData
+(uint8 on the device, batched crop/flip), bf16 autocast and channels_last on
+CUDA, one host sync per epoch.
+
+Same model, batch size, images and device, measured in the same process;
+prints JSON with images/second of both and their ratio.
+
+    python bench/train_throughput.py                      # CPU: digits and CIFAR-shaped
+    python bench/train_throughput.py --device cuda --n-images 50000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from growkit import models
+from growkit.config import TrainConfig
+from growkit.data import DatasetInfo, ResidentData
+from growkit.records import environment
+from growkit.train import Trainer
+
+
+class PILImages(torch.utils.data.Dataset):
+    """What torchvision's CIFAR10 does per item: a PIL image from the uint8 array, then transforms."""
+
+    def __init__(self, x_nhwc: np.ndarray, y: np.ndarray, transform):
+        self.x, self.y, self.transform = x_nhwc, y, transform
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        img = Image.fromarray(self.x[i].squeeze(-1) if self.x.shape[-1] == 1 else self.x[i])
+        return self.transform(img), int(self.y[i])
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def reference_epoch(model, loader, opt, device):
+    model.train()
+    seen = 0
+    for inputs, targets in loader:
+        inputs, targets = inputs.to(device), targets.to(device)
+        opt.zero_grad()
+        out = model(inputs)
+        loss = F.cross_entropy(out, targets)
+        loss.backward()
+        opt.step()
+        _ = loss.item()
+        _ = out.max(1)[1].eq(targets).sum().item()
+        seen += len(targets)
+    sync(device)
+    return seen
+
+
+def bench_one(name, x, y, info, model_name, batch, epochs, device):
+    from torchvision import transforms as T
+
+    mean = (x.astype(np.float64) / 255).mean(axis=(0, 2, 3))
+    std = (x.astype(np.float64) / 255).std(axis=(0, 2, 3))
+    tf = [T.RandomCrop(info.image_size, padding=info.crop_pad)]
+    if info.flip:
+        tf.append(T.RandomHorizontalFlip())
+    tf += [T.ToTensor(), T.Normalize(mean.tolist(), std.tolist())]
+    loader = torch.utils.data.DataLoader(PILImages(x.transpose(0, 2, 3, 1), y, T.Compose(tf)), batch_size=batch,
+                                         shuffle=True, num_workers=2, persistent_workers=True)
+
+    def fresh_model():
+        torch.manual_seed(0)
+        return models.create(model_name, in_channels=info.channels, num_classes=info.num_classes,
+                             image_size=info.image_size).to(device)
+
+    # reference
+    model = fresh_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    reference_epoch(model, loader, opt, device)  # warm-up (workers, cudnn autotune)
+    t0 = time.perf_counter()
+    seen = sum(reference_epoch(model, loader, opt, device) for _ in range(epochs))
+    ref = seen / (time.perf_counter() - t0)
+
+    # growkit
+    cfg = TrainConfig(model=model_name, dataset=info.name, batch_size=batch, device=str(device), progress=False,
+                      lr=0.1, eval_test=False)
+    data = ResidentData(info, (x, y), (x[:0], y[:0]), (x[:0], y[:0]), device=device,
+                        channels_last=device.type == "cuda")
+    tr = Trainer(cfg, data=data)
+    tr.train_epoch(tr.opt, None, seed=0)  # warm-up
+    sync(device)
+    t0 = time.perf_counter()
+    for e in range(epochs):
+        tr.train_epoch(tr.opt, None, seed=e + 1)
+    sync(device)
+    ours = epochs * data.size("train") / (time.perf_counter() - t0)
+    return {"data": name, "model": model_name, "batch": batch, "images": int(len(y)), "epochs": epochs,
+            "growkit_img_s": round(ours, 1), "reference_img_s": round(ref, 1), "ratio": round(ours / ref, 2)}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--model", default="Basic3ResNet-3-3-3")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--n-images", type=int, default=2048, help="CIFAR-shaped random images")
+    p.add_argument("--epochs", type=int, default=2, help="timed epochs (after one warm-up epoch)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    a = p.parse_args()
+    device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if a.device == "auto" else a.device))
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    results = []
+    from growkit.data import _load_digits, dataset_info
+    (xd, yd), _ = _load_digits(0)
+    results.append(bench_one("digits", xd, yd, dataset_info("digits"), a.model, a.batch_size, a.epochs, device))
+    rng = np.random.default_rng(0)
+    xc = rng.integers(0, 256, (a.n_images, 3, 32, 32), dtype=np.uint8)
+    yc = (np.arange(a.n_images) % 10).astype(np.int64)
+    results.append(bench_one("cifar-shaped", xc, yc, dataset_info("cifar10"), a.model, a.batch_size, a.epochs,
+                             device))
+    print(json.dumps({"benchmark": "train_throughput", **environment(device), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
