@@ -43,7 +43,8 @@ class Phase:
     name: str
     lr: float
     schedule: str = "constant"  # constant | staircase | cosine
-    epochs: int | None = None  # None: until the grower is done (at most max_epochs)
+    epochs: int | None = None  # a growing phase ends after `epochs` or when the grower is done
+    # (with epochs None: when the grower is done, at most max_epochs)
     period: int | None = None  # restart the schedule every `period` epochs (c-AutoGrow's staircase)
     max_epochs: int | None = None
     milestones: tuple[float, ...] = (0.5, 0.75)
@@ -317,7 +318,8 @@ class Trainer:
             decision = self.grower.decide(in_phase, row, self.model)
             if decision.plans:
                 events.append(self._grow(decision, row))
-            done = decision.done or (phase.max_epochs is not None and in_phase >= phase.max_epochs)
+            limit = phase.epochs if phase.epochs is not None else phase.max_epochs
+            done = decision.done or (limit is not None and in_phase >= limit)
         elif phase.epochs is not None:
             done = in_phase >= phase.epochs
         dt = time.perf_counter() - t0
