@@ -129,7 +129,8 @@ def cmd_datasets(a) -> int:
 
 def cmd_figures(a) -> int:
     from .figures import run_figures
-    return run_figures(profile=a.profile, only=a.only, jobs=a.jobs, out_dir=a.figures_dir, timeout=a.timeout)
+    return run_figures(profile=a.profile, only=a.only, jobs=a.jobs, out_dir=a.figures_dir, timeout=a.timeout,
+                       runs_dir=a.runs_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--jobs", type=int, default=1, help="notebooks run in parallel")
     f.add_argument("--figures-dir", default=None, help="where figures and tables go (default: ./figures)")
     f.add_argument("--timeout", type=int, default=None, help="seconds per notebook cell (default: none)")
+    f.add_argument("--runs-dir", default=None, help="where runs and executed notebooks go (default: ./runs)")
     f.set_defaults(func=cmd_figures)
 
     sub.add_parser("models", help="list registered models").set_defaults(func=cmd_models)

@@ -222,19 +222,24 @@ class Trainer:
         return loss, 100.0 * hits.item() / max(count, 1)
 
     @torch.no_grad()
-    def evaluate(self, split: str) -> tuple[float | None, float | None]:
+    def evaluate(self, split: str) -> tuple[float | None, float | None, float | None]:
+        """Mean loss, top-1 and top-5 accuracy (%) on a split (top-5 None with 5 classes or fewer)."""
         if self.data.size(split) == 0:
-            return None, None
+            return None, None, None
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         hits = torch.zeros((), device=self.device, dtype=torch.long)
+        hits5 = torch.zeros((), device=self.device, dtype=torch.long)
+        top5 = self.data.info.num_classes > 5
         for x, y in self.data.eval_batches(split):
             with self._autocast():
                 out = self.model(x)
             loss_sum += F.cross_entropy(out.float(), y, reduction="sum").double()
             hits += (out.argmax(1) == y).sum()
+            if top5:
+                hits5 += (out.topk(5, dim=1).indices == y[:, None]).any(1).sum()
         n = self.data.size(split)
-        return loss_sum.item() / n, 100.0 * hits.item() / n
+        return loss_sum.item() / n, 100.0 * hits.item() / n, (100.0 * hits5.item() / n if top5 else None)
 
     # ------------------------------------------------------------------ growth
     def _grow(self, decision, row: dict) -> dict:
@@ -304,11 +309,12 @@ class Trainer:
         lr = phase.lr_at(e0)
         tr_loss, tr_acc = self.train_epoch(self.opt, lambda s: phase.lr_at(e0 + s),
                                            derive_seed(self.cfg.seed, self.loop.epoch))
-        val_loss, val_acc = self.evaluate("val")
-        test_loss, test_acc = self.evaluate("test") if self.cfg.eval_test else (None, None)
+        val_loss, val_acc, _ = self.evaluate("val")
+        test_loss, test_acc, test_top5 = self.evaluate("test") if self.cfg.eval_test else (None, None, None)
         self.loop.epoch += 1
         row = {"epoch": self.loop.epoch, "phase": phase.name, "lr": lr, "train_loss": tr_loss, "train_acc": tr_acc,
                "val_loss": val_loss, "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc,
+               "test_top5": test_top5,
                "arch": self.model.arch, "params": self.stats["params"], "flops": self.stats["flops"]}
         if val_acc is not None:
             self.loop.best_val_acc = max(self.loop.best_val_acc or 0.0, val_acc)
@@ -338,7 +344,8 @@ class Trainer:
         return {"arch": self.model.arch, "spec": self.model.spec, "epochs": self.loop.epoch,
                 "train_loss": last.get("train_loss"), "train_acc": last.get("train_acc"),
                 "val_acc": last.get("val_acc"), "best_val_acc": self.loop.best_val_acc,
-                "test_acc": last.get("test_acc"), "params": self.stats["params"], "flops": self.stats["flops"],
+                "test_acc": last.get("test_acc"), "test_top5": last.get("test_top5"),
+                "params": self.stats["params"], "flops": self.stats["flops"],
                 "train_flops": self.loop.train_flops, "wall_s": self.loop.wall_s,
                 "phase_wall_s": dict(self.loop.phase_wall_s), "growth_events": list(self.loop.events),
                 "config": self.run_config, "environment": environment(self.device)}

@@ -1,0 +1,146 @@
+"""Named runs for notebooks: ``runs_dir/name`` is reused when it finished with the same config,
+resumed when it was interrupted with the same config, and replaced when the config changed.
+
+So re-executing a notebook after a crash or with one changed parameter only
+redoes the runs that need it, and every number a notebook shows comes from a
+run directory a reader can open.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import runs
+from .config import AutoGrowConfig, TrainConfig
+from .records import read_json, read_metrics
+
+_IGNORED = {"progress"}  # config keys that do not change results
+
+
+def _same(stored: dict, wanted: dict) -> bool:
+    strip = lambda d: {k: ({kk: vv for kk, vv in v.items() if kk not in _IGNORED} if isinstance(v, dict) else v)  # noqa
+                       for k, v in d.items() if k != "environment"}
+    return strip(stored) == strip(wanted)
+
+
+def _cached(out: Path, wanted: dict):
+    """The result of an identical finished run, or resume an identical unfinished one; else None."""
+    if not (out / "config.json").exists() or not _same(read_json(out / "config.json"), wanted):
+        return None
+    if (out / "result.json").exists():
+        return read_json(out / "result.json")
+    return runs.resume(out)
+
+
+def _train_cfg(train: dict) -> TrainConfig:
+    return TrainConfig(**{"progress": False, **train}).validate().resolved()
+
+
+def train(runs_dir, name: str, **train) -> dict:
+    out = Path(runs_dir) / name
+    cfg = _train_cfg(train)
+    hit = _cached(out, {"command": "train", "train": cfg.to_dict()})
+    return hit if hit is not None else runs.train(cfg, out, overwrite=True)
+
+
+def autogrow(runs_dir, name: str, *, train: dict, autogrow: dict, callbacks=(), grower_hook=None) -> dict:
+    out = Path(runs_dir) / name
+    cfg, ag = _train_cfg(train), AutoGrowConfig(**autogrow).validate()
+    from .growers.autogrow import make
+    _, _, resolved = make(cfg, ag)
+    hit = _cached(out, {"command": "autogrow", "train": resolved.to_dict(), "autogrow": ag.to_dict()})
+    if hit is not None:
+        return hit
+    return runs.autogrow(cfg, ag, out, overwrite=True, callbacks=callbacks, grower_hook=grower_hook)
+
+
+def morph(runs_dir, name: str, *, train: dict, target_depths, shallow_epochs: int, deeper_epochs: int,
+          init: str = "zero") -> dict:
+    out = Path(runs_dir) / name
+    cfg = _train_cfg({**train, "epochs": shallow_epochs + deeper_epochs})
+    wanted = {"command": "morph", "train": cfg.to_dict(),
+              "morph": {"target_depths": list(target_depths), "shallow_epochs": shallow_epochs,
+                        "deeper_epochs": deeper_epochs, "init": init}}
+    hit = _cached(out, wanted)
+    if hit is not None:
+        return hit
+    return runs.morph(cfg, list(target_depths), out, shallow_epochs=shallow_epochs, deeper_epochs=deeper_epochs,
+                      init=init, overwrite=True)
+
+
+def metrics(runs_dir, name: str) -> list[dict]:
+    return read_metrics(Path(runs_dir) / name)
+
+
+def growth_epochs(result: dict) -> list[int]:
+    return [e["epoch"] for e in result.get("growth_events", [])]
+
+
+def scaled_widths(model: str, scale: float) -> list[int] | None:
+    """Stage widths of a depth family times ``scale`` (narrow nets for CPU profiles); None for 1.0."""
+    if scale == 1.0:
+        return None
+    from .models.depth import FAMILIES
+    return [max(4, int(round(w * scale))) for w in FAMILIES[model.split("-")[0]][3]]
+
+
+def result(runs_dir, name: str) -> dict:
+    return read_json(Path(runs_dir) / name / "result.json")
+
+
+def load_model(run_dir):
+    """The final model of a run (structure from its spec, weights from its checkpoint), in eval mode."""
+    from . import checkpoint
+    from .models import from_spec
+    state = checkpoint.load(Path(run_dir) / "checkpoint.pt")
+    model = from_spec(state["spec"])
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+def load_data(run_dir, device: str = "cpu"):
+    """The dataset of a run, split exactly as the run split it."""
+    from .train import load_data as _load
+    cfg = TrainConfig.from_dict(read_json(Path(run_dir) / "config.json")["train"])
+    import torch
+    return _load(cfg, torch.device(device))
+
+
+def trajectory_surface(run_dir, grid: int = 21, images: int = 512, span: float = 1.25, ignore_1d: bool = True,
+                       device: str = "cpu"):
+    """PCA plane of a run's trajectory and the loss on that plane around the final net (Figures 2, 3)."""
+    import numpy as np
+    from .viz import landscape, trajectory
+    traj = trajectory.pca_trajectory(trajectory.load_snapshots(run_dir), ignore_1d=ignore_1d)
+    model = load_model(run_dir).to(device)
+    x, y = load_data(run_dir, device).subset("train", images)
+    center = {n: p.detach().clone() for n, p in model.named_parameters()}
+    d1, d2 = ({n: t.to(device=device, dtype=center[n].dtype) for n, t in d.items()} for d in traj.directions)
+    r0, r1 = (np.abs(traj.coords[:, k]).max() * span for k in (0, 1))
+    floor = 0.2 * max(r0, r1, 1e-12)  # a (nearly) flat second component still gets a readable plane
+    r0, r1 = max(r0, floor), max(r1, floor)
+    surf = landscape.surface(model, d1, d2, np.linspace(-r0, r0, grid), np.linspace(-r1, r1, grid), x, y,
+                             center=center)
+    return traj, surf
+
+
+def random_surface(run_dir, grid: int = 21, images: int = 512, radius: float = 1.0, seed: int = 1,
+                   device: str = "cpu") -> dict:
+    """Loss around a run's final net along two filter-normalised random directions (Figure 6)."""
+    import numpy as np
+    from .viz import landscape
+    model = load_model(run_dir).to(device)
+    x, y = load_data(run_dir, device).subset("train", images)
+    w = landscape.params_of(model)
+    d1, d2 = landscape.random_direction(w, seed), landscape.random_direction(w, seed + 1)
+    xs = np.linspace(-radius, radius, grid)
+    return landscape.surface(model, d1, d2, xs, xs, x, y, center=w)
+
+
+def summary_row(res: dict, **extra) -> dict:
+    """The columns the AutoGrow tables share."""
+    row = {**extra, "found net": "-".join(map(str, res.get("depths") or res["spec"].get("depths", []))),
+           "accu %": res["test_acc"]}
+    if res.get("delta") is not None:
+        row["Δ"] = res["delta"]
+    row.update({"params": res["params"], "val %": res["val_acc"]})
+    return row

@@ -1,0 +1,134 @@
+"""``growkit figures``: execute the project's notebooks with papermill under a parameter profile.
+
+* ``smoke``: the smallest settings (tests; seconds to a minute per notebook);
+* ``cpu``: digits on a CPU, the defaults written in each notebook's parameters
+  cell (the committed ``figures/`` come from this profile);
+* ``paper``: the papers' datasets, nets and epochs, for a user's GPU machine
+  (see :mod:`growkit.profiles`).
+
+Executed copies go to ``runs/<profile>/executed/`` (git-ignored), runs to
+``runs/<profile>/<notebook>/``, figures and tables to ``figures/`` (or
+``--figures-dir``). A failing notebook does not stop the others; the command
+ends with a summary (the failing cell of each failure) and exits 1 if
+anything failed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from .errors import GrowkitError
+from .profiles import PROFILES, profile_parameters
+
+
+def repo_root() -> Path:
+    for cand in (Path(__file__).resolve().parents[1], Path.cwd()):
+        if (cand / "notebooks").is_dir():
+            return cand
+    raise GrowkitError("notebooks/ not found: run `growkit figures` from a growkit checkout")
+
+
+def list_notebooks(only: str | None = None, notebooks_dir: Path | None = None) -> list[Path]:
+    nbs = sorted(Path(notebooks_dir or repo_root() / "notebooks").glob("*.ipynb"))
+    if only:
+        keys = [k.strip() for k in only.split(",") if k.strip()]
+        nbs = [nb for nb in nbs if any(k in nb.stem for k in keys)]
+        if not nbs:
+            raise GrowkitError(f"--only {only!r} matches no notebook")
+    return nbs
+
+
+def _ipc_kernel_manager():
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = "ipc"  # the kernel is local: Unix sockets, no open TCP port
+
+    return IPCKernelManager
+
+
+def run_notebook(nb: Path, params: dict, executed: Path, timeout: int | None = None) -> dict:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    t0 = time.perf_counter()
+    status = {"notebook": nb.stem, "status": "ok", "cell": None, "error": None}
+    try:
+        pm.execute_notebook(str(nb), str(executed), parameters=params, cwd=str(nb.parent), progress_bar=False,
+                            log_output=False, kernel_name="python3", execution_timeout=timeout,
+                            kernel_manager_class=_ipc_kernel_manager())
+    except PapermillExecutionError as e:
+        status.update(status="failed", cell=e.cell_index, error=f"{e.ename}: {e.evalue}".splitlines()[0][:300])
+    except Exception as e:  # kernel died, timeout, unreadable notebook...
+        status.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0][:300])
+    status["seconds"] = round(time.perf_counter() - t0, 1)
+    return status
+
+
+def run_figures(profile: str = "cpu", only: str | None = None, jobs: int = 1, out_dir: str | None = None,
+                timeout: int | None = None, runs_dir: str | None = None, notebooks_dir: str | None = None) -> int:
+    if profile not in ("smoke", "cpu", "paper"):
+        raise GrowkitError(f"profile must be smoke, cpu or paper, got {profile!r}")
+    if jobs < 1:
+        raise GrowkitError(f"--jobs must be >= 1, got {jobs}")
+    figures_dir = Path(out_dir).resolve() if out_dir else repo_root() / "figures"
+    runs_root = (Path(runs_dir).resolve() if runs_dir else repo_root() / "runs") / profile
+    nbs = list_notebooks(only, notebooks_dir)
+    (runs_root / "executed").mkdir(parents=True, exist_ok=True)
+    if jobs > 1:  # share the cores instead of oversubscribing them
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    print(f"growkit figures: {len(nbs)} notebook(s), profile {profile}, {jobs} at a time -> {figures_dir}",
+          flush=True)
+
+    def one(nb: Path) -> dict:
+        params = profile_parameters(nb.stem, profile) if nb.stem in PROFILES else {}
+        params.update(profile=profile, runs_dir=str(runs_root / nb.stem), figures_dir=str(figures_dir))
+        print(f"  start  {nb.stem}", flush=True)
+        return run_notebook(nb, params, runs_root / "executed" / nb.name, timeout)
+
+    results, t0 = [], time.perf_counter()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(one, nb) for nb in nbs]
+        for done, fut in enumerate(as_completed(futures), 1):
+            r = fut.result()
+            results.append(r)
+            where = f" at cell {r['cell']}: {r['error']}" if r["cell"] is not None else (
+                f": {r['error']}" if r["error"] else "")
+            print(f"  [{done}/{len(nbs)}] {r['status']:6s} {r['notebook']} ({r['seconds']:.0f} s){where}",
+                  flush=True)
+    total = round(time.perf_counter() - t0, 1)
+    results.sort(key=lambda r: r["notebook"])
+    (runs_root / "summary.json").write_text(json.dumps({"profile": profile, "total_seconds": total,
+                                                        "notebooks": results}, indent=2))
+    write_index(figures_dir)
+    failed = [r for r in results if r["status"] != "ok"]
+    print(f"\n{len(results) - len(failed)} ok, {len(failed)} failed, {total:.0f} s in all "
+          f"(executed notebooks in {runs_root / 'executed'})")
+    for r in failed:
+        print(f"FAILED {r['notebook']}" + (f" (cell {r['cell']})" if r["cell"] is not None else "") +
+              f": {r['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def write_index(figures_dir: Path) -> None:
+    """figures/README.md: every figure and table with its caption."""
+    from .report import read_caption
+    figures_dir = Path(figures_dir)
+    if not figures_dir.is_dir():
+        return
+    lines = ["# Figures and tables", "",
+             "Regenerated by `growkit figures --profile cpu` (see the top-level README). Each entry is named after "
+             "the paper's figure or table it reproduces; its caption says the dataset, profile and date.", ""]
+    for png in sorted(figures_dir.glob("*.png")):
+        lines += [f"## {png.stem}", "", read_caption(png), "", f"![{png.stem}]({png.name})", ""]
+    for md in sorted(figures_dir.glob("*.md")):
+        if md.name != "README.md":
+            lines += [f"## {md.stem}", "", md.read_text(), f"([CSV]({md.stem}.csv))", ""]
+    (figures_dir / "README.md").write_text("\n".join(lines))
+
+
+__all__ = ["run_figures", "list_notebooks", "write_index", "PROFILES"]

@@ -1,0 +1,103 @@
+"""Parameter profiles of the notebooks, injected by ``growkit figures --profile NAME``.
+
+* ``cpu``: digits on a 2-core CPU. These are the defaults written in each notebook's parameters cell, so
+  the profile only switches off the live widget of the quickstart (headless runs have no front end).
+* ``smoke``: the smallest settings that still walk through every cell (tests).
+* ``paper``: the papers' datasets, nets, epochs and windows (J = T, the epochs at the largest rate of a
+  baseline: 100 of 200 on CIFAR-style data, 30 of 90 on ImageNet), for a GPU with the datasets under ./data.
+"""
+from __future__ import annotations
+
+# Tiny AutoGrow runs: grow every epoch, stop after one flat epoch, at most three growing epochs.
+_TINY = dict(J=1, finetune=1, max_grow_epochs=3)
+_CIFAR = dict(device="cuda", J=100, finetune=200)
+
+PROFILES: dict[str, dict[str, dict]] = {
+    "00_quickstart": {
+        "smoke": dict(K=1, live=False, **_TINY),
+        "cpu": dict(live=False),
+        "paper": dict(live=False, dataset="cifar10", device="cuda", J=30, finetune=60),
+    },
+    "autogrow_01_morphism": {
+        "smoke": dict(pairs=[["Basic3ResNet", [1, 1, 1], [2, 1, 1]]], inits=["zero"], shallow_epochs=1,
+                      deeper_epochs=1, surface_grid=3, surface_images=32),
+        "cpu": {},
+        "paper": dict(dataset="cifar10", device="cuda", shallow_epochs=200, deeper_epochs=200, width_scale={},
+                      snapshot_every=4, surface_grid=31, surface_images=5000),
+    },
+    "autogrow_02_c_autogrow": {
+        "smoke": dict(schedules=["staircase"], inits=["zero"], K=1, finetune=1, max_grow_epochs=3),
+        "cpu": {},
+        "paper": dict(datasets=["cifar10", "cifar100"], device="cuda", K=100, finetune=200, max_grow_epochs=5000),
+    },
+    "autogrow_03_adaptability": {
+        "smoke": dict(nets=["Basic3ResNet"], K=1, table9_K={"Plain3Net": 1}, **_TINY),
+        "cpu": {},
+        "paper": dict(datasets=["cifar10", "cifar100", "svhn", "fashionmnist", "mnist"], width_scale={},
+                      table9_K={"Plain4Net": 30, "Plain3Net": 50}, table9_dataset="cifar10", **_CIFAR),
+    },
+    "autogrow_04_interval": {
+        "smoke": dict(Ks=[1], **_TINY),
+        "cpu": {},
+        "paper": dict(Ks=[50, 20, 10, 5, 3, 1], datasets=["cifar10", "cifar100"], **_CIFAR),
+    },
+    "autogrow_05_initializers": {
+        "smoke": dict(inits=["adam"], K=1, **_TINY),
+        "cpu": {},
+        "paper": dict(datasets=["cifar10", "cifar100"], **_CIFAR),
+    },
+    "autogrow_06_seed_depth": {
+        "smoke": dict(seeds=[["Basic3ResNet", [1, 1, 1]]], K=1, **_TINY),
+        "cpu": {},
+        "paper": dict(dataset="cifar10", width_scale={}, **_CIFAR),
+    },
+    "autogrow_07_fraction": {
+        "smoke": dict(fractions=[1.0, 0.5], K=1, **_TINY),
+        "cpu": {},
+        "paper": dict(combos=[["Basic3ResNet", "cifar10"], ["Basic4ResNet", "cifar100"], ["Plain3Net", "mnist"],
+                              ["Plain4Net", "svhn"]], width_scale={}, **_CIFAR),
+    },
+    "autogrow_08_manual_search": {
+        "smoke": dict(nets=["Basic3ResNet"], depths=[1], epochs=1, K_small=1, K_large=2, J=1, max_grow_epochs=3),
+        "cpu": {},
+        "paper": dict(dataset="cifar10", device="cuda", depths=[1, 3, 5, 9, 18, 27, 36, 45], epochs=200, K_large=50,
+                      J=100),
+    },
+    "autogrow_09_growth_curves": {
+        "smoke": dict(curves=[{"name": "fig4", "model": "Basic3ResNet", "dataset": "digits", "K": 1}], **_TINY),
+        "cpu": {},
+        "paper": dict(device="cuda", width_scale={}, curves=[
+            {"name": "fig4", "model": "Basic3ResNet", "dataset": "cifar10", "K": 3, "J": 100, "finetune": 200},
+            {"name": "fig8a", "model": "Basic4ResNet", "dataset": "imagenet", "K": 5, "J": 30, "finetune": 90,
+             "milestones": [1 / 3, 2 / 3]},
+            {"name": "fig8b", "model": "Plain4Net", "dataset": "imagenet", "K": 2, "J": 30, "finetune": 90,
+             "milestones": [1 / 3, 2 / 3]}]),
+    },
+    "autogrow_10_imagenet": {
+        "smoke": dict(Ks=[2], manual=[["Basic4ResNet", [1, 1, 1, 1]]], J=1, finetune=1, max_grow_epochs=3),
+        "cpu": {},
+        "paper": dict(dataset="imagenet", device="cuda", nets=["Basic4ResNet", "Bottleneck4ResNet", "Plain4Net"],
+                      manual=[["Basic4ResNet", [2, 2, 2, 2]], ["Basic4ResNet", [3, 4, 6, 3]],
+                              ["Bottleneck4ResNet", [3, 4, 6, 3]], ["Bottleneck4ResNet", [3, 4, 23, 3]]],
+                      J=30, finetune=90, milestones=[1 / 3, 2 / 3], batch_size=256, width_scale=1.0),
+    },
+    "autogrow_11_trajectories": {
+        "smoke": dict(K_convergent=1, K_large=2, surface_grid=3, surface_images=32, **_TINY),
+        "cpu": {},
+        "paper": dict(dataset="cifar10", K_convergent=100, K_large=50, snapshot_every=4, surface_grid=31,
+                      surface_images=5000, **_CIFAR),
+    },
+    "autogrow_12_loss_surfaces": {
+        "smoke": dict(nets=["Basic3ResNet"], K=1, J=1, finetune=1, surface_grid=3, surface_images=32),
+        "cpu": {},
+        "paper": dict(dataset="cifar10", surface_grid=51, surface_images=10000, **_CIFAR),
+    },
+}
+
+
+def profile_parameters(notebook: str, profile: str) -> dict:
+    """The parameters ``growkit figures`` injects into ``notebook`` (its stem) under ``profile``."""
+    from .errors import GrowkitError
+    if notebook not in PROFILES:
+        raise GrowkitError(f"notebook {notebook!r} has no entry in growkit.profiles.PROFILES")
+    return dict(PROFILES[notebook][profile])

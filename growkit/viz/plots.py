@@ -1,0 +1,111 @@
+"""The paper-style plots the notebooks draw from run records (matplotlib, headless-safe)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib.pyplot as plt  # imported on use: the package itself never needs a display
+    return plt
+
+
+def growth_curves(rows: list[dict], title: str = "", ax_loss=None, ax_acc=None):
+    """Loss (log) and accuracy per epoch, growth events as ticks, fine-tuning shaded (Figures 4 and 8)."""
+    plt = _plt()
+    fig = None
+    if ax_loss is None:
+        fig, (ax_loss, ax_acc) = plt.subplots(2, 1, figsize=(7, 5.6), sharex=True)
+    ep = [r["epoch"] for r in rows]
+    ax_loss.semilogy(ep, [r["train_loss"] for r in rows], "--", color="tab:red", label="train loss")
+    ax_loss.semilogy(ep, [r["val_loss"] for r in rows], "-", color="tab:red", label="val loss")
+    ax_acc.plot(ep, [r["train_acc"] for r in rows], "--", color="tab:green", label="train acc")
+    ax_acc.plot(ep, [r["val_acc"] for r in rows], "-", color="tab:green", label="val acc")
+    ax_acc.plot(ep, np.maximum.accumulate([r["val_acc"] for r in rows]), ":", color="tab:purple",
+                label="val running max")
+    grows = [r["epoch"] for r in rows if r.get("events")]
+    fine = [r["epoch"] for r in rows if r["phase"] in ("finetune", "deeper")]
+    for ax in (ax_loss, ax_acc):
+        for g in grows:
+            ax.axvline(g, color="0.6", lw=0.6, zorder=0)
+        if fine:
+            ax.axvspan(min(fine) - 1, max(fine), color="tab:blue", alpha=0.07, zorder=0)
+    ax_acc.set_xlabel("epoch")
+    ax_loss.set_ylabel("cross-entropy")
+    ax_acc.set_ylabel("accuracy (%)")
+    lo = min(r["val_acc"] for r in rows[len(rows) // 10:]) if len(rows) > 10 else 0
+    ax_acc.set_ylim(max(0, lo - 5), 100.5)
+    ax_loss.legend(fontsize=7, loc="upper right")
+    ax_acc.legend(fontsize=7, loc="lower right")
+    label = f"{len(grows)} growths (grey lines)" + (", fine-tuning shaded" if fine else "")
+    ax_loss.set_title(f"{title}  ({label})" if title else label, fontsize=9)
+    return fig
+
+
+def trajectory_on_surface(ax, surf: dict, traj, growth_epochs=(), title: str = "", levels: int = 25):
+    """Loss contours on the PCA plane, the trajectory, growth events (Figures 2 and 3)."""
+    X, Y = np.meshgrid(surf["x"], surf["y"])
+    loss = np.log10(np.maximum(surf["loss"], 1e-8))
+    cs = ax.contour(X, Y, loss, levels=levels, cmap="viridis", linewidths=0.7)
+    ax.clabel(cs, cs.levels[::4], fmt=lambda v: f"{10 ** v:.2g}", fontsize=6)
+    c = traj.coords
+    ax.plot(c[:, 0], c[:, 1], "-", color="k", lw=0.8)
+    ax.scatter(c[:, 0], c[:, 1], c=traj.epochs, cmap="plasma", s=14, zorder=3)
+    ax.plot(*c[0], "s", color="k", ms=6, label=f"start (epoch {traj.epochs[0]})")
+    ax.plot(*c[-1], "*", color="red", ms=11, label="final")
+    snap_epochs = np.array(traj.epochs)
+    marked = sorted({int(snap_epochs[snap_epochs >= g].min()) for g in growth_epochs if (snap_epochs >= g).any()})
+    idx = [traj.epochs.index(e) for e in marked]
+    if idx:
+        ax.plot(c[idx, 0], c[idx, 1], "^", mfc="none", mec="red", ms=8, label="first point after a growth")
+    ev = traj.explained_variance_ratio
+    ax.set_xlabel(f"PC1 ({100 * ev[0]:.1f}% of variance)")
+    ax.set_ylabel(f"PC2 ({100 * ev[1]:.1f}%)")
+    rr = float(np.max(traj.relative_residual[:-1])) if len(traj.epochs) > 1 else 0.0
+    ax.set_title(title, fontsize=9)
+    ax.text(0.01, 0.01, f"not-yet-existing parameters zero-padded\nmax off-plane share of |w - w_final|: {rr:.2f}",
+            transform=ax.transAxes, fontsize=6, va="bottom")
+    ax.legend(fontsize=6, loc="upper right")
+    return ax
+
+
+def surface_panels(surfaces: dict, levels: int = 20):
+    """Side-by-side loss contours on a shared scale (Figure 6)."""
+    plt = _plt()
+    n = len(surfaces)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2), squeeze=False)
+    lo = min(np.log10(s["loss"].min()) for s in surfaces.values())
+    hi = max(np.log10(np.percentile(s["loss"], 95)) for s in surfaces.values())
+    lv = np.linspace(lo, hi, levels)
+    for ax, (title, s) in zip(axes[0], surfaces.items()):
+        X, Y = np.meshgrid(s["x"], s["y"])
+        cs = ax.contourf(X, Y, np.log10(np.clip(s["loss"], 10 ** lo, 10 ** hi)), levels=lv, cmap="viridis")
+        ax.contour(X, Y, np.log10(s["loss"]), levels=lv, colors="k", linewidths=0.3)
+        ax.plot(0, 0, "*", color="red", ms=10)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("filter-normalised direction 1")
+    axes[0][0].set_ylabel("filter-normalised direction 2")
+    fig.colorbar(cs, ax=axes[0].tolist(), label="log10 train loss", shrink=0.85)
+    return fig
+
+
+def accuracy_vs_params(series: dict, autogrow_points: dict, title: str = ""):
+    """Accuracy against parameter count: manual depth search lines and AutoGrow's nets (Figure 5)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, pts) in enumerate(series.items()):
+        pts = sorted(pts, key=lambda p: p["params"])
+        ax.plot([p["params"] for p in pts], [p["test_acc"] for p in pts], "-", color=colors[i % 10], lw=1,
+                label=f"{label}: trained from scratch")
+        for p in pts:
+            ax.annotate(p["label"], (p["params"], p["test_acc"]), fontsize=6, textcoords="offset points",
+                        xytext=(2, 2))
+        for marker, p in autogrow_points.get(label, []):
+            ax.plot(p["params"], p["test_acc"], marker, color=colors[i % 10], ms=9, mfc="none" if marker == "o" else
+                    colors[i % 10], label=f"{label}: AutoGrow {p['label']}")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6)
+    return fig

@@ -1,0 +1,118 @@
+"""A live view of a growing run in JupyterLab (ipywidgets).
+
+    view = LiveGrowthView(n_stages=3)
+    view.start(lambda cb, hook: experiments.autogrow(..., callbacks=[cb], grower_hook=hook))
+    result = view.wait()
+
+Training runs in a background thread so the notebook stays responsive: the
+depth of every sub-network is drawn as a bar, the validation accuracy as a
+curve with growth events marked, and a button asks the grower to stop growing
+(the run then fine-tunes the net it has). Widget traits are only ever *set*
+from the training thread, which ipywidgets sends to the front end as ordinary
+state updates. Headless (papermill), call ``view.run(...)`` instead: the same
+run, in the calling thread, and the view's last state stays in the notebook.
+"""
+from __future__ import annotations
+
+import io
+import threading
+
+
+class LiveGrowthView:
+    def __init__(self, n_stages: int, max_depth_bar: int = 20, title: str = "AutoGrow"):
+        import ipywidgets as W
+        self.rows, self.growth = [], []
+        self.grower = None
+        self.result = self.error = None
+        self._thread = None
+        self.bars = [W.IntProgress(value=1, min=0, max=max_depth_bar, description=f"stage {i}",
+                                   bar_style="info", layout=W.Layout(width="95%")) for i in range(n_stages)]
+        self.depth_labels = [W.Label("1") for _ in range(n_stages)]
+        self.plot = W.Image(format="png", layout=W.Layout(width="560px"))
+        self.status = W.HTML(f"<b>{title}</b>: waiting to start")
+        self.stop_button = W.Button(description="Stop growing, fine-tune now", button_style="warning",
+                                    icon="stop", layout=W.Layout(width="260px"), disabled=True)
+        self.stop_button.on_click(self._on_stop)
+        depth_box = W.VBox([W.HTML("<b>blocks per sub-network</b>")] +
+                           [W.HBox([b, l]) for b, l in zip(self.bars, self.depth_labels)],
+                           layout=W.Layout(width="330px"))
+        self.widget = W.VBox([self.status, W.HBox([depth_box, self.plot]), self.stop_button])
+        self.title = title
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget)
+
+    # -- callbacks the trainer calls
+    def attach(self, grower) -> None:
+        self.grower = grower
+        self.stop_button.disabled = False
+
+    def _on_stop(self, _button) -> None:
+        if self.grower is not None:
+            self.grower.request_stop()
+            self.stop_button.disabled = True
+            self.stop_button.description = "stop requested"
+
+    def on_epoch(self, trainer, row: dict) -> None:
+        self.rows.append(row)
+        depths = getattr(trainer.model, "depths", None)
+        if depths:
+            for bar, lab, d in zip(self.bars, self.depth_labels, depths):
+                bar.max = max(bar.max, d + 2)
+                bar.value = d
+                lab.value = str(d)
+        growing = row["phase"] == "grow"
+        if not growing:
+            self.stop_button.disabled = True
+        self.status.value = (f"<b>{self.title}</b>: epoch {row['epoch']} ({row['phase']}), {row['arch']}, "
+                             f"val {row['val_acc']:.2f}%")
+        self.plot.value = self._render()
+
+    def on_growth(self, trainer, event: dict) -> None:
+        self.growth.append(event["epoch"])
+
+    def _render(self) -> bytes:
+        from matplotlib.figure import Figure
+        fig = Figure(figsize=(5.6, 2.8), dpi=90)
+        ax = fig.add_subplot()
+        ep = [r["epoch"] for r in self.rows]
+        ax.plot(ep, [r["val_acc"] for r in self.rows], "-", color="tab:green", label="val acc")
+        ax.plot(ep, [r["train_acc"] for r in self.rows], "--", color="tab:green", alpha=0.6, label="train acc")
+        for g in self.growth:
+            ax.axvline(g, color="0.6", lw=0.6)
+        fine = [r["epoch"] for r in self.rows if r["phase"] == "finetune"]
+        if fine:
+            ax.axvspan(min(fine) - 1, max(fine), color="tab:blue", alpha=0.08)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy (%)")
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        return buf.getvalue()
+
+    # -- running
+    def run(self, fn):
+        """Run ``fn(callback, grower_hook)`` here and now (headless)."""
+        self.result = fn(self, self.attach)
+        return self.result
+
+    def start(self, fn) -> None:
+        """Run ``fn(callback, grower_hook)`` in a background thread; the notebook stays live."""
+        def target():
+            try:
+                self.result = fn(self, self.attach)
+                self.status.value += " — <b>done</b>"
+            except BaseException as e:  # shown in the view and re-raised by wait()
+                self.error = e
+                self.status.value = f"<b>{self.title}</b>: failed: {e!r}"
+        self._thread = threading.Thread(target=target, daemon=True)
+        self._thread.start()
+
+    def wait(self):
+        if self._thread is not None:
+            self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.result

@@ -1,0 +1,140 @@
+"""Notebooks: committed clean and parameterised; every one executes under the smoke profile."""
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from growkit.figures import list_notebooks, run_figures, run_notebook
+from growkit.profiles import PROFILES
+
+NOTEBOOKS = list_notebooks()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parameters_cell(nb):
+    cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, "exactly one cell tagged 'parameters'"
+    return cells[0]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_notebooks_are_clean_and_parameterised(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    for c in nb.cells:
+        if c.cell_type == "code":
+            assert c.outputs == [] and c.execution_count is None, "commit notebooks with outputs stripped"
+    src = parameters_cell(nb).source
+    assigned = re.findall(r"^([A-Za-z_]\w*)\s*=", src, flags=re.M)
+    assert {"profile", "runs_dir", "figures_dir"} <= set(assigned)
+    for line in src.splitlines():  # literals only: nothing computed in the parameters cell
+        assert not re.search(r"\w\(", line.split("#")[0]), line
+    import papermill as pm
+    parsed = pm.inspect_notebook(str(path))
+    assert set(parsed) == set(assigned), "every parameter line must parse for papermill (no '=' in comments)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_notebook_has_all_three_profiles_naming_real_parameters(path):
+    import papermill as pm
+    names = set(pm.inspect_notebook(str(path)))
+    prof = PROFILES[path.stem]
+    assert set(prof) == {"smoke", "cpu", "paper"}
+    for p in prof.values():
+        assert set(p) <= names, set(p) - names
+    assert set(prof["cpu"]) <= {"live"}  # the cpu profile is the notebook's own defaults
+
+
+# What each notebook must write under the smoke profile: figure/table names -> expected table rows.
+EXPECTED = {
+    "00_quickstart": {"quickstart_growth_curves.png": None},
+    "autogrow_01_morphism": {"autogrow_table2_morphism.csv": 1, "autogrow_fig2_trajectories_morphism_vs_scratch.png": None},
+    "autogrow_02_c_autogrow": {"autogrow_table3_c_autogrow.csv": 1},
+    "autogrow_03_adaptability": {"autogrow_table4_adaptability.csv": 1, "autogrow_table9_plain_nets.csv": 3},
+    "autogrow_04_interval": {"autogrow_table5_interval_K.csv": 1},
+    "autogrow_05_initializers": {"autogrow_table6_initializers.csv": 1},
+    "autogrow_06_seed_depth": {"autogrow_table7_seed_depth.csv": 1},
+    "autogrow_07_fraction": {"autogrow_table8_dataset_fraction.csv": 2},
+    "autogrow_08_manual_search": {"autogrow_fig5_vs_manual_search.png": None, "autogrow_fig5_vs_manual_search.csv": 3},
+    "autogrow_09_growth_curves": {"autogrow_fig4_growth_curves.png": None, "autogrow_table11_efficiency.csv": 1},
+    "autogrow_10_imagenet": {"autogrow_table10_imagenet.csv": 1, "autogrow_fig7_vs_manual_design.png": None},
+    "autogrow_11_trajectories": {"autogrow_fig3_trajectories.png": None},
+    "autogrow_12_loss_surfaces": {"autogrow_fig6_loss_surfaces_Basic3ResNet.png": None},
+}
+
+
+def test_expected_outputs_cover_every_notebook():
+    assert set(EXPECTED) == {p.stem for p in NOTEBOOKS}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """Execute every notebook once under the smoke profile (the slow part of this module)."""
+    figs, runs = tmp_path_factory.mktemp("figures"), tmp_path_factory.mktemp("runs")
+    code = run_figures("smoke", out_dir=str(figs), runs_dir=str(runs), jobs=1)
+    return code, figs, runs / "smoke"
+
+
+def test_figures_smoke_profile_runs_every_notebook(smoke):
+    code, figs, runs = smoke
+    summary = json.loads((runs / "summary.json").read_text())
+    failed = [(r["notebook"], r["cell"], r["error"]) for r in summary["notebooks"] if r["status"] != "ok"]
+    assert code == 0 and not failed, failed
+    assert {r["notebook"] for r in summary["notebooks"]} == set(EXPECTED)
+    assert (figs / "README.md").exists()
+
+
+@pytest.mark.parametrize("stem", sorted(EXPECTED))
+def test_each_notebook_writes_its_records_and_outputs(smoke, stem):
+    _, figs, runs = smoke
+    for name, n_rows in EXPECTED[stem].items():
+        f = figs / name
+        assert f.exists() and f.stat().st_size > 0, name
+        if f.suffix == ".png":
+            assert (figs / (f.stem + ".pdf")).exists()
+            from growkit.report import read_caption
+            cap = read_caption(f)
+            assert "profile: smoke" in cap and "Dataset: digits" in cap and "not the paper's" in cap
+        if n_rows is not None:
+            rows = list(csv.DictReader(open(f)))
+            assert len(rows) == n_rows, name
+            md = (figs / (f.stem + ".md")).read_text().splitlines()
+            assert "profile: smoke" in md[0] and len(md) == 4 + n_rows
+    # every run the notebook made finished and recorded finite accuracies
+    results = sorted((runs / stem).rglob("result.json"))
+    assert results, "the notebook's runs are recorded under runs_dir"
+    for r in results:
+        res = json.loads(r.read_text())
+        assert math.isfinite(res["test_acc"]) and res["environment"]["torch"]
+
+
+def test_table_values_come_from_the_run_records(smoke):
+    _, figs, runs = smoke
+    [row] = list(csv.DictReader(open(figs / "autogrow_table5_interval_K.csv")))
+    res = json.loads((runs / "autogrow_04_interval" / "digits-K1" / "result.json").read_text())
+    assert float(row["accu %"]) == pytest.approx(res["test_acc"]) and row["found net"] == "-".join(
+        map(str, res["depths"]))
+    rows = list(csv.DictReader(open(figs / "autogrow_table8_dataset_fraction.csv")))
+    assert [r["K used"] for r in rows] == ["1", "2"]  # K divided by the fraction 0.5
+
+
+def test_a_failing_notebook_is_reported_with_its_cell_and_the_others_still_run(tmp_path):
+    nbdir = tmp_path / "nbs"
+    nbdir.mkdir()
+    for name, body in (("a_bad", "raise ValueError('boom')"), ("b_good", "x = 1")):
+        nb = nbformat.v4.new_notebook()
+        p = nbformat.v4.new_code_cell("profile = 'x'\nruns_dir = ''\nfigures_dir = ''")
+        p.metadata["tags"] = ["parameters"]
+        nb.cells = [p, nbformat.v4.new_code_cell("y = 2"), nbformat.v4.new_code_cell(body)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, nbdir / f"{name}.ipynb")
+    code = run_figures("smoke", out_dir=str(tmp_path / "f"), runs_dir=str(tmp_path / "r"), notebooks_dir=str(nbdir))
+    assert code == 1
+    summary = json.loads((tmp_path / "r" / "smoke" / "summary.json").read_text())
+    by = {r["notebook"]: r for r in summary["notebooks"]}
+    assert by["b_good"]["status"] == "ok"
+    assert by["a_bad"]["status"] == "failed" and by["a_bad"]["cell"] == 3 and "boom" in by["a_bad"]["error"]
