@@ -28,7 +28,7 @@ from PIL import Image
 
 from growkit import models
 from growkit.config import TrainConfig
-from growkit.data import DatasetInfo, ResidentData
+from growkit.data import ResidentData
 from growkit.records import environment
 from growkit.train import Trainer
 

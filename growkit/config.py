@@ -74,7 +74,7 @@ class TrainConfig:
         _check(0 < self.fraction <= 1, f"fraction must be in (0, 1], got {self.fraction}")
         _check(self.val_fraction is None or 0 <= self.val_fraction < 1,
                f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        _check(self.precision in ("auto", "fp32", "bf16"), f"precision must be auto, fp32 or bf16")
+        _check(self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16")
         _check(self.snapshot_every >= 0, f"snapshot_every must be >= 0, got {self.snapshot_every}")
         return self
 

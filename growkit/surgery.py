@@ -94,6 +94,14 @@ def _group(model, name: str) -> ChannelGroup:
     return groups[name]
 
 
+def _checked_channel(model, group: str, channel: int) -> tuple[ChannelGroup, int]:
+    g = _group(model, group)
+    c = group_width(model, g)
+    if not 0 <= channel < c:
+        raise GrowkitError(f"channel {channel} out of range for {group} ({c} channels)")
+    return g, c
+
+
 def group_width(model, group: str | ChannelGroup) -> int:
     g = _group(model, group) if isinstance(group, str) else group
     m = model.get_submodule(g.producers[0])
@@ -221,11 +229,8 @@ class SplitChannel:
         return f"split channel {self.channel} of {self.group}: {w} -> {w + 1} channels"
 
     def apply(self, model) -> Edit:
-        g = _group(model, self.group)
-        c = group_width(model, g)
+        g, c = _checked_channel(model, self.group, self.channel)
         k = self.channel
-        if not 0 <= k < c:
-            raise GrowkitError(f"channel {k} out of range for {self.group} ({c} channels)")
         unknown = set(self.theta or {}) - set(g.producers)
         if unknown:
             raise GrowkitError(f"theta given for {sorted(unknown)}, not producers of {self.group}")
@@ -266,10 +271,7 @@ class PruneChannel:
         return f"prune channel {self.channel} of {self.group}: {w} -> {w - 1} channels"
 
     def apply(self, model) -> Edit:
-        g = _group(model, self.group)
-        c = group_width(model, g)
-        if not 0 <= self.channel < c:
-            raise GrowkitError(f"channel {self.channel} out of range for {self.group} ({c} channels)")
+        g, c = _checked_channel(model, self.group, self.channel)
         if c == 1:
             raise GrowkitError(f"cannot prune the last channel of {self.group}")
         edit = Edit("prune_channel", f"{self.group}[{self.channel}]", model.arch, "")

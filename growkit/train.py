@@ -35,7 +35,7 @@ from . import optim
 from .config import TrainConfig
 from .errors import GrowkitError, NonFiniteLoss
 from .models import create, from_spec, model_stats
-from .records import MetricsLog, environment, write_json
+from .records import MetricsLog, environment
 
 
 @dataclass
@@ -350,11 +350,3 @@ class Trainer:
                 "phase_wall_s": dict(self.loop.phase_wall_s), "growth_events": list(self.loop.events),
                 "config": self.run_config, "environment": environment(self.device)}
 
-
-def fit(cfg: TrainConfig, out: str | Path | None = None, **kw) -> dict:
-    """Train ``cfg`` (optionally into ``out``); returns the result dict. See :class:`Trainer`."""
-    trainer = Trainer(cfg, out, **kw)
-    result = trainer.fit()
-    if out is not None:
-        write_json(Path(out) / "result.json", result)
-    return result

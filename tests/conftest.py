@@ -18,6 +18,15 @@ def run_cli(*args, cwd=None, timeout=600, env=None):
 
 
 @pytest.fixture
+def float64():
+    """Run a test with float64 as the default dtype (restored afterwards)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+@pytest.fixture
 def cli():
     return run_cli
 

@@ -120,7 +120,8 @@ def test_batch_crop_flip_equals_per_image_crops():
     idx = torch.tensor([6, 0, 3, 3])
     dy, dx = torch.tensor([0, 4, 2, 1]), torch.tensor([4, 0, 1, 3])
     flip = torch.tensor([True, False, True, False])
-    got = D._batch_crop_flip(xp, idx, dy, dx, flip, (8, 8))
+    from growkit.data.resident import _batch_crop_flip
+    got = _batch_crop_flip(xp, idx, dy, dx, flip, (8, 8))
     for b in range(4):
         ref = xp[idx[b], :, dy[b]:dy[b] + 8, dx[b]:dx[b] + 8]
         if flip[b]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from growkit.figures import list_notebooks, run_figures, run_notebook
+from growkit.figures import list_notebooks, run_figures
 from growkit.profiles import PROFILES
 
 NOTEBOOKS = list_notebooks()

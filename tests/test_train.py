@@ -1,6 +1,5 @@
 """The training loop: optimizer state across growth, kill-and-resume, NaN stop, schedules."""
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -12,12 +12,7 @@ from growkit.viz import landscape as L
 from growkit.viz import trajectory as T
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def trained_like(name="Basic3ResNet-1-2-1", seed=0):
@@ -187,3 +182,13 @@ def test_snapshots_follow_a_growing_run_and_are_pruned_on_resume(tmp_path):
     assert tr.coords.shape == (5, 2) and np.allclose(tr.coords[-1], 0)
     T.prune_snapshots(tmp_path / "r", 2)
     assert [s.epoch for s in T.load_snapshots(tmp_path / "r")] == [0, 1, 2]
+
+
+def test_off_plane_share_is_the_uncaptured_part_of_the_squared_distances():
+    final = {"w": torch.zeros(3, 1)}
+    # symmetric about the final net (the origin), so the centred PCA axes are exactly x and y
+    pts = [[3.0, 0, 0], [-3.0, 0, 0], [0, 2.0, 0], [0, -2.0, 0], [0, 0, 1.0], [0, 0, -1.0], [0, 0, 0]]
+    snaps = [T.Snapshot(e, "x", {}, {"w": torch.tensor(p).view(3, 1)}) for e, p in enumerate(pts)]
+    tr = T.pca_trajectory(snaps, ignore_1d=False, center=final)
+    # squared distances: 9 + 9 + 4 + 4 + 1 + 1 = 28, of which z holds 1 + 1 = 2
+    assert tr.off_plane_share == pytest.approx(2 / 28)

@@ -60,9 +60,9 @@ def trajectory_on_surface(ax, surf: dict, traj, growth_epochs=(), title: str = "
     ev = traj.explained_variance_ratio
     ax.set_xlabel(f"PC1 ({100 * ev[0]:.1f}% of variance)")
     ax.set_ylabel(f"PC2 ({100 * ev[1]:.1f}%)")
-    rr = float(np.max(traj.relative_residual[:-1])) if len(traj.epochs) > 1 else 0.0
     ax.set_title(title, fontsize=9)
-    ax.text(0.01, 0.01, f"not-yet-existing parameters zero-padded\nmax off-plane share of |w - w_final|: {rr:.2f}",
+    ax.text(0.01, 0.01, "parameters that did not exist yet are zero-padded\n"
+            f"off the plane: {100 * traj.off_plane_share:.1f}% of the squared distance to the final net",
             transform=ax.transAxes, fontsize=6, va="bottom")
     ax.legend(fontsize=6, loc="upper right")
     return ax

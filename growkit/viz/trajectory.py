@@ -110,7 +110,14 @@ class Trajectory:
 
     @property
     def relative_residual(self) -> np.ndarray:
+        """Per point: the share of |w_i - w_final| off the plane (near the final net this is mostly noise)."""
         return self.residual / np.maximum(self.distance, 1e-12)
+
+    @property
+    def off_plane_share(self) -> float:
+        """The share of the whole trajectory's squared distance to the final net that the plane cannot show:
+        sum_i |residual_i|^2 / sum_i |w_i - w_final|^2 (0: the 2-D picture is the whole story)."""
+        return float((self.residual ** 2).sum() / max((self.distance ** 2).sum(), 1e-24))
 
 
 def pca_trajectory(snapshots: list[Snapshot], ignore_1d: bool = True, center: Params | None = None

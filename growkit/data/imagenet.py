@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .data import DatasetInfo, check_files, split_indices
-from .errors import GrowkitError
+from ..errors import GrowkitError
+from .catalog import DatasetInfo, check_files, split_indices
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
