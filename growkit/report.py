@@ -55,14 +55,12 @@ def save_figure(fig, name: str, caption_text: str, figures_dir) -> list[Path]:
     import textwrap
     out = Path(figures_dir)
     out.mkdir(parents=True, exist_ok=True)
-    width_in = fig.get_size_inches()[0]
-    wrapped = textwrap.fill(caption_text, width=int(width_in * 14))
-    fig.text(0.01, 0.005, wrapped, fontsize=7, va="bottom", ha="left", wrap=True, color="0.25")
-    n_lines = wrapped.count("\n") + 1
-    fig.subplots_adjust(bottom=min(0.45, 0.06 + 0.13 * n_lines / fig.get_size_inches()[1] * 1.5))
+    wrapped = textwrap.fill(caption_text, width=int(fig.get_size_inches()[0] * 15))
+    # below the axes, outside the figure box: the tight bounding box takes it in without moving any axes
+    fig.text(0.01, -0.01, wrapped, fontsize=7, va="top", ha="left", color="0.25")
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    fig.savefig(paths[0], dpi=130, metadata={"Description": caption_text})
-    fig.savefig(paths[1], metadata={"Subject": caption_text})
+    fig.savefig(paths[0], dpi=130, bbox_inches="tight", metadata={"Description": caption_text})
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"Subject": caption_text})
     return paths
 
 

@@ -9,6 +9,13 @@ def _plt():
     return plt
 
 
+def log_axis(ax) -> None:
+    """A log x axis with labels at the decades only (minor labels overlap on short ranges)."""
+    from matplotlib.ticker import NullFormatter
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def growth_curves(rows: list[dict], title: str = "", ax_loss=None, ax_acc=None):
     """Loss (log) and accuracy per epoch, growth events as ticks, fine-tuning shaded (Figures 4 and 8)."""
     plt = _plt()
@@ -72,7 +79,7 @@ def surface_panels(surfaces: dict, levels: int = 20):
     """Side-by-side loss contours on a shared scale (Figure 6)."""
     plt = _plt()
     n = len(surfaces)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 4.2), squeeze=False, layout="constrained")
     lo = min(np.log10(s["loss"].min()) for s in surfaces.values())
     hi = max(np.log10(np.percentile(s["loss"], 95)) for s in surfaces.values())
     lv = np.linspace(lo, hi, levels)
@@ -84,7 +91,7 @@ def surface_panels(surfaces: dict, levels: int = 20):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("filter-normalised direction 1")
     axes[0][0].set_ylabel("filter-normalised direction 2")
-    fig.colorbar(cs, ax=axes[0].tolist(), label="log10 train loss", shrink=0.85)
+    fig.colorbar(cs, ax=axes[0].tolist(), label="log10 train loss", shrink=0.9)
     return fig
 
 
@@ -103,7 +110,7 @@ def accuracy_vs_params(series: dict, autogrow_points: dict, title: str = ""):
         for marker, p in autogrow_points.get(label, []):
             ax.plot(p["params"], p["test_acc"], marker, color=colors[i % 10], ms=9, mfc="none" if marker == "o" else
                     colors[i % 10], label=f"{label}: AutoGrow {p['label']}")
-    ax.set_xscale("log")
+    log_axis(ax)
     ax.set_xlabel("parameters")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title, fontsize=9)
