@@ -2,20 +2,35 @@
 
     view = LiveGrowthView(n_stages=3)
     view.start(lambda cb, hook: experiments.autogrow(..., callbacks=[cb], grower_hook=hook))
-    result = view.wait()
+    # next cell
+    result = view.result_now()
 
-Training runs in a background thread so the notebook stays responsive: the
-depth of every sub-network is drawn as a bar, the validation accuracy as a
-curve with growth events marked, and a button asks the grower to stop growing
-(the run then fine-tunes the net it has). Widget traits are only ever *set*
-from the training thread, which ipywidgets sends to the front end as ordinary
-state updates. Headless (papermill), call ``view.run(...)`` instead: the same
-run, in the calling thread, and the view's last state stays in the notebook.
+Training runs in a background thread and the starting cell returns at once, so
+the kernel stays idle and handles the front end's messages: the depth of every
+sub-network is drawn as a bar, the validation accuracy as a curve with growth
+events marked, and a button asks the grower to stop growing (the run then
+fine-tunes the net it has). Widget traits are only *set* from the training
+thread; ipywidgets sends them as ordinary state updates.
+
+No cell may wait for the run while the user clicks: a kernel busy with a cell
+does not handle widget messages until that cell ends (and with ipykernel 7 the
+known polling workarounds no longer get them through). So ``result_now()``
+returns the result of a finished run, and for a running one stops a "Run All"
+with a one-line note instead of blocking; re-run the cells below when the view
+says done. Headless (papermill), ``view.run(...)`` runs in the calling thread
+and ``result_now()`` simply returns.
 """
 from __future__ import annotations
 
 import io
 import threading
+
+
+class StillRunning(Exception):
+    """Raised by ``result_now()`` while the run goes on; IPython shows only the message."""
+
+    def _render_traceback_(self):
+        return [str(self)]
 
 
 class LiveGrowthView:
@@ -103,14 +118,24 @@ class LiveGrowthView:
         def target():
             try:
                 self.result = fn(self, self.attach)
-                self.status.value += " — <b>done</b>"
+                self.status.value += " — <b>done</b>: run the cells below"
             except BaseException as e:  # shown in the view and re-raised by wait()
                 self.error = e
                 self.status.value = f"<b>{self.title}</b>: failed: {e!r}"
         self._thread = threading.Thread(target=target, daemon=True)
         self._thread.start()
 
+    def result_now(self):
+        """The finished run's result; while it runs, a one-line StillRunning (stops "Run All" quietly)."""
+        if self.error is not None:
+            raise self.error
+        if self._thread is not None and self._thread.is_alive():
+            raise StillRunning("The run is still going (see the live view above). "
+                               "When it says done, run this cell and the ones below again.")
+        return self.result
+
     def wait(self):
+        """Block until the run ends (scripts; in a notebook this also blocks the stop button)."""
         if self._thread is not None:
             self._thread.join()
         if self.error is not None:
