@@ -16,10 +16,14 @@ from .records import read_json, read_metrics
 _IGNORED = {"progress"}  # config keys that do not change results
 
 
+def _essential(rc: dict) -> dict:
+    """A run config without what cannot change its results (the environment stamp, progress bars)."""
+    return {k: ({kk: vv for kk, vv in v.items() if kk not in _IGNORED} if isinstance(v, dict) else v)
+            for k, v in rc.items() if k != "environment"}
+
+
 def _same(stored: dict, wanted: dict) -> bool:
-    strip = lambda d: {k: ({kk: vv for kk, vv in v.items() if kk not in _IGNORED} if isinstance(v, dict) else v)  # noqa
-                       for k, v in d.items() if k != "environment"}
-    return strip(stored) == strip(wanted)
+    return _essential(stored) == _essential(wanted)
 
 
 def _cached(out: Path, wanted: dict):

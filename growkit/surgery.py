@@ -280,7 +280,3 @@ class PruneChannel:
         edit.after = model.arch
         return edit
 
-
-def apply(model, plans) -> list[Edit]:
-    """Apply a list of plans in order."""
-    return [p.apply(model) for p in plans]

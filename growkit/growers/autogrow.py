@@ -134,7 +134,7 @@ def summarize(result: dict, grower: AutoGrow) -> dict:
     return {"found": result["arch"], "depths": spec["depths"], "val_acc": result["val_acc"],
             "test_acc": result["test_acc"], "params": result["params"], "flops": result["flops"],
             "growth_events": events, "checks": grower.state["checks"], "K_effective": grower.K,
-            "J_effective": grower.J, "grow_epochs": sum(1 for _ in grower.state["running_max"]),
+            "J_effective": grower.J, "grow_epochs": len(grower.state["running_max"]),
             "grow_wall_s": result["phase_wall_s"].get("grow", 0.0),
             "finetune_wall_s": result["phase_wall_s"].get("finetune", 0.0)}
 

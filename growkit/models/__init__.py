@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import re
 from typing import Callable
 
 import torch
@@ -20,7 +19,7 @@ from .depth import FAMILIES, DepthNet
 from .width import VGG, VGG_CFG, LeNet5, MobileNetV1
 
 __all__ = ["ChannelGroup", "GrowableNet", "DepthNet", "create", "from_spec", "list_models",
-           "count_flops", "model_stats", "is_residual"]
+           "count_flops", "model_stats"]
 
 _REGISTRY: dict[str, Callable[..., GrowableNet]] = {}
 
@@ -55,12 +54,6 @@ register("LeNet5", LeNet5)
 
 def list_models() -> list[str]:
     return list(_REGISTRY)
-
-
-def is_residual(name: str) -> bool:
-    """True for nets with shortcuts (AutoGrow grows them at lr 0.1, plain nets at 0.01)."""
-    family = re.split(r"-\d", name, maxsplit=1)[0]
-    return family in FAMILIES and FAMILIES[family][0] != "plain"
 
 
 def _positive_ints(key: str, value, length: int | None = None) -> None:
