@@ -8,6 +8,7 @@ before anything is written to disk.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 from .errors import GrowkitError
@@ -26,6 +27,143 @@ def _from_dict(cls, d: dict):
 def _check(ok: bool, msg: str) -> None:
     if not ok:
         raise GrowkitError(msg)
+
+
+# ----------------------------------------------------------------------------- generic field checks
+# Every field is checked against its annotation, so fields added later are covered too: JSON/CLI values
+# of the wrong type, NaN/inf (json.dump would store them as null), integers beyond int64 (torch cannot
+# hold them). Ranges that need judgment stay in each validate().
+
+INT64_MAX = 2 ** 63 - 1
+MAX_EPOCHS = 100_000  # ~500x the papers' longest schedule; beyond is a typo, not an experiment
+MAX_BLOCKS = 1_000  # blocks in a depth net (ResNet-1202 has 600); building more takes minutes
+BYTES_PER_PARAM = 16  # fp32 weights + gradient + two optimizer slots (Adam; SGD momentum uses one)
+
+
+def _type_ok(value, hint) -> bool:
+    import types
+    import typing
+    origin = typing.get_origin(hint)
+    if hint is typing.Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin in (list, tuple):
+        args = typing.get_args(hint)
+        return isinstance(value, (list, tuple)) and (not args or all(_type_ok(v, args[0]) for v in value))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _numbers(value):
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _numbers(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _numbers(v)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield value
+
+
+def _check_fields(obj) -> None:
+    """Types from the annotations; every number finite and within int64."""
+    import math
+    import typing
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        want = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        _check(_type_ok(v, hints.get(f.name, typing.Any)), f"{f.name} must be of type {want}, got {v!r}")
+        for x in _numbers(v):
+            _check(not isinstance(x, float) or math.isfinite(x), f"{f.name} must be finite, got {v!r}")
+            _check(not isinstance(x, int) or -INT64_MAX - 1 <= x <= INT64_MAX,
+                   f"{f.name} is beyond the 64-bit integer range: {v!r}")
+
+
+def _check_device(name: str) -> None:
+    """The devices growkit trains on: cpu, cuda and cuda:N that exist. Others fail in one line."""
+    import torch
+    if name in ("auto", "cpu"):
+        return
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise GrowkitError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type != "cuda":
+        raise GrowkitError(f"device {name!r} is not supported for training; use auto, cpu, cuda or cuda:N")
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    _check(n > 0, f"device {name!r} requested but no CUDA device is available")
+    _check(dev.index is None or dev.index < n,
+           f"device {name!r} requested but only {n} CUDA device(s) exist (cuda:0..cuda:{n - 1})")
+
+
+def _memory_bytes(device: str) -> tuple[int, str]:
+    """Total memory of the device a run would train on (total, not free: the check stays reproducible)."""
+    import torch
+    if device != "cpu" and torch.cuda.is_available():
+        idx = torch.device("cuda" if device == "auto" else device).index or 0
+        return torch.cuda.get_device_properties(idx).total_memory, f"cuda:{idx}"
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "cpu"
+
+
+def model_size(cfg: "TrainConfig") -> int:
+    """Parameters of the model ``cfg`` describes, counted on the meta device (no memory, milliseconds)."""
+    import torch
+    from .data.catalog import dataset_info
+    from .models import create
+    info = dataset_info(cfg.dataset)
+    depths = cfg.depths if cfg.depths is not None else cfg.model_kw.get("depths")
+    suffix = cfg.model.partition("-")[2]
+    blocks = sum(depths or []) + sum(int(t) for t in suffix.split("-") if t.isdigit() and len(t) < 19)
+    _check(blocks <= MAX_BLOCKS, f"{cfg.model} with depths {depths} has {blocks} blocks; at most {MAX_BLOCKS}")
+    spec = dict(cfg.model_kw)
+    if cfg.depths is not None:
+        spec["depths"] = list(cfg.depths)
+    if cfg.widths is not None:
+        spec["widths"] = cfg.widths
+    try:
+        with torch.device("meta"), _skip_meta_normal():
+            net = create(cfg.model, **spec, in_channels=info.channels, num_classes=info.num_classes,
+                         image_size=info.image_size)
+    except RuntimeError as e:  # e.g. "Storage size calculation overflowed": no machine holds such a tensor
+        raise GrowkitError(f"{cfg.model} with widths {cfg.widths} cannot be built: {str(e).splitlines()[0][:120]}"
+                           ) from None
+    return sum(p.numel() for p in net.parameters())
+
+
+def _skip_meta_normal():
+    """A torch function mode that skips ``normal_`` on meta tensors: it computes nothing there, yet costs
+    ~3 s the first time (torch imports its Python decompositions). Only meta tensors, only this thread,
+    only inside the ``with`` block."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class SkipMetaNormal(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is torch.Tensor.normal_ and args and getattr(args[0], "is_meta", False):
+                return args[0]
+            return func(*args, **(kwargs or {}))
+
+    return SkipMetaNormal()
+
+
+def _check_model_fits(cfg: "TrainConfig") -> None:
+    n = model_size(cfg)
+    mem, where = _memory_bytes(cfg.device)
+    _check(n * BYTES_PER_PARAM <= mem,
+           f"{cfg.model} as configured has {n:,} parameters: about {n * BYTES_PER_PARAM / 1e9:,.1f} GB to train "
+           f"({BYTES_PER_PARAM} bytes each), more than the {mem / 1e9:,.1f} GB of {where}; use smaller widths "
+           "or depths")
 
 
 @dataclass
@@ -63,11 +201,14 @@ class TrainConfig:
     progress: bool = True
 
     def validate(self) -> "TrainConfig":
-        _check(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
-        _check(self.batch_size > 1, f"batch_size must be > 1, got {self.batch_size}")
-        _check(self.lr is None or self.lr >= 0, f"lr must be >= 0, got {self.lr}")
+        _check_fields(self)
+        _check(0 < self.epochs <= MAX_EPOCHS, f"epochs must be > 0 and at most {MAX_EPOCHS}, got {self.epochs}")
+        _check(1 < self.batch_size <= 2 ** 20, f"batch_size must be in 2..{2 ** 20}, got {self.batch_size}")
+        _check(self.lr is None or 0 <= self.lr <= 10, f"lr must be >= 0 and at most 10, got {self.lr}")
         _check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
-        _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        _check(0 <= self.weight_decay < 1, f"weight_decay must be in [0, 1), got {self.weight_decay}")
+        _check(0 <= self.seed <= INT64_MAX, f"seed must be in 0..2**63-1, got {self.seed}")
+        _check(0 <= self.split_seed < 2 ** 32, f"split_seed must be in 0..2**32-1, got {self.split_seed}")
         _check(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         _check(all(0 < m < 1 for m in self.milestones), f"milestones must be in (0, 1), got {self.milestones}")
         _check(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}")
@@ -75,7 +216,9 @@ class TrainConfig:
         _check(self.val_fraction is None or 0 <= self.val_fraction < 1,
                f"val_fraction must be in [0, 1), got {self.val_fraction}")
         _check(self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16")
-        _check(self.snapshot_every >= 0, f"snapshot_every must be >= 0, got {self.snapshot_every}")
+        _check(0 <= self.snapshot_every <= MAX_EPOCHS, f"snapshot_every must be >= 0, got {self.snapshot_every}")
+        _check_device(self.device)
+        _check_model_fits(self)
         return self
 
     def resolved(self) -> "TrainConfig":
@@ -115,21 +258,24 @@ class AutoGrowConfig:
     scratch_epochs: int | None = None  # None: finetune_epochs
 
     def validate(self) -> "AutoGrowConfig":
+        _check_fields(self)
         _check(self.policy in ("periodic", "convergent"), f"policy must be periodic or convergent, got {self.policy!r}")
-        _check(self.K > 0, f"K must be > 0, got {self.K}")
-        _check(self.J is None or self.J > 0, f"J must be > 0, got {self.J}")
-        _check(self.tau >= 0, f"tau must be >= 0, got {self.tau}")
+        _check(0 < self.K <= MAX_EPOCHS, f"K must be > 0 and at most {MAX_EPOCHS}, got {self.K}")
+        _check(self.J is None or 0 < self.J <= MAX_EPOCHS, f"J must be > 0 and at most {MAX_EPOCHS}, got {self.J}")
+        _check(0 <= self.tau <= 100, f"tau must be in [0, 100] (percentage points), got {self.tau}")
         _check(self.init in ("zero", "adam", "uni", "gau", "identity"),
                f"init must be zero, adam, uni, gau or identity, got {self.init!r}")
-        _check(self.init_std > 0, f"init_std must be > 0, got {self.init_std}")
+        _check(0 < self.init_std <= 100, f"init_std must be in (0, 100], got {self.init_std}")
         _check(self.grow_schedule in ("constant", "staircase"),
                f"grow_schedule must be constant or staircase, got {self.grow_schedule!r}")
-        _check(self.finetune_epochs >= 0, f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
-        _check(self.max_depth is None or self.max_depth > 0, f"max_depth must be > 0, got {self.max_depth}")
-        _check(self.max_grow_epochs > 0, f"max_grow_epochs must be > 0, got {self.max_grow_epochs}")
-        _check(self.adam_lr > 0 and self.adam_max_epochs > 0, "adam_lr and adam_max_epochs must be > 0")
-        _check(self.scratch_epochs is None or self.scratch_epochs > 0,
-               f"scratch_epochs must be > 0, got {self.scratch_epochs}")
+        for name in ("finetune_epochs", "max_grow_epochs", "adam_max_epochs", "scratch_epochs"):
+            v = getattr(self, name)
+            low = 0 if name == "finetune_epochs" else 1
+            _check(v is None or low <= v <= MAX_EPOCHS, f"{name} must be in {low}..{MAX_EPOCHS}, got {v}")
+        _check(self.max_depth is None or 0 < self.max_depth <= MAX_BLOCKS,
+               f"max_depth must be in 1..{MAX_BLOCKS}, got {self.max_depth}")
+        _check(0 < self.adam_lr <= 10, f"adam_lr must be in (0, 10], got {self.adam_lr}")
+        _check(0 <= self.adam_tolerance <= 100, f"adam_tolerance must be in [0, 100], got {self.adam_tolerance}")
         return self
 
     def to_dict(self) -> dict:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import GrowkitError
+
 
 def _clean(obj):
     """JSON has no NaN/inf: write them as null rather than emit invalid JSON."""
@@ -29,22 +31,46 @@ def _clean(obj):
 
 
 def write_json(path: str | Path, obj) -> None:
+    from .rundir import atomic_write
+    atomic_write(path, json.dumps(_clean(obj), indent=2) + "\n")
+
+
+def read_json(path: str | Path, what: str = "a JSON object"):
+    """Parse a JSON file; a missing, unreadable or malformed file is a one-line GrowkitError naming it."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(_clean(obj), f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise GrowkitError(f"{path} is missing") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise GrowkitError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        raise GrowkitError(f"{path} is not valid JSON ({one_line(e)})") from None
+    if what == "a JSON object" and not isinstance(obj, dict):
+        raise GrowkitError(f"{path} holds a JSON {type(obj).__name__}, expected an object")
+    return obj
 
 
-def read_json(path: str | Path):
-    with open(path) as f:
-        return json.load(f)
+def one_line(e: BaseException) -> str:
+    """An exception as one short line: its first line, without advice to weaken safety
+    (torch suggests ``weights_only=False``, which would let a file run code)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    keep = [ln for ln in lines if "weights_only" not in ln and "WeightsUnpickler" not in ln]
+    text = (keep or lines or [e.__class__.__name__])[0]
+    text = text.split("weights_only")[0].rstrip(" ,;:(")
+    return text[:300] or e.__class__.__name__
 
 
 class MetricsLog:
+    """``metrics.jsonl``: one JSON object per line, each with an integer ``epoch``, epochs increasing.
+
+    A damaged line is an error naming the line -- never silently dropped -- except a last line with
+    no newline, which is what a kill during :meth:`append` leaves (its epoch never reached the
+    checkpoint); :meth:`read` skips it and :meth:`repair` cuts it.
+    """
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
@@ -54,23 +80,61 @@ class MetricsLog:
             f.flush()
             os.fsync(f.fileno())
 
-    def read(self) -> list[dict]:
+    def _parse(self) -> tuple[list[dict], int]:
+        """(rows, bytes of a torn last line). Raises GrowkitError on any other damage."""
         if not self.path.exists():
-            return []
-        rows = []
-        for line in self.path.read_text().splitlines():
+            return [], 0
+        try:
+            data = self.path.read_bytes().decode()
+        except (OSError, UnicodeDecodeError) as e:
+            raise GrowkitError(f"cannot read {self.path}: {getattr(e, 'strerror', None) or e}") from None
+        lines = data.split("\n")
+        torn = lines.pop()  # "" when the file ends with a newline
+        rows, last = [], 0
+        for i, line in enumerate(lines, 1):
+            where = f"{self.path} line {i}"
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by a kill: ignore it
-                break
-        return rows
+                row = json.loads(line)
+            except ValueError:
+                raise GrowkitError(f"{where} is not a JSON record ({line[:40]!r}); fix or delete that line"
+                                   ) from None
+            if not isinstance(row, dict) or "epoch" not in row:
+                raise GrowkitError(f"{where} has no 'epoch' field; fix or delete that line")
+            ep = row["epoch"]
+            if not isinstance(ep, int) or isinstance(ep, bool) or ep <= last:
+                raise GrowkitError(f"{where}: epoch {ep!r} does not follow epoch {last}; two processes may "
+                                   "have written this run, or the line was edited")
+            rows.append(row)
+            last = ep
+        if torn:
+            try:
+                json.loads(torn)
+            except ValueError:
+                return rows, len(torn.encode())
+            raise GrowkitError(f"{self.path} line {len(lines) + 1} has no newline at its end; fix the file")
+        return rows, 0
+
+    def read(self) -> list[dict]:
+        return self._parse()[0]
+
+    def repair(self) -> str | None:
+        """Cut a last line torn by a kill; returns what was cut, or None."""
+        rows, torn = self._parse()
+        if not torn:
+            return None
+        self._rewrite(rows)
+        return f"a metrics line torn by a kill ({torn} bytes after epoch {rows[-1]['epoch'] if rows else 0})"
 
     def truncate(self, last_epoch: int) -> None:
         """Keep rows up to ``last_epoch`` (what the checkpoint holds); rewrite atomically."""
-        rows = [r for r in self.read() if r["epoch"] <= last_epoch]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        os.replace(tmp, self.path)
+        rows, torn = self._parse()
+        keep = [r for r in rows if r["epoch"] <= last_epoch]
+        if len(keep) != len(rows) or torn:
+            self._rewrite(keep)
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        from .rundir import atomic_write
+        atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -99,3 +163,79 @@ def environment(device: torch.device) -> dict:
     from . import __version__
     return {"growkit": __version__, "git_commit": git_commit(), "torch": torch.__version__,
             "python": sys.version.split()[0], "device": device_name(device)}
+
+
+# ----------------------------------------------------------------------------- validated reads
+
+_RESULT_TYPES = {"arch": (str,), "val_acc": (int, float, type(None)), "test_acc": (int, float, type(None)),
+                 "params": (int,), "epochs": (int,), "wall_s": (int, float)}
+
+
+def read_run_config(run_dir: str | Path) -> dict:
+    """``config.json`` of a run, checked: valid JSON, a known command, every config section of the right
+    keys, types and ranges. Errors name the file."""
+    from .config import AutoGrowConfig, TrainConfig
+    path = Path(run_dir) / "config.json"
+    rc = read_json(path)
+    command = rc.get("command")
+    sections = {"train": TrainConfig, "autogrow": AutoGrowConfig}
+    needed = {"train": ["train"], "autogrow": ["train", "autogrow"], "morph": ["train", "morph"]}
+    if command not in needed:
+        raise GrowkitError(f"{path}: unknown run command {command!r}; is this a growkit run?")
+    for key in needed[command]:
+        sec = rc.get(key)
+        if not isinstance(sec, dict):
+            raise GrowkitError(f"{path}: '{key}' must be an object, got {type(sec).__name__}")
+        if key in sections:
+            try:
+                sections[key].from_dict(sec).validate()
+            except (GrowkitError, TypeError) as e:
+                raise GrowkitError(f"{path}: {one_line(e)}") from None
+    return rc
+
+
+def read_result(path: str | Path) -> dict:
+    """``result.json``, checked for the fields every command reports, with their types."""
+    res = read_json(path)
+    for key, types in _RESULT_TYPES.items():
+        if key in res and (not isinstance(res[key], types) or isinstance(res[key], bool)):
+            raise GrowkitError(f"{path}: '{key}' has the wrong type ({type(res[key]).__name__}); the file is "
+                               "damaged (delete it and `growkit resume` the run to rewrite it)")
+    missing = [k for k in ("arch", "val_acc", "params", "wall_s") if k not in res]
+    if missing:
+        raise GrowkitError(f"{path} lacks {', '.join(missing)}; the file is damaged (delete it and "
+                           "`growkit resume` the run to rewrite it)")
+    return res
+
+
+def check_checkpoint_payload(raw, path: str | Path, keys=("format", "config_json", "spec_json", "model")) -> None:
+    """A file ``torch.load`` read safely may still not be a growkit checkpoint: say so in one line."""
+    if not isinstance(raw, dict) or not all(k in raw for k in keys):
+        what = type(raw).__name__ if not isinstance(raw, dict) else f"dict with keys {sorted(map(str, raw))[:5]}"
+        raise GrowkitError(f"{path} is not a growkit checkpoint (it holds a {what})")
+
+
+def _first_difference(a, b, prefix: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            d = _first_difference(a.get(k), b.get(k), f"{prefix}{k}.")
+            if d:
+                return d
+        return None
+    return None if a == b else f"{prefix.rstrip('.')}: {a!r} vs {b!r}"
+
+
+def check_checkpoint_matches(state: dict, run_config: dict, path: str | Path,
+                             ignore=("environment",)) -> None:
+    """Refuse a checkpoint that belongs to another run: its config must equal the run's config.json
+    (up to ``ignore``d keys) and its model spec must fit the run's model and dataset."""
+    mine = {k: v for k, v in run_config.items() if k not in ignore}
+    theirs = {k: v for k, v in (state.get("config") or {}).items() if k not in ignore}
+    diff = _first_difference(theirs, mine)
+    if diff:
+        raise GrowkitError(f"{path} belongs to another run (checkpoint vs config.json differ in {diff}); "
+                           "move it away to restart this run")
+    spec, train = state.get("spec") or {}, run_config.get("train") or {}
+    model = str(train.get("model", "")).split("-")[0]
+    if str(spec.get("name", "")).split("-")[0] != model:
+        raise GrowkitError(f"{path} holds a {spec.get('name')!r} model but the run trains {model!r}")

@@ -17,6 +17,7 @@ get them.
 """
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ import torch
 from ..errors import GrowkitError
 from .catalog import (DATASETS, DEFAULT_ROOT, DOWNLOADABLE, DatasetInfo, check_files, dataset_info,
                       list_datasets, split_indices)
+from .readers import check_split, load_mnist, source
 from .resident import ResidentData
 
 __all__ = ["DATASETS", "DEFAULT_ROOT", "DatasetInfo", "ResidentData", "check_files", "dataset_info",
@@ -43,12 +45,18 @@ def _load_digits(seed: int) -> tuple:
     return (x[tr], y[tr]), (x[te], y[te])
 
 
-def _tv_call(info: DatasetInfo, fn):
+def _tv_call(info: DatasetInfo, root: str, download: bool, fn):
+    """Call torchvision; its failures (corrupt files, md5 mismatch, a failed download) become one line."""
     try:
         return fn()
-    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted."
-        raise GrowkitError(f"{info.name}: torchvision could not read the files ({e}); "
-                           f"they may be corrupt: re-download from {info.source}") from None
+    except (RuntimeError, OSError, ValueError, EOFError, KeyError, IndexError, TypeError,
+            pickle.UnpicklingError) as e:
+        why = " ".join(str(e).split())[:200] or e.__class__.__name__
+        if download:
+            raise GrowkitError(f"{info.name}: download into {root} failed ({why}); check the network, or get "
+                               f"the files by hand: {source(info, root)}") from None
+        raise GrowkitError(f"{info.name}: torchvision could not read the files under {root} ({why}); "
+                           f"they may be corrupt: re-download from {source(info, root)}") from None
 
 
 def _load_torchvision(info: DatasetInfo, root: str, download: bool) -> tuple:
@@ -63,21 +71,24 @@ def _load_torchvision(info: DatasetInfo, root: str, download: bool) -> tuple:
             return a[:, None]
         return a.transpose(0, 3, 1, 2) if channels_last_layout else a
 
+    if info.name in ("mnist", "fashionmnist"):
+        if download:  # torchvision fetches and unpacks the IDX files; growkit reads them itself
+            cls = tvd.MNIST if info.name == "mnist" else tvd.FashionMNIST
+            for train in (True, False):
+                _tv_call(info, root, True, lambda: cls(root, train=train, download=True))
+        return load_mnist(info, root)
     out = []
     for train in (True, False):
+        split = "train" if train else "test"
         if info.name in ("cifar10", "cifar100"):
             cls = tvd.CIFAR10 if info.name == "cifar10" else tvd.CIFAR100
-            ds = _tv_call(info, lambda: cls(root, train=train, download=download))
+            ds = _tv_call(info, root, download, lambda: cls(root, train=train, download=download))
             x, y = as_nchw(ds.data, True), np.asarray(ds.targets)
-        elif info.name == "svhn":
-            ds = _tv_call(info, lambda: tvd.SVHN(str(Path(root) / "svhn"), split="train" if train else "test",
-                                                 download=download))
-            x, y = as_nchw(ds.data, False), np.asarray(ds.labels)
         else:
-            cls = tvd.MNIST if info.name == "mnist" else tvd.FashionMNIST
-            ds = _tv_call(info, lambda: cls(root, train=train, download=download))
-            x, y = as_nchw(ds.data.numpy(), False), ds.targets.numpy()
-        out.append((np.ascontiguousarray(x), y.astype(np.int64)))
+            ds = _tv_call(info, root, download, lambda: tvd.SVHN(str(Path(root) / "svhn"), split=split,
+                                                                 download=download))
+            x, y = as_nchw(ds.data, False), np.asarray(ds.labels)
+        out.append(check_split(info, x, y, f"{info.name} {split} split under {root}"))
     return tuple(out)
 
 

@@ -21,24 +21,51 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import GrowkitError
 from .catalog import DatasetInfo, check_files, split_indices
+from .readers import check_image_headers
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
 class _Images(Dataset):
-    """A list of (path, label) with one transform; shares the folder scan between splits."""
+    """A list of (path, label) with one transform; shares the folder scan between splits.
 
-    def __init__(self, samples, transform):
-        self.samples, self.transform = samples, transform
+    An image that cannot be decoded comes back as a blank image with label ``-1 - i``: an exception
+    raised in a DataLoader worker would reach the user as a multi-line traceback, a marked sample lets
+    the main process name the file in one line (see :func:`_check_batch`).
+    """
+
+    def __init__(self, samples, transform, image_size: int):
+        self.samples, self.transform, self.image_size = samples, transform, image_size
 
     def __len__(self):
         return len(self.samples)
 
     def __getitem__(self, i):
-        from torchvision.datasets.folder import default_loader
         path, label = self.samples[i]
-        return self.transform(default_loader(path)), label
+        try:
+            return self.transform(_decode(path)), label
+        except Exception:  # reported by the main process, with the reason, in _check_batch
+            return torch.zeros(3, self.image_size, self.image_size), -1 - i
+
+
+def _decode(path: str):
+    from PIL import Image
+    with open(path, "rb") as f:
+        img = Image.open(f)
+        return img.convert("RGB")
+
+
+def _check_batch(ds: _Images, y: torch.Tensor) -> None:
+    if bool((y < 0).any()):
+        i = -1 - int(y[y < 0][0])
+        path = ds.samples[i][0]
+        try:
+            _decode(path)
+            why = "it failed in a loader worker"
+        except Exception as e:
+            why = " ".join(str(e).split())[:160] or e.__class__.__name__
+        raise GrowkitError(f"imagenet: cannot decode {path} ({why}); remove or replace it")
 
 
 class ImageNetData:
@@ -56,6 +83,7 @@ class ImageNetData:
             raise GrowkitError(f"imagenet: cannot read the ImageFolder tree under {base}: {e}") from None
         if train_scan.classes != test_scan.classes:
             raise GrowkitError(f"imagenet: {base}/train and {base}/val have different class folders")
+        check_image_headers([p for p, _ in train_scan.samples] + [p for p, _ in test_scan.samples])
         labels = np.asarray(train_scan.targets)
         n_cls = len(train_scan.classes)
         # Default validation: 10 images per class (10,000 for ILSVRC2012), at most 10% of train.
@@ -70,9 +98,9 @@ class ImageNetData:
         eval_tf = T.Compose([T.Resize(resize), T.CenterCrop(image_size), *norm])
         samples = train_scan.samples
         self.sets = {
-            "train": _Images([samples[i] for i in tr], train_tf),
-            "val": _Images([samples[i] for i in va], eval_tf),
-            "test": _Images(test_scan.samples, eval_tf),
+            "train": _Images([samples[i] for i in tr], train_tf, image_size),
+            "val": _Images([samples[i] for i in va], eval_tf, image_size),
+            "test": _Images(test_scan.samples, eval_tf, image_size),
         }
         self.device = torch.device(device)
         self.channels_last = channels_last
@@ -94,16 +122,19 @@ class ImageNetData:
 
     def train_batches(self, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for x, y in self._loader("train", batch_size, True, seed):
+            _check_batch(self.sets["train"], y)
             if len(y) < 2:
                 break
             yield self._to_device(x, y)
 
     def eval_batches(self, split: str, batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for x, y in self._loader(split, batch_size, False):
+            _check_batch(self.sets[split], y)
             yield self._to_device(x, y)
 
     def subset(self, split: str, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         ds = self.sets[split]
         keep = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n].tolist()
         xs, ys = zip(*(ds[i] for i in keep))
+        _check_batch(ds, torch.as_tensor(ys))
         return self._to_device(torch.stack(xs), torch.as_tensor(ys))
