@@ -262,7 +262,7 @@ class AutoGrowConfig:
         _check(self.policy in ("periodic", "convergent"), f"policy must be periodic or convergent, got {self.policy!r}")
         _check(0 < self.K <= MAX_EPOCHS, f"K must be > 0 and at most {MAX_EPOCHS}, got {self.K}")
         _check(self.J is None or 0 < self.J <= MAX_EPOCHS, f"J must be > 0 and at most {MAX_EPOCHS}, got {self.J}")
-        _check(0 <= self.tau <= 100, f"tau must be in [0, 100] (percentage points), got {self.tau}")
+        _check(0 <= self.tau <= 100, f"tau must be >= 0 and at most 100 (percentage points), got {self.tau}")
         _check(self.init in ("zero", "adam", "uni", "gau", "identity"),
                f"init must be zero, adam, uni, gau or identity, got {self.init!r}")
         _check(0 < self.init_std <= 100, f"init_std must be in (0, 100], got {self.init_std}")

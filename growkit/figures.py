@@ -75,6 +75,10 @@ def run_figures(profile: str = "cpu", only: str | None = None, jobs: int = 1, ou
         raise GrowkitError(f"profile must be smoke, cpu or paper, got {profile!r}")
     if jobs < 1:
         raise GrowkitError(f"--jobs must be >= 1, got {jobs}")
+    from .rundir import check_output_path
+    for flag, path in (("--figures-dir", out_dir), ("--runs-dir", runs_dir)):
+        if path is not None:
+            check_output_path(path, flag)  # under a file, /proc, /sys, unwritable: one line, nothing made
     figures_dir = Path(out_dir).resolve() if out_dir else repo_root() / "figures"
     runs_root = (Path(runs_dir).resolve() if runs_dir else repo_root() / "runs") / profile
     nbs = list_notebooks(only, notebooks_dir)

@@ -1,0 +1,498 @@
+"""Bad input never loses a user's files and never traces back.
+
+Every case runs the real command line (``run_cli``) and asserts exit code 2, one line on stderr, no
+"Traceback" in stdout or stderr, no ``<root>`` placeholder or ``weights_only`` advice, and the whole
+test folder (output directory, data, existing runs) byte-identical before and after (a tree hash).
+Then the data-loss cases: a foreign folder survives ``--overwrite``, an old run survives a failing
+``--overwrite``, a second process on a run is refused, a kill at every write point is recoverable.
+
+The cases run three at a time, each in a process forked from a server that has torch and growkit imported
+(``growkit.cli.main``, as a fresh interpreter runs it; checked against ``run_cli`` below); only the
+selected ones run.
+"""
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import formats
+from conftest import run_cli
+
+HERE = Path(__file__).parent
+TINY = ["--depths", "1-1-1", "--epochs", "1", "--batch-size", "64", "--no-progress"]
+
+
+def tree(root: Path) -> dict:
+    """Every entry under ``root`` (hidden ones too): file bytes by sha256, link targets, folders."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            key = str(p.relative_to(root))
+            if p.is_symlink():
+                out[key] = "link:" + os.readlink(p)
+            elif p.is_dir():
+                out[key] = "dir"
+            else:
+                out[key] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One tiny finished `train` run, shared (tests copy it before touching it)."""
+    out = tmp_path_factory.mktemp("shared") / "run"
+    r = run_cli("train", *TINY, "--out", out)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+# ----------------------------------------------------------------------------- case setups
+# Each gets the case folder and the shared run; it prepares files and returns extra substitutions.
+
+def s_run(d, fin):
+    shutil.copytree(fin, d / "run", symlinks=True)
+
+
+def s_unfinished(d, fin):
+    s_run(d, fin)
+    (d / "run" / "result.json").unlink()
+
+
+def s_file(d, fin):
+    (d / "f").write_text("a file, not a folder\n")
+
+
+def s_foreign(d, fin):
+    src = d / "src"
+    src.mkdir()
+    (src / "config.json").write_text('{"name": "my project", "command": "train"}\n')
+    (src / "main.py").write_text("print('precious')\n")
+
+
+def s_notes(d, fin):
+    (d / "run").mkdir()
+    (d / "run" / "notes.txt").write_text("mine\n")
+
+
+def s_symlink(d, fin):
+    s_run(d, fin)
+    (d / "link").symlink_to(d / "run")
+
+
+def s_readonly(d, fin):
+    (d / "ro").mkdir()
+    (d / "ro").chmod(0o500)
+
+
+def _mnist(d, folder="MNIST", n_train=200, n_test=50):
+    formats.mnist(d / "data", folder, n_train, n_test)
+    return d / "data" / folder / "raw"
+
+
+def s_mnist_random(d, fin):
+    raw = _mnist(d)
+    rng = np.random.default_rng(0)
+    for f in raw.iterdir():
+        f.write_bytes(rng.integers(0, 256, f.stat().st_size, dtype=np.uint8).tobytes())
+
+
+def s_fashion_random(d, fin):
+    raw = _mnist(d, "FashionMNIST")
+    (raw / "train-images-idx3-ubyte").write_bytes(np.random.default_rng(1).bytes(5000))
+
+
+def s_mnist_empty(d, fin):
+    (_mnist(d) / "train-labels-idx1-ubyte").write_bytes(b"")
+
+
+def s_mnist_swapped(d, fin):
+    raw = _mnist(d)
+    a, b = raw / "train-images-idx3-ubyte", raw / "train-labels-idx1-ubyte"
+    ab, bb = a.read_bytes(), b.read_bytes()
+    a.write_bytes(bb)
+    b.write_bytes(ab)
+
+
+def s_mnist_label_range(d, fin):
+    raw = _mnist(d)
+    formats.idx(raw / "t10k-labels-idx1-ubyte", np.full(50, 12))
+
+
+def s_mnist_counts(d, fin):
+    raw = _mnist(d)
+    formats.idx(raw / "train-labels-idx1-ubyte", np.arange(150) % 10)  # 200 images, 150 labels
+
+
+def s_mnist_cut(d, fin):
+    raw = _mnist(d)
+    f = raw / "train-images-idx3-ubyte"
+    f.write_bytes(f.read_bytes()[:-100])
+
+
+def s_mnist_size(d, fin):
+    raw = _mnist(d)
+    formats.idx(raw / "train-images-idx3-ubyte", np.zeros((200, 32, 32)))
+
+
+def s_cifar_damaged(d, fin):
+    formats.cifar(d / "data", 20, 10, 10)  # not the official bytes: torchvision's md5 check refuses them
+
+
+def s_svhn_random(d, fin):
+    (d / "data" / "svhn").mkdir(parents=True)
+    for f in ("train_32x32.mat", "test_32x32.mat"):
+        (d / "data" / "svhn" / f).write_bytes(np.random.default_rng(2).bytes(4000))
+
+
+def _imagenet(d):
+    formats.imagefolder(d / "data", classes=2, per_class=4, size=16)
+    return sorted((d / "data" / "imagenet" / "train").rglob("*.JPEG"))
+
+
+def s_imagenet_garbage(d, fin):
+    _imagenet(d)[1].write_bytes(np.random.default_rng(3).bytes(700))
+
+
+def s_imagenet_empty(d, fin):
+    _imagenet(d)[2].write_bytes(b"")
+
+
+def s_imagenet_truncated(d, fin):
+    f = _imagenet(d)[0]
+    f.write_bytes(f.read_bytes()[:200])  # a JPEG header, then nothing: fails only when decoded
+
+
+def s_bad_config_json(d, fin):
+    s_unfinished(d, fin)
+    (d / "run" / "config.json").write_text('{"command": "train", "train": {"epochs": 1,')
+
+
+def _edit_config(d, fin, fn):
+    s_unfinished(d, fin)
+    p = d / "run" / "config.json"
+    rc = json.loads(p.read_text())
+    fn(rc)
+    p.write_text(json.dumps(rc))
+
+
+def s_config_types(d, fin):
+    _edit_config(d, fin, lambda rc: rc["train"].update(epochs="1"))
+
+
+def s_config_inf(d, fin):
+    _edit_config(d, fin, lambda rc: rc["train"].update(lr=float("inf")))  # json writes Infinity
+
+
+def s_config_list(d, fin):
+    s_unfinished(d, fin)
+    (d / "run" / "config.json").write_text("[1, 2, 3]\n")
+
+
+def s_config_command(d, fin):
+    _edit_config(d, fin, lambda rc: rc.update(command="rm -rf"))
+
+
+def s_result_garbage(d, fin):
+    s_run(d, fin)
+    (d / "run" / "result.json").write_text("{not json")
+
+
+def s_result_types(d, fin):
+    s_run(d, fin)
+    p = d / "run" / "result.json"
+    res = json.loads(p.read_text())
+    res["val_acc"] = "high"
+    p.write_text(json.dumps(res))
+
+
+def s_metrics_garbage(d, fin):
+    s_unfinished(d, fin)
+    p = d / "run" / "metrics.jsonl"
+    p.write_text("garbage\n" + p.read_text())
+
+
+def s_metrics_no_epoch(d, fin):
+    s_unfinished(d, fin)
+    p = d / "run" / "metrics.jsonl"
+    rows = [json.loads(line) for line in p.read_text().splitlines()]
+    del rows[0]["epoch"]
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def s_metrics_interleaved(d, fin):
+    s_unfinished(d, fin)
+    p = d / "run" / "metrics.jsonl"
+    p.write_text(p.read_text() * 2)  # epoch 1 twice: two processes wrote this run
+
+
+def s_ckpt_foreign(d, fin):
+    s_unfinished(d, fin)
+    torch.save([torch.zeros(3), {"a": 1}], d / "run" / "checkpoint.pt")
+
+
+def s_ckpt_random(d, fin):
+    s_unfinished(d, fin)
+    (d / "run" / "checkpoint.pt").write_bytes(np.random.default_rng(4).bytes(3000))
+
+
+def s_ckpt_pickle(d, fin):
+    import argparse
+    s_unfinished(d, fin)
+    torch.save({"format": 1, "payload": argparse.Namespace(x=1)}, d / "run" / "checkpoint.pt")
+
+
+def _edit_ckpt(d, fin, key, fn):
+    s_unfinished(d, fin)
+    p = d / "run" / "checkpoint.pt"
+    raw = torch.load(p, weights_only=True)
+    obj = json.loads(raw[key])
+    fn(obj)
+    raw[key] = json.dumps(obj)
+    torch.save(raw, p)
+
+
+def s_ckpt_other_run(d, fin):
+    _edit_ckpt(d, fin, "config_json", lambda rc: rc["train"].update(lr=0.05, seed=9))
+
+
+def s_ckpt_other_model(d, fin):
+    _edit_ckpt(d, fin, "spec_json", lambda spec: spec.update(name="Plain3Net"))
+
+
+def s_locked(d, fin):
+    """A live process holds the run's lock, as a running `growkit resume` would."""
+    s_unfinished(d, fin)
+    code = ("import sys; from growkit import rundir; lk = rundir.RunLock(sys.argv[1]).acquire(); "
+            "lk.record('resume ' + sys.argv[1]); print('locked', flush=True); sys.stdin.read()")
+    p = subprocess.Popen([sys.executable, "-c", code, str(d / "run")], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(HERE.parent)))
+    assert p.stdout.readline().strip() == "locked"
+    return p
+
+
+# ----------------------------------------------------------------------------- the cases
+# (id, args with {d} = the case folder, setup, a fragment the one line must contain)
+
+T = ["train", *TINY]
+A = ["autogrow", "--no-progress", "--finetune", "1"]
+OUT = ["--out", "{d}/out"]
+CASES = [
+    # numbers: non-finite, absurd, beyond int64
+    ("lr-inf", [*T, "--lr", "inf", *OUT], None, "lr must be finite"),
+    ("lr-nan", [*T, "--lr", "nan", *OUT], None, "lr must be finite"),
+    ("lr-negative", [*T, "--lr", "-0.1", *OUT], None, "lr must be >= 0"),
+    ("lr-absurd", [*T, "--lr", "1e6", *OUT], None, "at most 10"),
+    ("wd-inf", [*T, "--weight-decay", "inf", *OUT], None, "weight_decay must be finite"),
+    ("wd-negative", [*T, "--weight-decay", "-1", *OUT], None, "weight_decay must be in"),
+    ("momentum-1.5", [*T, "--momentum", "1.5", *OUT], None, "momentum must be in"),
+    ("momentum-nan", [*T, "--momentum", "nan", *OUT], None, "momentum must be finite"),
+    ("epochs-int64", [*T, "--epochs", "99999999999999999999", *OUT], None, "64-bit"),
+    ("epochs-absurd", [*T, "--epochs", "10000000", *OUT], None, "epochs must be > 0 and at most"),
+    ("epochs-0", [*T, "--epochs", "0", *OUT], None, "epochs must be > 0"),
+    ("seed-int64", [*T, "--seed", "99999999999999999999", *OUT], None, "64-bit"),
+    ("seed-negative", [*T, "--seed", "-5", *OUT], None, "seed must be in"),
+    ("batch-1", [*T, "--batch-size", "1", *OUT], None, "batch_size must be in"),
+    ("fraction-0", [*T, "--fraction", "0", *OUT], None, "fraction must be in"),
+    ("fraction-nan", [*T, "--fraction", "nan", *OUT], None, "fraction must be finite"),
+    ("val-fraction-1", [*T, "--val-fraction", "1", *OUT], None, "val_fraction must be in"),
+    ("milestones-inf", [*T, "--milestones", "0.5,inf", *OUT], None, "milestones must be finite"),
+    ("milestones-1.5", [*T, "--milestones", "1.5", *OUT], None, "milestones must be in"),
+    ("snapshot-negative", [*T, "--snapshot-every", "-1", *OUT], None, "snapshot_every"),
+    ("epochs-text", [*T, "--epochs", "two", *OUT], None, "invalid int value"),
+    # models that cannot be built or would not fit
+    ("depths-huge", [*T[:1], "--depths", "100000-1-1", "--epochs", "1", *OUT], None, "blocks; at most"),
+    ("depths-int64", [*T[:1], "--depths", "99999999999999999999-1-1", "--epochs", "1", *OUT], None, "64-bit"),
+    ("depths-zero", [*T[:1], "--depths", "1-0-1", "--epochs", "1", *OUT], None, "depths must be positive"),
+    ("vgg-wide", ["train", "--model", "VGG16", "--widths", "100000", "--epochs", "1", *OUT], None, "parameters"),
+    ("resnet-wide", ["train", "--widths", "1000000-16-16", "--epochs", "1", *OUT], None, "parameters"),
+    ("vgg-overflow", ["train", "--model", "VGG16", "--widths", "1000000000", *OUT], None, "cannot be built"),
+    ("model-unknown", [*T, "--model", "ResNet9000", *OUT], None, "unknown model 'ResNet9000'"),
+    ("schedule-unknown", [*T, "--schedule", "sawtooth", *OUT], None, "schedule must be one of"),
+    ("precision-unknown", [*T, "--precision", "fp8", *OUT], None, "invalid choice"),
+    # devices
+    ("device-meta", [*T, "--device", "meta", *OUT], None, "'meta' is not supported"),
+    ("device-mps", [*T, "--device", "mps", *OUT], None, "'mps' is not supported"),
+    ("device-xpu", [*T, "--device", "xpu", *OUT], None, "'xpu' is not supported"),
+    ("device-cuda7", [*T, "--device", "cuda:7", *OUT], None, "cuda:7"),
+    ("device-banana", [*T, "--device", "banana", *OUT], None, "unknown device"),
+    # output paths
+    ("out-under-file", [*T, "--out", "{d}/f/run"], s_file, "which is a file"),
+    ("out-is-file", [*T, "--out", "{d}/f"], s_file, "not a directory"),
+    ("out-proc", [*T, "--out", "/proc/growkit-run"], None, "under /proc"),
+    ("out-sys", [*T, "--out", "/sys/growkit-run"], None, "under /sys"),
+    ("out-symlink-overwrite", [*T, "--out", "{d}/link", "--overwrite"], s_symlink, "symbolic link"),
+    ("out-foreign-config-overwrite", [*T, "--out", "{d}/src", "--overwrite"], s_foreign, "not a growkit run"),
+    ("out-foreign-no-overwrite", [*T, "--out", "{d}/run"], s_notes, "not a growkit run"),
+    ("out-run-no-overwrite", [*T, "--out", "{d}/run"], s_run, "pass --overwrite"),
+    ("out-locked-overwrite", [*T, "--out", "{d}/run", "--overwrite"], s_locked, "in use by pid"),
+    ("out-readonly", [*T, "--out", "{d}/ro/run"], s_readonly, "permission denied"),
+    # dataset files
+    ("mnist-random", [*T, "--dataset", "mnist", "--data-root", "{d}/data", *OUT], s_mnist_random, "IDX"),
+    ("fashion-random", [*T, "--dataset", "fashionmnist", "--data-root", "{d}/data", *OUT], s_fashion_random,
+     "train-images-idx3-ubyte"),
+    ("mnist-empty", [*T, "--dataset", "mnist", "--data-root", "{d}/data", *OUT], s_mnist_empty, "is empty"),
+    ("mnist-swapped", [*T, "--dataset", "mnist", "--data-root", "{d}/data", *OUT], s_mnist_swapped, "swapped"),
+    ("mnist-label-range", [*T, "--dataset", "mnist", "--data-root", "{d}/data", *OUT], s_mnist_label_range,
+     "label 12"),
+    ("mnist-200-vs-150", [*T, "--dataset", "mnist", "--data-root", "{d}/data", *OUT], s_mnist_counts,
+     "200 images but 150 labels"),
+    ("mnist-cut", [*T, "--dataset", "mnist", "--data-root", "{d}/data", *OUT], s_mnist_cut, "cut or damaged"),
+    ("mnist-32px", [*T, "--dataset", "mnist", "--data-root", "{d}/data", *OUT], s_mnist_size, "32x32"),
+    ("mnist-missing", [*T, "--dataset", "mnist", "--data-root", "{d}/data", *OUT], None, "MNIST/raw/"),
+    ("cifar-damaged", [*T, "--dataset", "cifar10", "--data-root", "{d}/data", *OUT], s_cifar_damaged,
+     "could not read"),
+    ("svhn-random", [*T, "--dataset", "svhn", "--data-root", "{d}/data", *OUT], s_svhn_random, "could not read"),
+    ("imagenet-garbage", [*T, "--dataset", "imagenet", "--data-root", "{d}/data", "--val-fraction", "0.5", *OUT],
+     s_imagenet_garbage, "not an image file"),
+    ("imagenet-empty", [*T, "--dataset", "imagenet", "--data-root", "{d}/data", "--val-fraction", "0.5", *OUT],
+     s_imagenet_empty, "is empty"),
+    ("imagenet-truncated", [*T, "--dataset", "imagenet", "--data-root", "{d}/data", "--val-fraction", "0.5",
+                            "--batch-size", "4", *OUT], s_imagenet_truncated, "cannot decode"),
+    ("imagenet-download", [*T, "--dataset", "imagenet", "--download", *OUT], None, "cannot be downloaded"),
+    # autogrow
+    ("ag-K-int64", [*A, "--K", "99999999999999999999", *OUT], None, "64-bit"),
+    ("ag-K-0", [*A, "--K", "0", *OUT], None, "K must be > 0"),
+    ("ag-tau-inf", [*A, "--tau", "inf", *OUT], None, "tau must be finite"),
+    ("ag-tau-nan", [*A, "--tau", "nan", *OUT], None, "tau must be finite"),
+    ("ag-init-std-inf", [*A, "--init-std", "inf", *OUT], None, "init_std must be finite"),
+    ("ag-J-absurd", [*A, "--J", "1000000000", *OUT], None, "J must be > 0 and at most"),
+    ("ag-max-depth-0", [*A, "--max-depth", "0", *OUT], None, "max_depth must be in"),
+    ("ag-finetune-negative", [*A, "--finetune", "-1", *OUT], None, "finetune_epochs must be in"),
+    ("ag-max-grow-int64", [*A, "--max-grow-epochs", str(10 ** 30), *OUT], None, "64-bit"),
+    ("ag-seed-depths-0", [*A, "--seed-depths", "0-1-1", *OUT], None, "depths must be positive"),
+    ("ag-width-net", [*A, "--model", "VGG16", *OUT], None, "AutoGrow grows depth nets"),
+    ("ag-device-meta", [*A, "--device", "meta", *OUT], None, "'meta' is not supported"),
+    ("ag-lr-inf", [*A, "--lr", "inf", *OUT], None, "lr must be finite"),
+    ("ag-out-proc", [*A, "--out", "/proc/self/growkit"], None, "under /proc"),
+    # resume: the run directory is checked before anything is trained or written
+    ("resume-missing", ["resume", "{d}/nothing"], None, "does not exist"),
+    ("resume-foreign", ["resume", "{d}/src"], s_foreign, "not a growkit run"),
+    ("resume-config-not-json", ["resume", "{d}/run"], s_bad_config_json, "not valid JSON"),
+    ("resume-config-types", ["resume", "{d}/run"], s_config_types, "epochs must be of type int"),
+    ("resume-config-inf", ["resume", "{d}/run"], s_config_inf, "lr must be finite"),
+    ("resume-config-list", ["resume", "{d}/run"], s_config_list, "expected an object"),
+    ("resume-config-command", ["resume", "{d}/run"], s_config_command, "unknown run command"),
+    ("resume-result-garbage", ["resume", "{d}/run"], s_result_garbage, "result.json is not valid JSON"),
+    ("resume-result-types", ["resume", "{d}/run"], s_result_types, "'val_acc' has the wrong type"),
+    ("resume-metrics-garbage", ["resume", "{d}/run"], s_metrics_garbage, "metrics.jsonl line 1"),
+    ("resume-metrics-no-epoch", ["resume", "{d}/run"], s_metrics_no_epoch, "no 'epoch'"),
+    ("resume-metrics-interleaved", ["resume", "{d}/run"], s_metrics_interleaved, "line 2: epoch 1"),
+    ("resume-ckpt-foreign", ["resume", "{d}/run"], s_ckpt_foreign, "not a growkit checkpoint"),
+    ("resume-ckpt-random", ["resume", "{d}/run"], s_ckpt_random, "cannot read checkpoint"),
+    ("resume-ckpt-pickle", ["resume", "{d}/run"], s_ckpt_pickle, "checkpoint"),
+    ("resume-ckpt-other-run", ["resume", "{d}/run"], s_ckpt_other_run, "belongs to another run"),
+    ("resume-ckpt-other-model", ["resume", "{d}/run"], s_ckpt_other_model, "Plain3Net"),
+    ("resume-locked", ["resume", "{d}/run"], s_locked, "in use by pid"),
+    ("resume-a-file", ["resume", "{d}/f"], s_file, "not a"),
+    # recover refuses what is not growkit's
+    ("recover-foreign", ["recover", "{d}/src"], s_foreign, "not a growkit run"),
+    ("recover-missing", ["recover", "{d}/nothing"], None, "does not exist"),
+    ("recover-locked", ["recover", "{d}/run"], s_locked, "in use by pid"),
+    # figures, models, datasets
+    ("figures-runs-dir-under-file", ["figures", "--profile", "smoke", "--only", "quickstart",
+                                     "--runs-dir", "{d}/f/runs"], s_file, "which is a file"),
+    ("figures-runs-dir-proc", ["figures", "--profile", "smoke", "--runs-dir", "/proc/growkit"], None, "under /proc"),
+    ("figures-figures-dir-sys", ["figures", "--profile", "smoke", "--figures-dir", "/sys/growkit",
+                                 "--runs-dir", "{d}/runs"], None, "under /sys"),
+    ("figures-figures-dir-file", ["figures", "--profile", "smoke", "--figures-dir", "{d}/f",
+                                  "--runs-dir", "{d}/runs"], s_file, "not a directory"),
+    ("figures-profile", ["figures", "--profile", "gpu9000", "--runs-dir", "{d}/runs"], None, "profile must be"),
+    ("figures-jobs-0", ["figures", "--jobs", "0", "--runs-dir", "{d}/runs"], None, "--jobs must be >= 1"),
+    ("figures-only-nomatch", ["figures", "--only", "zzz-no-such", "--runs-dir", "{d}/runs"], None, "matches no"),
+    ("models-extra-arg", ["models", "--fast"], None, "unrecognized arguments"),
+    ("datasets-extra-arg", ["datasets", "cifar"], None, "unrecognized arguments"),
+    ("no-command", [], None, "required"),
+    ("unknown-command", ["grow-forever"], None, "invalid choice"),
+]
+
+
+class _Done:
+    def __init__(self, rc, out, err):
+        self.returncode, self.stdout, self.stderr = rc, out, err
+
+
+def _forked(args, cwd: Path, logs: Path) -> _Done:
+    """`growkit ARGS` through ``growkit.cli.main`` in a process forked from a server with torch and growkit
+    already imported (a fresh interpreter per case would cost ~2 CPU-seconds of imports, minutes in all)."""
+    import multiprocessing
+    import killpoint
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["killpoint", "torch", "growkit.cli", "growkit.runs", "growkit.train"])
+    out, err = logs.with_suffix(".out"), logs.with_suffix(".err")
+    p = ctx.Process(target=killpoint.forked_cli, args=(args, str(cwd), str(out), str(err)))
+    p.start()
+    p.join(300)
+    if p.exitcode is None:
+        p.kill()
+        p.join()
+    return _Done(p.exitcode, out.read_text(), err.read_text())
+
+
+def _run_case(case, base: Path, fin: Path) -> dict:
+    cid, args, setup, _ = case
+    d = base / cid
+    d.mkdir()
+    holder = setup(d, fin) if setup else None
+    try:
+        before = tree(d)
+        r = _forked([a.replace("{d}", str(d)) for a in args], d, base / f"{cid}.log")
+        after = tree(d)
+    finally:
+        if holder is not None:
+            holder.stdin.close()
+            holder.wait()
+    return {"rc": r.returncode, "out": r.stdout, "err": r.stderr, "before": before, "after": after}
+
+
+@pytest.fixture(scope="module")
+def outcomes(request, finished, tmp_path_factory):
+    """Run the selected cases, three at a time."""
+    wanted = {item.callspec.params["case"][0] for item in request.session.items
+              if getattr(item, "originalname", "") == "test_bad_input_is_refused_and_changes_nothing"}
+    base = tmp_path_factory.mktemp("cases")
+    todo = [c for c in CASES if c[0] in wanted]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda c: _run_case(c, base, finished), todo))
+    return dict(zip([c[0] for c in todo], results))
+
+
+def test_the_forked_cli_behaves_like_a_fresh_interpreter(tmp_path):
+    """The forked runner against run_cli on the same inputs: same exit codes and stderr, and a crash
+    inside the command would show its traceback."""
+    for args in (["train", "--lr", "inf", "--out", tmp_path / "a"], ["models"]):
+        a, b = run_cli(*args, cwd=tmp_path), _forked(args, tmp_path, tmp_path / "log")
+        assert (a.returncode, a.stdout, a.stderr) == (b.returncode, b.stdout, b.stderr)
+    c = _forked(["resume", tmp_path], tmp_path, tmp_path / "log2")
+    d = run_cli("resume", tmp_path, cwd=tmp_path)
+    assert (c.returncode, c.stderr) == (d.returncode, d.stderr)
+
+
+def test_there_are_at_least_60_cases_across_every_subcommand():
+    assert len(CASES) >= 60 and len({c[0] for c in CASES}) == len(CASES)
+    commands = {c[1][0] for c in CASES if c[1]}
+    assert {"train", "autogrow", "resume", "recover", "figures", "models", "datasets"} <= commands
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_and_changes_nothing(outcomes, case):
+    if case[2] is s_readonly and os.geteuid() == 0:
+        pytest.skip("root may write into a read-only folder")
+    o = outcomes[case[0]]
+    both = o["out"] + o["err"]
+    assert o["rc"] == 2, both
+    assert "Traceback" not in both and "<root>" not in both and "weights_only" not in both, both
+    lines = o["err"].strip().splitlines()
+    assert len(lines) == 1, o["err"]
+    assert case[3] in lines[0], lines[0]
+    assert o["after"] == o["before"]  # byte-identical: nothing written, moved or deleted
