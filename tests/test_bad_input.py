@@ -496,3 +496,202 @@ def test_bad_input_is_refused_and_changes_nothing(outcomes, case):
     assert len(lines) == 1, o["err"]
     assert case[3] in lines[0], lines[0]
     assert o["after"] == o["before"]  # byte-identical: nothing written, moved or deleted
+
+
+# ----------------------------------------------------------------------------- data loss
+
+# Valid settings that blow up at epoch 1 (checked: a NaN loss on digits, seeded): fail only at run time.
+NAN = ["train", "--depths", "1-1-1", "--epochs", "1", "--lr", "10", "--momentum", "0.999", "--weight-decay", "0.9",
+       "--batch-size", "16", "--no-progress"]
+
+
+def _one_line(r):
+    both = r.stdout + r.stderr
+    assert "Traceback" not in both and len(r.stderr.strip().splitlines()) == 1, both
+    return r.stderr.strip()
+
+
+def test_a_folder_with_a_foreign_config_json_survives_overwrite(tmp_path):
+    s_foreign(tmp_path, None)
+    before = tree(tmp_path)
+    for cmd in (["train", *TINY], ["autogrow", "--no-progress", "--finetune", "1"]):
+        r = run_cli(*cmd, "--out", tmp_path / "src", "--overwrite")
+        assert r.returncode == 2 and "not a growkit run" in _one_line(r)
+    assert tree(tmp_path) == before
+
+
+def test_an_old_run_survives_a_failing_overwrite(tmp_path, finished):
+    s_run(tmp_path, finished)
+    before = tree(tmp_path)
+    r = run_cli(*NAN, "--out", tmp_path / "run", "--overwrite")  # NaN loss in epoch 1: exit 1
+    line = _one_line(r)
+    assert r.returncode == 1 and "loss became nan at epoch 1" in line
+    assert "no epoch finished" in line and "last good checkpoint" not in line  # no checkpoint was claimed
+    assert tree(tmp_path) == before  # the old run, byte for byte; no staging folder left beside it
+    _imagenet(tmp_path)  # a data error found only while training (a JPEG that does not decode): exit 2
+    (tmp_path / "data" / "imagenet" / "train" / "n00000000" / "img0.JPEG").write_bytes(b"\xff\xd8\xff\xe0" * 50)
+    before = tree(tmp_path)
+    r = run_cli("train", *TINY, "--dataset", "imagenet", "--data-root", tmp_path / "data", "--val-fraction", "0.5",
+                "--out", tmp_path / "run", "--overwrite")
+    assert r.returncode == 2 and "cannot decode" in _one_line(r)
+    assert tree(tmp_path) == before
+
+
+def test_overwrite_replaces_only_after_the_first_checkpoint_and_leaves_nothing_beside(tmp_path, finished):
+    from growkit import rundir
+    s_run(tmp_path, finished)
+    old_id = rundir.read_marker(tmp_path / "run")["run_id"]
+    r = run_cli("train", *TINY, "--seed", "4", "--out", tmp_path / "run", "--overwrite")
+    assert r.returncode == 0, r.stderr
+    new = rundir.read_marker(tmp_path / "run")
+    assert new["run_id"] != old_id and new["command"] == "train"
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["seed"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging or old copy left
+
+
+def _rows(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _comparable(rows):
+    return [{k: v for k, v in r.items() if k not in ("wall_s", "epoch_s")} for r in rows]
+
+
+def test_a_second_process_on_a_run_is_refused_while_one_runs(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--depths", "1-1-1", "--epochs", "40", "--batch-size", "32", "--no-progress", "--out", out]
+    p = subprocess.Popen([sys.executable, "-m", "growkit.cli", *map(str, args)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.time()
+        while not (out / "checkpoint.pt").exists():  # the run is in place after its first checkpoint
+            assert p.poll() is None and time.time() - t0 < 300, p.stderr.read() if p.poll() is not None else ""
+            time.sleep(0.05)
+        for cmd in (["resume", out], ["recover", out], ["train", *TINY, "--out", out, "--overwrite"]):
+            before = _rows(out)[:1]
+            r = run_cli(*cmd)
+            assert r.returncode == 2 and f"in use by pid {p.pid}" in _one_line(r), r.stderr
+            assert _rows(out)[:1] == before
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    rows = _rows(out)
+    assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))  # one writer: epochs in order
+
+
+def _killpoint(*args, cwd):
+    return subprocess.run([sys.executable, str(HERE / "killpoint.py"), *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["fresh", "overwrite"])
+def test_a_kill_at_every_write_point_is_recoverable(tmp_path, finished, overwrite):
+    """Kill the run before each of its writes (renames, fsyncs; an append cut mid-line), then
+    `growkit recover` and `growkit resume` (or the command again, when nothing was left): the result
+    equals an uninterrupted run; with --overwrite, a kill before the new run's first checkpoint leaves
+    the old run byte-identical."""
+    args = ["train", "--depths", "1-1-1", "--epochs", "2", "--batch-size", "64", "--no-progress", "--seed", "5"]
+    ref = tmp_path / "ref"
+    r = run_cli(*args, "--out", ref)
+    assert r.returncode == 0, r.stderr
+    want, want_res = _comparable(_rows(ref)), json.loads((ref / "result.json").read_text())
+    old_tree = tree(finished)
+    points = []
+    for n in range(1, 60):
+        d = tmp_path / f"k{n}"
+        d.mkdir()
+        out = d / "run"
+        extra = []
+        if overwrite:
+            shutil.copytree(finished, out, symlinks=True)
+            extra = ["--overwrite"]
+        k = _killpoint(n, *args, "--out", out, *extra, cwd=d)
+        if k.returncode == 0:
+            break
+        assert k.returncode == 137, k.stderr
+        points.append(k.stderr.strip().splitlines()[-1].split(": ", 1)[1])
+        if not overwrite and "config.json" not in points[-1] and n > 3:
+            continue  # a fresh run: the points up to config.json (the rest is the overwrite variant's)
+        f = _killpoint("finish", out, *args, "--out", out, *extra, cwd=d)
+        assert f.returncode == 0, (points[-1], f.stderr)
+        assert "Traceback" not in f.stderr
+        assert sorted(p.name for p in d.iterdir()) == ["run"], points[-1]  # nothing left beside the run
+        if overwrite and tree(out) == old_tree:
+            continue  # killed before the new run's first checkpoint: the old run is intact
+        assert _comparable(_rows(out)) == want, points[-1]
+        res = json.loads((out / "result.json").read_text())
+        assert (res["val_acc"], res["test_acc"], res["arch"]) == (want_res["val_acc"], want_res["test_acc"],
+                                                                  want_res["arch"]), points[-1]
+    else:
+        raise AssertionError("the run never finished")
+    assert any("config.json" in p for p in points) and any("metrics.jsonl" in p for p in points), points
+    assert any("checkpoint.pt" in p for p in points) and any("result.json" in p for p in points), points
+
+
+def test_recover_repairs_what_a_crash_leaves_and_refuses_what_is_not_growkits(tmp_path, finished):
+    from growkit import rundir
+    from growkit.errors import GrowkitError
+
+    def copy(name, drop_result=True):
+        d = tmp_path / name
+        shutil.copytree(finished, d, symlinks=True)
+        if drop_result:
+            (d / "result.json").unlink()
+        return d
+
+    d = copy("no-config")  # config.json lost: rebuilt from the copy inside the checkpoint
+    want = json.loads((d / "config.json").read_text())
+    (d / "config.json").unlink()
+    (d / "config.json.tmp").write_text('{"comm')
+    msg = rundir.recover(d)
+    assert "rebuilt config.json" in msg and "removed config.json.tmp" in msg and "growkit resume" in msg
+    assert json.loads((d / "config.json").read_text()) == want and not (d / "config.json.tmp").exists()
+
+    d = copy("torn")  # a kill during an append: the cut line goes, every whole row stays
+    log = d / "metrics.jsonl"
+    whole = log.read_text()
+    log.write_text(whole + '{"epoch": 2, "train_lo')
+    assert "torn" in rundir.recover(d) and log.read_text() == whole
+    assert rundir.recover(d) == f"{d}: nothing to recover"
+
+    d = copy("garbage")  # damage inside the file is never cut silently
+    log = d / "metrics.jsonl"
+    log.write_text("#edited by hand\n" + whole)
+    before = tree(d)
+    with pytest.raises(GrowkitError, match="metrics.jsonl line 1"):
+        rundir.recover(d)
+    assert tree(d) == before
+
+    d = copy("legacy", drop_result=False)  # made before markers existed: adopted after its config checks out
+    (d / rundir.MARKER).unlink()
+    assert "marked as a growkit run" in rundir.recover(d) and rundir.is_run(d)
+
+    d = tmp_path / "empty-run"  # killed right after its marker: growkit's, holds nothing, removed
+    d.mkdir()
+    (d / rundir.MARKER).write_text(json.dumps(rundir.new_marker("train")))
+    assert "removed" in rundir.recover(d) and not d.exists()
+
+    s_foreign(tmp_path, None)  # not growkit's: refused, untouched
+    before = tree(tmp_path / "src")
+    with pytest.raises(GrowkitError, match="not a growkit run"):
+        rundir.recover(tmp_path / "src")
+    assert tree(tmp_path / "src") == before
+
+
+def test_lock_is_exclusive_across_processes_and_names_the_holder(tmp_path):
+    from growkit import rundir
+    from growkit.errors import GrowkitError
+    (tmp_path / "run").mkdir()
+    code = ("import sys; from growkit import rundir; lk = rundir.RunLock(sys.argv[1]).acquire(); "
+            "lk.record('train x'); print('locked', flush=True); sys.stdin.read()")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(HERE.parent)))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(GrowkitError, match=f"in use by pid {holder.pid} on .*`growkit train x`"):
+            rundir.RunLock(tmp_path / "run").acquire()
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    with rundir.RunLock(tmp_path / "run"):  # the holder is gone: the kernel dropped its lock
+        pass
