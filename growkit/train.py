@@ -246,6 +246,9 @@ class Trainer:
         old_shapes = {n: p.shape for n, p in self.model.named_parameters()}
         before = self.model.arch
         edits = [plan.apply(self.model) for plan in decision.plans]
+        if self.out is not None and self.cfg.snapshot_every:  # where old entries went, for trajectory plots
+            from .viz.trajectory import record_growth
+            record_growth(self.out, self.loop.epoch, edits)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.stats = model_stats(self.model)
