@@ -300,5 +300,7 @@ def restore(model: nn.Module, cfg, exported: dict, lr: float) -> torch.optim.Opt
     else:
         import dataclasses
         opt = build(model, dataclasses.replace(cfg, optimizer=kind.name), lr)
-    load_state_by_name(model, opt, exported["state"])
+    # copies: the exported state may still belong to a live optimizer
+    load_state_by_name(model, opt, {n: {k: (v.clone() if torch.is_tensor(v) else v) for k, v in s.items()}
+                                    for n, s in exported["state"].items()})
     return opt
