@@ -217,8 +217,8 @@ class Widths(Grower):
 
 out, kind = Path(sys.argv[1]), sys.argv[2]
 lr = 0.05 if kind == "sgd" else 2e-3
-cfg = TrainConfig(model="VGG16", widths=4, model_kw={"hidden": [6]}, optimizer=kind, decay_bn_bias=kind == "sgd",
-                  batch_size=64, epochs=5, seed=7, progress=False, eval_test=False)
+cfg = TrainConfig(model="VGG16", widths=4, model_kw={"hidden": [6]}, optimizer=kind,
+                  decay_bn_bias=kind == "sgd", batch_size=64, epochs=5, seed=7, progress=False, eval_test=False)
 t = Trainer(cfg, out, phases=[Phase("grow", lr, grows=True), Phase("finetune", lr, "staircase", epochs=2)],
             grower=Widths())
 if (out / "checkpoint.pt").exists():
@@ -234,10 +234,12 @@ def test_sigkill_mid_width_growth_then_resume_is_bit_for_bit(tmp_path, kind):
     full, cut = tmp_path / "full", tmp_path / "cut"
     for d in (full, cut):
         d.mkdir()
-    p = subprocess.Popen([sys.executable, script, full, kind], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = lambda d: subprocess.Popen([sys.executable, script, d, kind], stdout=subprocess.PIPE,  # noqa: E731
+                                     stderr=subprocess.PIPE, text=True)
+    p = run(full)
     out_full, err = p.communicate()
     assert p.returncode == 0, err
-    p = subprocess.Popen([sys.executable, script, cut, kind], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = run(cut)
     _kill_after_rows(p, cut, 2)  # after the first growth step, before the second and third
     assert p.returncode == -signal.SIGKILL
     r = subprocess.run([sys.executable, script, cut, kind], capture_output=True, text=True)
