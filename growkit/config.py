@@ -119,8 +119,8 @@ class AutoGrowConfig:
         _check(self.K > 0, f"K must be > 0, got {self.K}")
         _check(self.J is None or self.J > 0, f"J must be > 0, got {self.J}")
         _check(self.tau >= 0, f"tau must be >= 0, got {self.tau}")
-        _check(self.init in ("zero", "adam", "uni", "gau", "identity"),
-               f"init must be zero, adam, uni, gau or identity, got {self.init!r}")
+        from .growers.initializers import names
+        _check(self.init in names(), f"init must be one of {', '.join(names())}, got {self.init!r}")
         _check(self.init_std > 0, f"init_std must be > 0, got {self.init_std}")
         _check(self.grow_schedule in ("constant", "staircase"),
                f"grow_schedule must be constant or staircase, got {self.grow_schedule!r}")
