@@ -25,13 +25,24 @@ def _from_dict(cls, d: dict):
     return cls(**d)
 
 
+class _Record:
+    """JSON round trip of a config dataclass: what config.json and checkpoints store."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return _from_dict(cls, d)
+
+
 def _check(ok: bool, msg: str) -> None:
     if not ok:
         raise GrowkitError(msg)
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Record):
     # model: a registered name; depth nets take depths, width nets take widths
     model: str = opt("Basic3ResNet", help="registered model name (see `growkit models`)")
     depths: list[int] | None = opt(None, parse=F.depths, help="blocks per stage of a depth net, e.g. 2-2-2")
@@ -90,16 +101,9 @@ class TrainConfig:
         plain = self.model.split("-")[0] in ("Plain3Net", "Plain4Net")
         return dataclasses.replace(self, lr=0.01 if plain else 0.1)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        return _from_dict(cls, d)
-
 
 @dataclass
-class AutoGrowConfig:
+class AutoGrowConfig(_Record):
     """AutoGrow (Algorithm 1). Seed depths are ``TrainConfig.depths``; K, J in epochs; tau in %."""
     policy: str = opt("periodic", help="periodic (p-AutoGrow) or convergent (c-AutoGrow)")
     K: int = opt(3, help="growth interval in epochs")  # also the convergence window
@@ -137,16 +141,9 @@ class AutoGrowConfig:
                f"scratch_epochs must be > 0, got {self.scratch_epochs}")
         return self
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "AutoGrowConfig":
-        return _from_dict(cls, d)
-
 
 @dataclass
-class NetworkMorphismConfig:
+class NetworkMorphismConfig(_Record):
     """Network Morphism (AutoGrow Table 2): train the shallower net (``TrainConfig.depths``) for
     ``shallow_epochs``, stack blocks up to ``target_depths``, train ``deeper_epochs`` more."""
     target_depths: list[int] | None = opt(None, parse=F.depths, required=True,
@@ -163,10 +160,3 @@ class NetworkMorphismConfig:
         _check(self.init in names(), f"init must be one of {', '.join(names())}, got {self.init!r}")
         _check(self.init_std > 0, f"init_std must be > 0, got {self.init_std}")
         return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "NetworkMorphismConfig":
-        return _from_dict(cls, d)
