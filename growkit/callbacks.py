@@ -10,7 +10,7 @@ bracket :meth:`Trainer.fit` (``on_fit_end`` also on an error).
 Run-directory bookkeeping is a callback like any other: :class:`Recorder` appends
 ``metrics.jsonl`` (before the checkpoint, so a kill between the two leaves a row the
 resume drops and trains again, never a missing one), truncates it to the checkpoint
-on resume, and writes trajectory snapshots. :class:`ProgressBar` draws the tqdm bar.
+on resume, and writes trajectory snapshots and growth records. :class:`ProgressBar` draws the tqdm bar.
 
 Objects that are not :class:`Callback` subclasses still work: a hook they lack is skipped.
 """
@@ -38,7 +38,8 @@ class Callback:
         (reading it with ``.item()`` syncs the device every step: accumulate instead where speed matters)."""
 
     def on_growth(self, trainer, event: dict) -> None:
-        """After a growth: ``event`` is the growth record (before/after arch, edits, grower info)."""
+        """After a growth: ``event`` is the growth record (before/after arch, edits, grower info);
+        ``trainer.growth_edits`` holds the step's applied edits (with their index maps)."""
 
     def on_epoch(self, trainer, row: dict) -> None:
         """After an epoch: ``row`` is its metrics row (what metrics.jsonl gets)."""
@@ -76,7 +77,8 @@ class CallbackList:
 
 
 class Recorder(Callback):
-    """metrics.jsonl (a row per epoch) and ``trajectory/`` snapshots (every ``snapshot_every`` epochs)."""
+    """metrics.jsonl (a row per epoch), and with ``snapshot_every`` the ``trajectory/`` snapshots and
+    growth records (index maps of every growth step)."""
 
     def __init__(self, out: str | Path, snapshot_every: int = 0):
         self.out, self.snapshot_every = Path(out), snapshot_every
@@ -91,6 +93,11 @@ class Recorder(Callback):
             prune_snapshots(self.out, epoch)
             if epoch == 0:
                 save_snapshot(self.out, 0, trainer.model)
+
+    def on_growth(self, trainer, event: dict) -> None:
+        if self.snapshot_every:  # where old entries went, so older snapshots embed in the grown net
+            from .viz.trajectory import record_growth
+            record_growth(self.out, trainer.loop.epoch, trainer.growth_edits)
 
     def on_epoch(self, trainer, row: dict) -> None:
         self.log.append(row)

@@ -58,6 +58,11 @@ class TrainConfig(_Record):
     split_seed: int = opt(0, help="seed of the train/val split, independent of --seed")
     augment: bool = opt(True, flag="--no-augment", help="no random crops and flips")
     # optimisation (defaults: the AutoGrow baselines' SGD)
+    optimizer: str = opt("sgd", help="optimizer kind: sgd or adam (see growkit.optim.kinds())")
+    optimizer_kw: dict = opt(default_factory=dict, parse=F.json_object,  # e.g. {"betas": [0.9, 0.99]}
+                             help='the kind\'s options as JSON, e.g. \'{"betas": [0.9, 0.99]}\'')
+    decay_bn_bias: bool = opt(True, flag="--no-decay-bn-bias", help="no weight decay on BatchNorm parameters "
+                                                                     "and biases")
     epochs: int = opt(20, help="training epochs")
     batch_size: int = opt(128, help="images per step")
     lr: float | None = opt(None, help="base learning rate (default 0.1, or 0.01 for plain nets)")  # resolved()
@@ -92,13 +97,16 @@ class TrainConfig(_Record):
                f"val_fraction must be in [0, 1), got {self.val_fraction}")
         _check(self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16")
         _check(self.snapshot_every >= 0, f"snapshot_every must be >= 0, got {self.snapshot_every}")
+        _check(isinstance(self.optimizer_kw, dict), f"optimizer_kw must be a dict, got {self.optimizer_kw!r}")
+        from . import optim
+        optim.validate(self)
         return self
 
     def resolved(self) -> "TrainConfig":
         """Fill the defaults that depend on other fields (what config.json records)."""
         if self.lr is not None:
             return self
-        plain = self.model.split("-")[0] in ("Plain3Net", "Plain4Net")
+        plain = self.model.split("-")[0].lower() in ("plain3net", "plain4net")
         return dataclasses.replace(self, lr=0.01 if plain else 0.1)
 
 

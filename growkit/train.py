@@ -90,6 +90,17 @@ def GrowthContext(trainer: "Trainer", row: dict) -> GrowerView:
     return trainer.view(row)
 
 
+def _to_device(obj, device: torch.device):
+    """Checkpointed state (nested dicts / lists holding tensors) with every tensor on ``device``."""
+    if torch.is_tensor(obj):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_device(v, device) for v in obj]
+    return obj
+
+
 def _legacy_decide(decide) -> bool:
     """True for the older signature ``decide(epoch, row, model)`` (two or more required positionals)."""
     try:
@@ -126,6 +137,8 @@ class Trainer:
             raise GrowkitError("growing needs a validation split: val_fraction must be > 0")
         self.passes = Passes(self.data, self.device, self.amp, cfg.batch_size, objective)
         self.loop = LoopState()
+        self.extras: dict = {}  # method data saved in every checkpoint (JSON values and tensors) and restored
+        self.growth_edits: list = []  # the edits of the latest growth step
         if cuda:
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(cfg.seed)
@@ -143,18 +156,18 @@ class Trainer:
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
     def _optimizer(self, lr):
-        c = self.cfg
-        return optim.sgd(self.model, lr, c.momentum, c.nesterov, c.weight_decay)
+        return optim.build(self.model, self.cfg, lr)
 
     def restore(self, state: dict) -> None:
         """Continue from a loaded checkpoint (see :func:`growkit.checkpoint.load`); the recorder truncates
         the run directory's records to it when :meth:`fit` starts."""
         self.model = self._place(from_spec(state["spec"]))
         self.model.load_state_dict(state["model"])
-        self.opt = self._optimizer(self.phases[min(state["loop"]["phase"], len(self.phases) - 1)].lr)
-        optim.load_state_by_name(self.model, self.opt, state["optimizer"])
+        lr = self.phases[min(state["loop"]["phase"], len(self.phases) - 1)].lr
+        self.opt = optim.restore(self.model, self.cfg, state["optimizer"], lr)
         if self.grower is not None and state["grower"] is not None:
-            self.grower.load_state_dict(state["grower"])
+            self.grower.load_state_dict(_to_device(state["grower"], self.device))
+        self.extras = _to_device(state.get("extras") or {}, self.device)
         self.loop = LoopState(**state["loop"])
         self.stats = model_stats(self.model)
         ckpt.restore_rng(state["rng"])
@@ -198,6 +211,7 @@ class Trainer:
         old_shapes = {n: p.shape for n, p in self.model.named_parameters()}
         before = self.model.arch
         edits = [plan.apply(self.model) for plan in decision.plans]
+        self.growth_edits = edits  # for callbacks (the recorder stores their index maps for trajectories)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.stats = model_stats(self.model)
@@ -215,8 +229,8 @@ class Trainer:
             return
         path = self.out / "checkpoint.pt"
         ckpt.save(path, config=self.run_config, model=self.model,
-                  optimizer_state=optim.state_by_name(self.model, self.opt), loop=dataclasses.asdict(self.loop),
-                  grower=self.grower.state_dict() if self.grower is not None else None)
+                  optimizer=optim.export(self.model, self.opt), loop=dataclasses.asdict(self.loop),
+                  grower=self.grower.state_dict() if self.grower is not None else None, extras=self.extras)
         self.hooks("on_checkpoint", self, path)
 
     def _skip_empty_phases(self) -> None:
