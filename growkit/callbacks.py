@@ -86,6 +86,7 @@ class Recorder(Callback):
 
     def on_fit_start(self, trainer) -> None:
         epoch = trainer.loop.epoch
+        self.out.mkdir(parents=True, exist_ok=True)
         if self.log.path.exists():  # a resume: drop rows the checkpoint has not seen
             self.log.truncate(epoch)
         if self.snapshot_every:

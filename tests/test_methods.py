@@ -13,6 +13,7 @@ from growkit.cli import build_parser
 from growkit.config import AutoGrowConfig, NetworkMorphismConfig, TrainConfig
 from growkit.errors import GrowkitError
 from growkit.flags import values
+from growkit.growers.base import Decision, Grower
 from growkit.train import Phase, Trainer, derive_seed
 
 
@@ -174,3 +175,52 @@ def test_a_pluggable_objective_is_what_the_loop_minimises_and_reports():
     with torch.no_grad():
         expect = copy.deepcopy(t.model).double().eval()(x0.double()).pow(2).mean().item()
     assert t.view({}).probe(1)["loss"] == pytest.approx(expect, rel=1e-5)
+
+
+class TensorState(Grower):
+    """Keeps a tensor in its state: the sum of the validation accuracies it has seen (float64)."""
+    def __init__(self):
+        super().__init__()
+        self.total = torch.zeros((), dtype=torch.float64)
+
+    def decide(self, view):
+        self.total = self.total + view.row["val_acc"]
+        return Decision()
+
+    def state_dict(self):
+        return {"total": self.total, "note": "json too"}
+
+    def load_state_dict(self, s):
+        assert s["note"] == "json too"
+        self.total = s["total"]
+
+
+def test_grower_tensor_state_and_extras_survive_an_interrupted_run(tmp_path):
+    from growkit import checkpoint
+
+    class Extras(Callback):
+        def on_epoch(self, trainer, row):
+            trainer.extras["val_history"] = torch.tensor([r for r in trainer.extras.get("val_history", [])]
+                                                         + [row["val_acc"]], dtype=torch.float64)
+
+    def trainer(out, callbacks=()):
+        cfg = TrainConfig(depths=[1, 1, 1], epochs=3, batch_size=64, progress=False, eval_test=False)
+        return Trainer(cfg, out, phases=[Phase("grow", 0.05, grows=True, max_epochs=3)], grower=TensorState(),
+                       callbacks=[Extras(), *callbacks])
+
+    full = trainer(tmp_path / "full")
+    full.fit()
+    cut = trainer(tmp_path / "cut", [StopAfter(2)])
+    with pytest.raises(KeyboardInterrupt):
+        cut.fit()
+    again = trainer(tmp_path / "cut")
+    again.restore(checkpoint.load(tmp_path / "cut" / "checkpoint.pt"))
+    assert again.extras["val_history"].shape == (2,)
+    again.fit()
+    rows = _rows(tmp_path / "full")
+    assert _rows(tmp_path / "cut") == rows
+    expect = sum(torch.tensor(r["val_acc"], dtype=torch.float64) for r in rows)  # summed by hand
+    assert again.grower.total.dtype == torch.float64 and torch.equal(again.grower.total, full.grower.total)
+    assert again.grower.total.item() == pytest.approx(expect.item(), rel=1e-12)
+    torch.testing.assert_close(again.extras["val_history"], torch.tensor([r["val_acc"] for r in rows],
+                                                                         dtype=torch.float64))
