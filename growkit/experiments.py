@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import methods, runs
 from .config import AutoGrowConfig, NetworkMorphismConfig, TrainConfig
+from .errors import GrowkitError
 from .records import read_json, read_metrics
 
 _IGNORED = {"progress"}  # config keys that do not change results
@@ -26,7 +27,7 @@ def _same(stored: dict, wanted: dict) -> bool:
     """Equal up to the environment, progress bars, command aliases and option defaults added since."""
     try:
         stored = methods.normalize(stored)
-    except Exception:  # an unreadable or foreign config: not the same run
+    except (GrowkitError, KeyError, TypeError, AttributeError):  # a foreign or older config: not the same run
         return False
     return _essential(stored) == _essential(methods.normalize(wanted))
 
