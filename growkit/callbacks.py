@@ -84,6 +84,11 @@ class Recorder(Callback):
         self.out, self.snapshot_every = Path(out), snapshot_every
         self.log = MetricsLog(self.out / "metrics.jsonl")
 
+    def move_to(self, out: str | Path) -> None:
+        """The run directory was moved (a staged run put in place after its first checkpoint)."""
+        self.out = Path(out)
+        self.log = MetricsLog(self.out / "metrics.jsonl")
+
     def on_fit_start(self, trainer) -> None:
         epoch = trainer.loop.epoch
         self.out.mkdir(parents=True, exist_ok=True)

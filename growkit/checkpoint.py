@@ -16,12 +16,14 @@ tensors and plain containers, never pickled code.
 from __future__ import annotations
 
 import json
+import pickle
 import os
 from pathlib import Path
 
 import torch
 
 from .errors import GrowkitError
+from .records import one_line
 
 FORMAT = 2
 _TENSOR = "__tensor__"
@@ -109,11 +111,22 @@ def load(path: str | Path) -> dict:
         raise GrowkitError(f"no checkpoint at {path}")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused it; never retried without (that could run code)
+        raise GrowkitError(f"cannot read checkpoint {path}: not a file of tensors and plain containers "
+                           "(damaged, or it holds pickled objects, which growkit never loads)") from None
     except Exception as e:  # a truncated or foreign file
-        raise GrowkitError(f"cannot read checkpoint {path}: {e.__class__.__name__}: {e}") from None
+        raise GrowkitError(f"cannot read checkpoint {path}: {e.__class__.__name__}: {one_line(e)}") from None
     fmt = raw.get("format") if isinstance(raw, dict) else None
     if fmt not in (1, 2):
         raise GrowkitError(f"{path} is not a growkit checkpoint (format 1 or 2)")
+    try:
+        return _decode(raw, fmt)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise GrowkitError(f"{path} is not a complete growkit checkpoint of format {fmt} "
+                           f"({e.__class__.__name__}: {one_line(e)})") from None
+
+
+def _decode(raw: dict, fmt: int) -> dict:
     out = {"format": fmt, "config": json.loads(raw["config_json"]), "spec": json.loads(raw["spec_json"]),
            "loop": json.loads(raw["loop_json"]), "model": raw["model"], "rng": raw["rng"]}
     if fmt == 1:

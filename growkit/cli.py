@@ -4,6 +4,7 @@
     growkit autogrow  --model Basic3ResNet --dataset digits --policy periodic --K 3 --init gau --out runs/g1
     growkit network-morphism --depths 1-1-1 --target-depths 2-2-2 --shallow-epochs 10 --out runs/m1
     growkit resume    runs/g1
+    growkit recover   runs/g1            # after a crash: repairs a half-made run, or removes an empty one
     growkit figures   --profile cpu
     growkit models | datasets
 
@@ -11,8 +12,8 @@ One subcommand per registered method (:mod:`growkit.methods`); its flags are gen
 from the config dataclasses' fields (:mod:`growkit.flags`).
 
 Bad input (unknown names, impossible values, a non-empty --out, missing data
-files) prints one line and exits with code 2; a NaN/inf loss stops the run
-with exit code 1 and the last good checkpoint intact; Ctrl-C exits 130.
+files, a damaged run directory, a run another process holds) prints one line and exits with code 2;
+a NaN/inf loss stops the run with exit code 1 and the last good checkpoint intact; Ctrl-C exits 130.
 """
 from __future__ import annotations
 
@@ -48,20 +49,31 @@ def cmd_method(a) -> int:
     r = runs.run(m.name, cfg, options, a.out, overwrite=a.overwrite)
     _report(r, a.out)
     if "delta" in r:
-        print(f"from scratch: test {r['scratch_test_acc']:.2f}%, delta {r['delta']:+.2f} points")
+        delta = "n/a (no test split)" if r["delta"] is None else f"{r['delta']:+.2f} points"
+        print(f"from scratch: test {_pct(r['scratch_test_acc'])}, delta {delta}")
     return 0
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.2f}%"
 
 
 def _report(result: dict, out: str) -> None:
     test = result.get("test_acc")
     test = f", test {test:.2f}%" if test is not None else ""
-    print(f"{result.get('found', result['arch'])}: val {result['val_acc']:.2f}%{test}, "
+    print(f"{result.get('found', result['arch'])}: val {_pct(result.get('val_acc'))}{test}, "
           f"{result['params']:,} params, {result['wall_s']:.1f} s -> {out}/result.json")
 
 
 def cmd_resume(a) -> int:
     from . import runs
     _report(runs.resume(a.dir), a.dir)
+    return 0
+
+
+def cmd_recover(a) -> int:
+    from .rundir import recover
+    print(recover(a.dir))
     return 0
 
 
@@ -96,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("dir")
     r.set_defaults(func=cmd_resume)
 
+    rc = sub.add_parser("recover", help="repair a run directory interrupted by a crash or kill, or remove it "
+                                        "if it holds nothing yet")
+    rc.add_argument("dir")
+    rc.set_defaults(func=cmd_recover)
+
     f = sub.add_parser("figures", help="regenerate the papers' figures and tables by running the notebooks")
     f.add_argument("--profile", default="cpu", help="smoke, cpu or paper")
     f.add_argument("--only", help="run only notebooks whose name contains this (comma-separated)")
@@ -120,13 +137,19 @@ def main(argv=None) -> int:
         print(f"growkit: error: {e}", file=sys.stderr)
         return 2
     except NonFiniteLoss as e:
-        print(f"growkit: stopped: {e}; the last good checkpoint is in {out} (the lr may be too high)",
-              file=sys.stderr)
+        print(f"growkit: stopped: {e}; {_left(e, out, resume=False)} (the lr may be too high)", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"growkit: interrupted; continue with `growkit resume {out}`" if out else "growkit: interrupted",
-              file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"growkit: interrupted; {_left(e, out)}" if out else "growkit: interrupted", file=sys.stderr)
         return 130
+
+
+def _left(e: BaseException, out, resume: bool = True) -> str:
+    """What a stopped run left behind, truthfully: a new run stopped before its first checkpoint left
+    nothing (an old run it was to replace is untouched)."""
+    if getattr(e, "growkit_kept", True) is False:
+        return f"no epoch finished, so nothing was kept (what was in {out} is untouched)"
+    return f"the last good checkpoint is in {out}" + (f"; continue with `growkit resume {out}`" if resume else "")
 
 
 if __name__ == "__main__":

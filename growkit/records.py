@@ -172,25 +172,20 @@ _RESULT_TYPES = {"arch": (str,), "val_acc": (int, float, type(None)), "test_acc"
 
 
 def read_run_config(run_dir: str | Path) -> dict:
-    """``config.json`` of a run, checked: valid JSON, a known command, every config section of the right
-    keys, types and ranges. Errors name the file."""
-    from .config import AutoGrowConfig, TrainConfig
+    """``config.json`` of a run, checked: valid JSON, a registered method, its train and method sections
+    of the right keys, types and ranges. Errors name the file."""
+    from . import methods
+    from .config import TrainConfig
     path = Path(run_dir) / "config.json"
     rc = read_json(path)
-    command = rc.get("command")
-    sections = {"train": TrainConfig, "autogrow": AutoGrowConfig}
-    needed = {"train": ["train"], "autogrow": ["train", "autogrow"], "morph": ["train", "morph"]}
-    if command not in needed:
-        raise GrowkitError(f"{path}: unknown run command {command!r}; is this a growkit run?")
-    for key in needed[command]:
-        sec = rc.get(key)
-        if not isinstance(sec, dict):
-            raise GrowkitError(f"{path}: '{key}' must be an object, got {type(sec).__name__}")
-        if key in sections:
-            try:
-                sections[key].from_dict(sec).validate()
-            except (GrowkitError, TypeError) as e:
-                raise GrowkitError(f"{path}: {one_line(e)}") from None
+    try:
+        method = methods.get(rc.get("command"))
+        if not isinstance(rc.get("train"), dict):
+            raise GrowkitError(f"'train' must be an object, got {type(rc.get('train')).__name__}")
+        TrainConfig.from_dict(rc["train"]).validate()
+        method.options(rc)  # the method's own section, validated
+    except (GrowkitError, TypeError, AttributeError) as e:
+        raise GrowkitError(f"{path}: {one_line(e)}") from None
     return rc
 
 

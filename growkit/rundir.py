@@ -226,7 +226,12 @@ def clean_leftovers(final: str | Path) -> list[str]:
     valid marker and whose lock nobody holds. Returns what was removed."""
     removed = []
     for d in _siblings(Path(final), "staging"):
+        if d.name.startswith(f".{Path(final).name}.growkit-staging-old"):
+            continue  # an old run moved aside by an interrupted replacement: recover() puts it back
         if read_marker(d) is None:
+            if all(c.name == MARKER + ".tmp" for c in d.iterdir()):  # killed while writing its marker
+                shutil.rmtree(d)
+                removed.append(d.name)
             continue
         try:
             with RunLock(d):
@@ -269,7 +274,7 @@ class Stage:
         self.path.mkdir()
         atomic_write(self.path / MARKER, json.dumps(self.marker, indent=2) + "\n")
         self.lock = RunLock(self.path).acquire()
-        self.lock.record(self.command)
+        self.lock.record(f"{self.command} --out {self.final}")
         return self.path
 
     def commit(self) -> Path:
@@ -381,7 +386,10 @@ def recover(path: str | Path) -> str:
     if marker is None:
         if not (p / "config.json").exists():
             raise GrowkitError(f"{p} is not a growkit run (no {MARKER}); left untouched")
-        read_run_config(p)  # raises unless it really is a growkit run config
+        try:
+            read_run_config(p)  # adopted only when its config.json really is a growkit run config
+        except GrowkitError as e:
+            raise GrowkitError(f"{p} is not a growkit run (no {MARKER}, and {e}); left untouched") from None
         with RunLock(p):
             m = new_marker(json.loads((p / "config.json").read_text()).get("command", "train"))
             atomic_write(p / MARKER, json.dumps(m, indent=2) + "\n")

@@ -13,28 +13,21 @@ method registry (:mod:`growkit.methods`), so starting and resuming share one cod
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from . import checkpoint, methods
+from . import checkpoint, methods, rundir
+from .callbacks import Recorder
 from .config import AutoGrowConfig, NetworkMorphismConfig, TrainConfig
 from .errors import GrowkitError
-from .records import environment, read_json, write_json
+from .records import (MetricsLog, check_checkpoint_matches, environment, one_line, read_result, read_run_config,
+                      write_json)
 from .train import Trainer
 
 
 def check_out(out: str | Path, overwrite: bool) -> None:
-    """Refuse a non-empty directory unless ``overwrite`` and it holds a growkit run. Writes nothing."""
-    p = Path(out)
-    if p.exists() and not p.is_dir():
-        raise GrowkitError(f"--out {out} exists and is not a directory")
-    if p.is_dir() and any(p.iterdir()):
-        if not overwrite:
-            raise GrowkitError(f"--out {out} is not empty; pass --overwrite to replace the run in it, "
-                               f"or `growkit resume {out}` to continue it")
-        if not (p / "config.json").exists():
-            raise GrowkitError(f"--out {out} is not empty and holds no growkit run (no config.json); "
-                               "refusing to delete it")
+    """Refuse an output folder that may not receive a new run (see :func:`growkit.rundir.prepare`).
+    Writes nothing."""
+    rundir.prepare(out, "check", overwrite)
 
 
 def _build(rc: dict, out: Path | None, callbacks=(), data=None, objective=None) -> Trainer:
@@ -46,29 +39,64 @@ def _build(rc: dict, out: Path | None, callbacks=(), data=None, objective=None) 
                    objective=objective)
 
 
+class _Commit:
+    """Moves a staged run into place right after its first checkpoint, and points the trainer and its
+    recorder at the final folder."""
+
+    def __init__(self, stage: rundir.Stage):
+        self.stage = stage
+
+    def on_checkpoint(self, trainer, path) -> None:
+        if not self.stage.committed:
+            _move_trainer(trainer, self.stage.commit())
+
+
+def _move_trainer(trainer: Trainer, out: Path) -> None:
+    trainer.out = out
+    for cb in trainer.hooks.callbacks:
+        if isinstance(cb, Recorder):
+            cb.move_to(out)
+
+
 def _start(rc: dict, out, overwrite: bool, callbacks, data, grower_hook=None, objective=None):
-    check_out(out, overwrite)
-    trainer = _build(rc, Path(out), callbacks, data, objective)  # validates everything before the directory is touched
+    stage = rundir.prepare(out, rc["command"], overwrite)  # path, marker and lock checks; writes nothing
+    trainer = _build(rc, stage.path, callbacks, data, objective)  # validates everything, data included
     rc["train"] = trainer.cfg.to_dict()  # resolved defaults (e.g. the learning rate) are recorded
     rc["environment"] = environment(trainer.device)
-    p = Path(out)
-    if p.is_dir() and any(p.iterdir()):  # check_out allowed it: a growkit run to replace
-        shutil.rmtree(p)
-    p.mkdir(parents=True, exist_ok=True)
-    write_json(p / "config.json", rc)
+    stage.create()  # the first write: a hidden staging folder beside --out, with marker and lock
+    try:
+        write_json(stage.path / "config.json", rc)
+    except BaseException:
+        stage.abort()
+        raise
+    trainer.hooks.callbacks.insert(1, _Commit(stage))
     if grower_hook is not None and trainer.grower is not None:
         grower_hook(trainer.grower)
-    return trainer, p
+    return trainer, stage
 
 
-def _finish(trainer: Trainer, out: Path) -> dict:
-    res = trainer.fit()
-    rc = trainer.run_config
-    method = methods.get(rc["command"])
-    if method.summarize is not None:
-        res = {**res, **method.summarize(res, trainer, method.options(rc), out)}
-    write_json(out / "result.json", res)
-    return res
+def _finish(trainer: Trainer, stage: rundir.Stage | None, out: Path) -> dict:
+    """Train, summarize, write result.json. A staged run that fails before its first checkpoint is
+    removed (an old run it was to replace stays as it was); the exception says what happened."""
+    try:
+        res = trainer.fit()
+        if stage is not None:
+            _move_trainer(trainer, stage.commit())
+            out = stage.final
+        rc = trainer.run_config
+        method = methods.get(rc["command"])
+        if method.summarize is not None:
+            res = {**res, **method.summarize(res, trainer, method.options(rc), out)}
+        write_json(out / "result.json", res)
+        return res
+    except BaseException as e:
+        if stage is not None:
+            e.growkit_kept = stage.committed  # for the CLI's message: did a checkpoint reach --out?
+            stage.abort()
+        raise
+    finally:
+        if stage is not None:
+            stage.release()
 
 
 def run(method: str, train_cfg: TrainConfig, method_cfg=None, out: str | Path | None = None, *,
@@ -85,8 +113,8 @@ def run(method: str, train_cfg: TrainConfig, method_cfg=None, out: str | Path | 
         if method_cfg is None:
             raise GrowkitError(f"{m.name} needs its options ({m.config.__name__})")
         rc[m.name] = method_cfg.validate().to_dict()
-    trainer, p = _start(rc, out, overwrite, callbacks, data, grower_hook, objective)
-    return _finish(trainer, p)
+    trainer, stage = _start(rc, out, overwrite, callbacks, data, grower_hook, objective)
+    return _finish(trainer, stage, stage.final)
 
 
 def train(cfg: TrainConfig, out: str | Path, *, overwrite: bool = False, callbacks=(), data=None) -> dict:
@@ -114,13 +142,34 @@ morph = network_morphism  # the former name
 
 
 def resume(out: str | Path, *, callbacks=(), data=None, objective=None) -> dict:
-    """Continue a run of any method from its last checkpoint; a finished run just returns its result."""
+    """Continue a run of any method from its last checkpoint; a finished run just returns its result.
+    The run directory is checked first (marker, config.json, records, the checkpoint against the run's
+    config) and locked while training, so a second process on it is refused."""
     p = Path(out)
-    if not (p / "config.json").exists():
-        raise GrowkitError(f"{out} holds no growkit run (no config.json)")
-    if (p / "result.json").exists():
-        return read_json(p / "result.json")
-    trainer = _build(read_json(p / "config.json"), p, callbacks, data, objective)
-    if (p / "checkpoint.pt").exists():  # (the recorder truncates metrics.jsonl to it when fit starts)
-        trainer.restore(checkpoint.load(p / "checkpoint.pt"))
-    return _finish(trainer, p)
+    rundir.check_output_path(p, "resume")
+    if not p.exists():
+        raise GrowkitError(f"{out} does not exist")
+    if not p.is_dir():
+        raise GrowkitError(f"{out} is not a run directory")
+    if rundir.read_marker(p) is None:
+        hint = (f"; if an older growkit made it, `growkit recover {out}` marks it"
+                if (p / "config.json").exists() else "")
+        raise GrowkitError(f"{out} is not a growkit run (no {rundir.MARKER}){hint}")
+    with rundir.RunLock(p) as lock:
+        if not (p / "config.json").exists():
+            raise GrowkitError(f"{out} is a growkit run interrupted before its config.json was written; "
+                               f"`growkit recover {out}` repairs or removes it")
+        rc = read_run_config(p)
+        if (p / "result.json").exists():
+            return read_result(p / "result.json")
+        MetricsLog(p / "metrics.jsonl").read()  # damaged records: an error naming the line, before training
+        trainer = _build(rc, p, callbacks, data, objective)
+        if (p / "checkpoint.pt").exists():  # (the recorder truncates metrics.jsonl to it when fit starts)
+            state = checkpoint.load(p / "checkpoint.pt")
+            check_checkpoint_matches(state, rc, p / "checkpoint.pt")
+            try:
+                trainer.restore(state)
+            except (RuntimeError, KeyError, ValueError) as e:
+                raise GrowkitError(f"{p / 'checkpoint.pt'} does not fit its model: {one_line(e)}") from None
+        lock.record(f"resume {out}")
+        return _finish(trainer, None, p)

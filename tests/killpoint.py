@@ -78,14 +78,18 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
 
 
-def forked_cli(args, cwd, out_path, err_path):
-    """``growkit ARGS`` in a process forked from a server that has torch and growkit imported: the same
-    ``growkit.cli.main`` a fresh interpreter runs, with fd 1 and 2 going to files, without paying ~2 s of
-    imports per call. An uncaught exception prints its traceback to the captured stderr, as Python would."""
+def forked_cli(args, cwd, out_path, err_path, harness=False):
+    """``growkit ARGS`` (or, with ``harness``, this module's command line) in a process forked from a
+    server that has torch and growkit imported: the same ``growkit.cli.main`` a fresh interpreter runs,
+    with fd 1 and 2 going to files, without paying ~2 s of imports per call. An uncaught exception
+    prints its traceback to the captured stderr, as Python would."""
     for fd, path in ((1, out_path), (2, err_path)):
         f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(f, fd)
         os.close(f)
     os.chdir(cwd)
+    args = [str(a) for a in args]
+    if harness:
+        sys.exit(main(args))
     from growkit.cli import main as cli
-    sys.exit(cli([str(a) for a in args]))
+    sys.exit(cli(args))

@@ -422,7 +422,7 @@ class _Done:
         self.returncode, self.stdout, self.stderr = rc, out, err
 
 
-def _forked(args, cwd: Path, logs: Path) -> _Done:
+def _forked(args, cwd: Path, logs: Path, harness: bool = False) -> _Done:
     """`growkit ARGS` through ``growkit.cli.main`` in a process forked from a server with torch and growkit
     already imported (a fresh interpreter per case would cost ~2 CPU-seconds of imports, minutes in all)."""
     import multiprocessing
@@ -430,7 +430,7 @@ def _forked(args, cwd: Path, logs: Path) -> _Done:
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["killpoint", "torch", "growkit.cli", "growkit.runs", "growkit.train"])
     out, err = logs.with_suffix(".out"), logs.with_suffix(".err")
-    p = ctx.Process(target=killpoint.forked_cli, args=(args, str(cwd), str(out), str(err)))
+    p = ctx.Process(target=killpoint.forked_cli, args=(args, str(cwd), str(out), str(err), harness))
     p.start()
     p.join(300)
     if p.exitcode is None:
@@ -580,8 +580,8 @@ def test_a_second_process_on_a_run_is_refused_while_one_runs(tmp_path):
 
 
 def _killpoint(*args, cwd):
-    return subprocess.run([sys.executable, str(HERE / "killpoint.py"), *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
+    """tests/killpoint.py ARGS, forked like the cases above (its kill is an os._exit in that process)."""
+    return _forked([str(a) for a in args], cwd, cwd.parent / f"{cwd.name}-{args[0]}.log", harness=True)
 
 
 @pytest.mark.parametrize("overwrite", [False, True], ids=["fresh", "overwrite"])
@@ -597,7 +597,10 @@ def test_a_kill_at_every_write_point_is_recoverable(tmp_path, finished, overwrit
     want, want_res = _comparable(_rows(ref)), json.loads((ref / "result.json").read_text())
     old_tree = tree(finished)
     points = []
+    stop = False
     for n in range(1, 60):
+        if stop:
+            break
         d = tmp_path / f"k{n}"
         d.mkdir()
         out = d / "run"
@@ -610,8 +613,8 @@ def test_a_kill_at_every_write_point_is_recoverable(tmp_path, finished, overwrit
             break
         assert k.returncode == 137, k.stderr
         points.append(k.stderr.strip().splitlines()[-1].split(": ", 1)[1])
-        if not overwrite and "config.json" not in points[-1] and n > 3:
-            continue  # a fresh run: the points up to config.json (the rest is the overwrite variant's)
+        if not overwrite and points[-1].endswith("rename run"):
+            stop = True  # a fresh run: its points up to the move into place (the rest: the overwrite variant)
         f = _killpoint("finish", out, *args, "--out", out, *extra, cwd=d)
         assert f.returncode == 0, (points[-1], f.stderr)
         assert "Traceback" not in f.stderr
@@ -624,8 +627,10 @@ def test_a_kill_at_every_write_point_is_recoverable(tmp_path, finished, overwrit
                                                                   want_res["arch"]), points[-1]
     else:
         raise AssertionError("the run never finished")
+    print(f"{len(points)} write points:", *points, sep="\n  ")
     assert any("config.json" in p for p in points) and any("metrics.jsonl" in p for p in points), points
-    assert any("checkpoint.pt" in p for p in points) and any("result.json" in p for p in points), points
+    assert any("checkpoint.pt" in p for p in points), points
+    assert any("result.json" in p for p in points) == overwrite, points
 
 
 def test_recover_repairs_what_a_crash_leaves_and_refuses_what_is_not_growkits(tmp_path, finished):

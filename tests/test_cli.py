@@ -53,20 +53,21 @@ def test_non_empty_out_without_overwrite_is_refused_and_left_alone(cli, tmp_path
     r = cli("train", "--epochs", "1", "--out", out, "--no-progress")
     assert r.returncode == 2 and "not empty" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = cli("train", "--epochs", "1", "--out", out, "--overwrite", "--no-progress")
-    assert r.returncode == 2 and "holds no growkit run" in r.stderr
+    assert r.returncode == 2 and "not a growkit run" in r.stderr
     assert (out / "notes.txt").read_text() == "mine" and len(list(out.iterdir())) == 1
 
 
 def test_resume_of_a_folder_without_a_run(cli, tmp_path):
     r = cli("resume", tmp_path)
-    assert r.returncode == 2 and "no config.json" in r.stderr
+    assert r.returncode == 2 and "not a growkit run" in r.stderr
 
 
 def test_train_writes_the_documented_files(cli, tmp_path):
     out = tmp_path / "run"
     r = cli("train", "--model", "Basic3ResNet", "--depths", "1-1-1", "--epochs", "2", "--out", out, "--no-progress")
     assert r.returncode == 0, r.stderr
-    assert {p.name for p in out.iterdir()} == {"config.json", "metrics.jsonl", "result.json", "checkpoint.pt"}
+    assert {p.name for p in out.iterdir()} == {"config.json", "metrics.jsonl", "result.json", "checkpoint.pt",
+                                               ".growkit-run.json", ".growkit-lock"}  # marker and lock file
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["train"]["lr"] == 0.1 and cfg["environment"]["torch"]
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
