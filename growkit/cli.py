@@ -72,7 +72,7 @@ def cmd_resume(a) -> int:
 
 
 def cmd_recover(a) -> int:
-    from .rundir import recover
+    from .recover import recover
     print(recover(a.dir))
     return 0
 

@@ -11,9 +11,9 @@
 * **Lock.** ``fcntl.flock`` on ``.growkit-lock`` inside the run directory, held while a process writes
   the run; the holder's pid, host and command are recorded in the file so a second process can say who
   holds it. The kernel drops the lock when its process dies, so a crash never leaves a stale lock.
-* **Recovery.** :func:`recover` (``growkit recover DIR``) makes a half-made run usable again: it removes
-  temporary files and leftovers of interrupted replacements, cuts a metrics line torn by a kill, rebuilds
-  ``config.json`` from the checkpoint, or removes a growkit directory that holds nothing yet.
+* **Recovery.** ``growkit recover DIR`` (:mod:`growkit.recover`) makes a half-made run usable again:
+  it removes temporary files and leftovers of interrupted replacements, cuts a metrics line torn by a
+  kill, rebuilds ``config.json`` from the checkpoint, or removes a growkit directory that holds nothing.
 
 Every JSON file is written by :func:`atomic_write` (temp file, fsync, rename, fsync of the directory):
 a crash leaves the old or the new version, never half of one. Cost: two fsyncs per write.
@@ -163,6 +163,11 @@ class RunLock:
             os.close(self.fd)  # closing the descriptor drops the flock
             self.fd = None
 
+    def check_free(self) -> None:
+        """Raise if a process holds the lock; creates nothing (no lock file: nobody holds it)."""
+        if (self.dir / LOCK).exists():
+            self.acquire().release()
+
     def __enter__(self):
         return self.acquire()
 
@@ -288,7 +293,7 @@ class Stage:
                                    f"{self.path}")
             if not _exchange(self.path, self.final):
                 trash = self.final.parent / f".{self.final.name}.growkit-staging-old{self.run_id}"
-                os.rename(self.final, trash)  # a kill between these renames: see recover()
+                os.rename(self.final, trash)  # a kill between these renames: growkit.recover puts it back
                 os.rename(self.path, self.final)
                 self.path = trash
             old = self.path
@@ -349,84 +354,7 @@ def prepare(out: str | Path, command: str, overwrite: bool = False) -> Stage:
             why = " (a config.json alone does not make one)" if (p / "config.json").exists() else ""
             raise GrowkitError(f"--out {out} is not a growkit run{why}; --overwrite replaces only folders "
                                f"growkit made (they carry {MARKER}); refusing to delete it")
-        RunLock(p).acquire().release()  # refuse now, not after validation, when a process holds it
+        RunLock(p).check_free()  # refuse now, not after validation, when a process holds it
+    if p.is_symlink():  # a link to an empty folder: the run goes into the folder; the link stays
+        p = Path(os.path.realpath(p))
     return Stage(p, command, overwrite)
-
-
-# ----------------------------------------------------------------------------- recovery
-
-def _only_growkit_leftovers(p: Path) -> bool:
-    return all(c.name in (MARKER, LOCK) or c.name.endswith(".tmp") for c in p.iterdir())
-
-
-def recover(path: str | Path) -> str:
-    """Make a run directory interrupted by a crash or kill usable again (``growkit recover DIR``).
-
-    Returns a one-line summary. Never touches a directory that is not growkit's, and never deletes
-    records: a torn last metrics line (a kill during its write) is the only data cut.
-    """
-    from .records import MetricsLog, read_run_config  # records needs torch; the rest of this module not
-
-    p = Path(path)
-    check_output_path(p, "recover")
-    actions = []
-    if not p.exists():
-        old = [d for d in _siblings(p, "staging") if d.name.startswith(f".{p.name}.growkit-staging-old")]
-        if old and read_marker(old[0]) is not None:  # killed between the two renames of a replacement
-            os.rename(old[0], p)
-            actions.append("put back the run an interrupted --overwrite had moved aside")
-        else:
-            gone = clean_leftovers(p)
-            if not gone:
-                raise GrowkitError(f"{p} does not exist and no interrupted run of that name was found")
-            return f"{p}: removed {len(gone)} unfinished run(s) beside it; nothing else to recover"
-    if p.is_symlink() or not p.is_dir():
-        raise GrowkitError(f"{p} is not a run directory")
-    marker = read_marker(p)
-    if marker is None:
-        if not (p / "config.json").exists():
-            raise GrowkitError(f"{p} is not a growkit run (no {MARKER}); left untouched")
-        try:
-            read_run_config(p)  # adopted only when its config.json really is a growkit run config
-        except GrowkitError as e:
-            raise GrowkitError(f"{p} is not a growkit run (no {MARKER}, and {e}); left untouched") from None
-        with RunLock(p):
-            m = new_marker(json.loads((p / "config.json").read_text()).get("command", "train"))
-            atomic_write(p / MARKER, json.dumps(m, indent=2) + "\n")
-        actions.append(f"marked as a growkit run (made before {MARKER} existed)")
-    with RunLock(p) as lock:
-        for tmp in sorted(p.glob("*.tmp")):
-            tmp.unlink()
-            actions.append(f"removed {tmp.name}")
-        ckpt = p / "checkpoint.pt"
-        cfg_ok = True
-        try:
-            read_run_config(p)
-        except GrowkitError:
-            cfg_ok = False
-        if not cfg_ok:
-            if ckpt.exists():
-                from . import checkpoint
-                state = checkpoint.load(ckpt)
-                atomic_write(p / "config.json", json.dumps(state["config"], indent=2) + "\n")
-                actions.append("rebuilt config.json from checkpoint.pt")
-            elif _only_growkit_leftovers(p):
-                lock.release()
-                remove_run(p)
-                return f"{p}: removed (a growkit run killed before it held anything); start it again"
-            else:
-                raise GrowkitError(f"{p}/config.json is missing or damaged and there is no checkpoint to "
-                                   "rebuild it from; move your files out and delete the folder")
-        cut = MetricsLog(p / "metrics.jsonl").repair()
-        if cut:
-            actions.append(f"cut {cut}")
-        gone = clean_leftovers(p)
-        if gone:
-            actions.append(f"removed {len(gone)} unfinished replacement(s) beside it")
-        if (p / "scratch").is_dir() and read_marker(p / "scratch") is not None:
-            sub = recover(p / "scratch")
-            if "nothing to recover" not in sub:
-                actions.append(f"scratch/: {sub.split(': ', 1)[-1]}")
-    if not actions:
-        return f"{p}: nothing to recover"
-    return f"{p}: {'; '.join(actions)}; continue with `growkit resume {p}`"

@@ -613,7 +613,7 @@ def test_a_kill_at_every_write_point_is_recoverable(tmp_path, finished, overwrit
             break
         assert k.returncode == 137, k.stderr
         points.append(k.stderr.strip().splitlines()[-1].split(": ", 1)[1])
-        if not overwrite and points[-1].endswith("rename run"):
+        if not overwrite and points[-1] == f"before rename {out}":
             stop = True  # a fresh run: its points up to the move into place (the rest: the overwrite variant)
         f = _killpoint("finish", out, *args, "--out", out, *extra, cwd=d)
         assert f.returncode == 0, (points[-1], f.stderr)
@@ -635,6 +635,7 @@ def test_a_kill_at_every_write_point_is_recoverable(tmp_path, finished, overwrit
 
 def test_recover_repairs_what_a_crash_leaves_and_refuses_what_is_not_growkits(tmp_path, finished):
     from growkit import rundir
+    from growkit.recover import recover
     from growkit.errors import GrowkitError
 
     def copy(name, drop_result=True):
@@ -648,7 +649,7 @@ def test_recover_repairs_what_a_crash_leaves_and_refuses_what_is_not_growkits(tm
     want = json.loads((d / "config.json").read_text())
     (d / "config.json").unlink()
     (d / "config.json.tmp").write_text('{"comm')
-    msg = rundir.recover(d)
+    msg = recover(d)
     assert "rebuilt config.json" in msg and "removed config.json.tmp" in msg and "growkit resume" in msg
     assert json.loads((d / "config.json").read_text()) == want and not (d / "config.json.tmp").exists()
 
@@ -656,30 +657,30 @@ def test_recover_repairs_what_a_crash_leaves_and_refuses_what_is_not_growkits(tm
     log = d / "metrics.jsonl"
     whole = log.read_text()
     log.write_text(whole + '{"epoch": 2, "train_lo')
-    assert "torn" in rundir.recover(d) and log.read_text() == whole
-    assert rundir.recover(d) == f"{d}: nothing to recover"
+    assert "torn" in recover(d) and log.read_text() == whole
+    assert recover(d) == f"{d}: nothing to recover"
 
     d = copy("garbage")  # damage inside the file is never cut silently
     log = d / "metrics.jsonl"
     log.write_text("#edited by hand\n" + whole)
     before = tree(d)
     with pytest.raises(GrowkitError, match="metrics.jsonl line 1"):
-        rundir.recover(d)
+        recover(d)
     assert tree(d) == before
 
     d = copy("legacy", drop_result=False)  # made before markers existed: adopted after its config checks out
     (d / rundir.MARKER).unlink()
-    assert "marked as a growkit run" in rundir.recover(d) and rundir.is_run(d)
+    assert "marked as a growkit run" in recover(d) and rundir.is_run(d)
 
     d = tmp_path / "empty-run"  # killed right after its marker: growkit's, holds nothing, removed
     d.mkdir()
     (d / rundir.MARKER).write_text(json.dumps(rundir.new_marker("train")))
-    assert "removed" in rundir.recover(d) and not d.exists()
+    assert "removed" in recover(d) and not d.exists()
 
     s_foreign(tmp_path, None)  # not growkit's: refused, untouched
     before = tree(tmp_path / "src")
     with pytest.raises(GrowkitError, match="not a growkit run"):
-        rundir.recover(tmp_path / "src")
+        recover(tmp_path / "src")
     assert tree(tmp_path / "src") == before
 
 
