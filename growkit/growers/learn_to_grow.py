@@ -1,0 +1,267 @@
+"""Learn to Grow (Li, Zhou, Wu, Socher, Xiong, ICML 2019): continual learning by choosing, per
+layer and per task, to reuse, adapt or add new parameters; and the baselines it is compared with.
+
+For every task of a :class:`growkit.continual.TaskStream`:
+
+1. search (:mod:`growkit.growers.l2g_search`): the relaxed super network of every
+   layer's candidates, alpha on the task's validation split, weights on its training
+   split, first-order DARTS; the first task has only ``new`` and skips the search;
+2. keep the argmax per layer and train that structure (the searched weights as the
+   start, ``train_epochs`` epochs, SGD with a cosine schedule);
+3. freeze everything learned (:meth:`SuperNet.freeze`), evaluate every task seen so
+   far on its test split (one row of the accuracy matrix), save a per-task checkpoint.
+
+Methods (``method``):
+
+* ``l2g``: the search above (``deeper`` adds the deeper choice);
+* ``separate``: ``new`` at every layer for every task (a separate network per task);
+* ``frozen``: the first task's conv and linear weights shared and frozen for every
+  later task, which gets its own BNs and head (``reuse`` forced everywhere: what
+  Learn to Grow would be if it never chose anything else);
+* ``finetune``: one network, every weight and BN shared and trained on each task in
+  turn, a head per task (heads of earlier tasks are kept as they were): forgets.
+
+Deviations from the paper, all visible in :class:`L2GConfig`: earlier layers are
+never fine-tuned when reused (the paper also studies reuse with tuning); the
+structure regulariser's form, the warm-up and the ``new_init`` default are ours;
+the network is a small plain conv stack from the registry with one hidden linear
+layer, not the paper's ResNet-18/VGG.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .. import continual
+from ..errors import GrowkitError
+from .l2g_search import SearchNet, cosine_lr, search
+from .l2g_supernet import OPS, SuperNet, defs_from_registry, layer_forward, make_bn, make_layer, numel, to_features
+
+METHODS = ("l2g", "separate", "frozen", "finetune")
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class L2GConfig:
+    dataset: str = _f("digits", "dataset whose classes are split into tasks")
+    tasks: int = _f(5, "number of tasks (the classes must split evenly)")
+    order: str = _f("natural", "class order before splitting: natural or random (seeded)")
+    method: str = _f("l2g", "l2g, or a baseline: separate, frozen, finetune")
+    deeper: bool = _f(False, "offer the deeper choice (a ZeroInit residual block after a conv layer)")
+    model: str = _f("Plain3Net", "registry backbone whose convs are searched (Plain3Net or Plain4Net)")
+    depths: tuple = _f((1, 1, 1), "blocks per stage of the backbone")
+    widths: tuple | None = _f(None, "filters per stage (default: the registry's)")
+    hidden: tuple = _f((64,), "hidden linear layers after the convs (searched too)")
+    search_epochs: int = _f(12, "epochs of the structure search per task")
+    warmup: int = _f(3, "search epochs that train only the weights (alpha uniform)")
+    train_epochs: int = _f(20, "epochs of training the chosen structure per task")
+    batch_size: int = _f(64, "batch size of training and of the alpha steps")
+    lr: float = _f(0.05, "SGD learning rate of the weights (cosine to 0 within each stage)")
+    momentum: float = _f(0.9, "SGD momentum")
+    weight_decay: float = _f(5e-4, "weight decay of the weights")
+    arch_lr: float = _f(0.01, "Adam learning rate of alpha")
+    arch_weight_decay: float = _f(1e-3, "weight decay of alpha (DARTS)")
+    cost: float = _f(0.05, "weight of the parameter-cost term of the alpha objective")
+    new_init: str = _f("reinit", "new copies: reinit (He) or copy (of the newest copy, with its BN)")
+    seed: int = _f(0, "seed of weights, batches and (with order=random) the class order")
+    split_seed: int = _f(0, "seed of the train/val/test split")
+    augment: bool = _f(True, "random crops while training")
+
+    def check(self) -> None:
+        if self.method not in METHODS:
+            raise GrowkitError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
+        if self.new_init not in ("reinit", "copy"):
+            raise GrowkitError(f"new_init must be reinit or copy, got {self.new_init!r}")
+        for k in ("search_epochs", "train_epochs", "batch_size"):
+            v = getattr(self, k)
+            if not isinstance(v, int) or v < (2 if k == "batch_size" else 0):
+                raise GrowkitError(f"{k} must be a non-negative integer (batch_size >= 2), got {v!r}")
+        if not 0 <= self.warmup <= self.search_epochs:
+            raise GrowkitError(f"warmup must be in [0, search_epochs], got {self.warmup}")
+        for k in ("lr", "arch_lr"):
+            if not getattr(self, k) > 0:
+                raise GrowkitError(f"{k} must be positive, got {getattr(self, k)}")
+        for k in ("momentum", "weight_decay", "arch_weight_decay", "cost"):
+            if not getattr(self, k) >= 0:
+                raise GrowkitError(f"{k} must be non-negative, got {getattr(self, k)}")
+
+
+# ----------------------------------------------------------------------------- fine-tuning baseline
+
+class SharedNet(nn.Module):
+    """One network for every task (weights and BNs shared), a head per task: plain fine-tuning."""
+
+    def __init__(self, defs, in_channels: int, image_size: int, num_classes: list[int]):
+        super().__init__()
+        self.defs = defs
+        self.layers = nn.ModuleList(make_layer(d) for d in defs)
+        self.bns = nn.ModuleList(make_bn(d) for d in defs)
+        self.heads = nn.ModuleList(nn.Linear(defs[-1].cout, k) for k in num_classes)
+
+    def forward(self, x, task: int):
+        h = x
+        for l, d in enumerate(self.defs):
+            h = to_features(self.defs, l, layer_forward(d, h, self.layers[l], self.bns[l]))
+        return self.heads[task](h)
+
+
+# ----------------------------------------------------------------------------- one task
+
+def fit(model: nn.Module, forward, params: list, data, cfg: L2GConfig, seed: int) -> float:
+    """Train ``params`` on one task's training split; returns the last batch loss."""
+    if not params or cfg.train_epochs == 0:
+        return float("nan")
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    total = cfg.train_epochs * max(1, -(-data.size("train") // cfg.batch_size))
+    step, loss = 0, torch.tensor(float("nan"))
+    model.train()
+    for epoch in range(cfg.train_epochs):
+        for x, y in data.train_batches(cfg.batch_size, seed=seed * 1000 + 500 + epoch):
+            cosine_lr(opt, cfg.lr, step, total)
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(forward(x), y)
+            if not torch.isfinite(loss):
+                raise GrowkitError(f"non-finite training loss on {data.info.name}; lower --lr")
+            loss.backward()
+            opt.step()
+            step += 1
+    model.eval()
+    return float(loss.detach())
+
+
+def allowed_ops(cfg: L2GConfig, t: int) -> tuple[str, ...]:
+    if t == 0 or cfg.method == "separate":
+        return ("new",)
+    if cfg.method == "frozen":
+        return ("reuse",)
+    return OPS
+
+
+def learn_task(net: SuperNet, t: int, data, cfg: L2GConfig) -> dict:
+    """Search (when there is a choice), keep the argmax, train it, freeze. Returns the task's record."""
+    seed = cfg.seed * 7919 + t
+    torch.manual_seed(seed)
+    new_init = "reinit" if cfg.method == "separate" else cfg.new_init
+    snet = SearchNet(net, data.info.num_classes, allowed_ops(cfg, t), cfg.deeper and cfg.method == "l2g",
+                     new_init).to(data.device)
+    rec: dict = {}
+    if snet.searchable and cfg.search_epochs:
+        rec.update(search(snet, data, epochs=cfg.search_epochs, warmup=cfg.warmup, batch_size=cfg.batch_size,
+                          lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, arch_lr=cfg.arch_lr,
+                          arch_weight_decay=cfg.arch_weight_decay, cost=cfg.cost, seed=seed))
+    rec["alpha"] = snet.weights_table()
+    path, new = snet.materialize()
+    t = net.add_task(path, new)
+    rec["train_loss"] = fit(net, lambda x: net(x, t), net.trainable(t), data, cfg, seed)
+    net.freeze()
+    rec["choices"] = [f"{op}:{j}" for op, j in net.paths[t].choices]
+    rec["params"] = net.task_params(t)
+    return rec
+
+
+# ----------------------------------------------------------------------------- the stream
+
+def build_net(cfg: L2GConfig, stream: continual.TaskStream) -> nn.Module:
+    x0 = stream.tasks[0]
+    cin, size = x0.info.channels, x0.image_size[0]
+    defs = defs_from_registry(cfg.model, cfg.depths, list(cfg.widths) if cfg.widths else None, tuple(cfg.hidden),
+                              cin, size)
+    if cfg.method == "finetune":
+        return SharedNet(defs, cin, size, stream.num_classes).to(x0.device)
+    return SuperNet(defs, cin, size).to(x0.device)
+
+
+def evaluate_row(net: nn.Module, stream: continual.TaskStream, upto: int) -> list:
+    net.eval()
+    row = [continual.accuracy(lambda x, j=j: net(x, j), stream.tasks[j]) for j in range(upto + 1)]
+    return row + [None] * (len(stream) - upto - 1)
+
+
+def save_task(out: Path, t: int, net: nn.Module, state: dict) -> None:
+    """``tasks/task_<t>.pt``: structure + weights + the records so far, written atomically."""
+    d = out / "tasks"
+    d.mkdir(parents=True, exist_ok=True)
+    payload = {"state_json": json.dumps(state), "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+               "structure_json": json.dumps(net.structure() if isinstance(net, SuperNet) else None)}
+    tmp = d / f"task_{t}.pt.tmp"
+    with open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, d / f"task_{t}.pt")
+
+
+def load_task(path: Path, cfg: L2GConfig, stream: continual.TaskStream) -> tuple[nn.Module, dict]:
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise GrowkitError(f"cannot read {path}: {e.__class__.__name__}") from None
+    structure = json.loads(raw["structure_json"])
+    net = SuperNet.from_structure(structure) if structure else build_net(cfg, stream)
+    net.load_state_dict(raw["model"])
+    net.to(stream.tasks[0].device).eval()
+    return net, json.loads(raw["state_json"])
+
+
+def last_task_checkpoint(out: Path) -> tuple[int, Path] | None:
+    found = sorted((int(p.stem.split("_")[1]), p) for p in (out / "tasks").glob("task_*.pt")) if out else []
+    return found[-1] if found else None
+
+
+def run_stream(cfg: L2GConfig, stream: continual.TaskStream, out: str | Path | None = None,
+               stop_after: int | None = None) -> dict:
+    """Learn every task of ``stream`` in turn (resuming from ``out/tasks`` if it holds checkpoints).
+
+    ``stop_after``: return after that many tasks have been learned in this call (a clean stand-in
+    for a kill between tasks, used by tests). Returns the summary (see :func:`summarize`).
+    """
+    cfg.check()
+    out = Path(out) if out is not None else None
+    net, state = build_net(cfg, stream), {"rows": [], "records": []}
+    last = last_task_checkpoint(out) if out else None
+    if last is not None:
+        net, state = load_task(last[1], cfg, stream)
+        if len(state["rows"]) != last[0] + 1:
+            raise GrowkitError(f"{last[1]} does not match its records")
+    done = 0
+    for t in range(len(state["rows"]), len(stream)):
+        if stop_after is not None and done >= stop_after:
+            break
+        data = stream.tasks[t]
+        if isinstance(net, SuperNet):
+            rec = learn_task(net, t, data, cfg)
+        else:  # fine-tuning: everything shared is trained again, plus this task's head
+            torch.manual_seed(cfg.seed * 7919 + t)
+            params = [p for n, p in net.named_parameters() if not n.startswith("heads.") or n.startswith(f"heads.{t}.")]
+            rec = {"train_loss": fit(net, lambda x: net(x, t), params, data, cfg, cfg.seed * 7919 + t),
+                   "choices": None, "alpha": None,
+                   "params": numel(net) - sum(numel(h) for h in net.heads[1:]) if t == 0 else numel(net.heads[t])}
+        state["rows"].append(evaluate_row(net, stream, t))
+        state["records"].append(rec)
+        done += 1
+        if out is not None:
+            save_task(out, t, net, state)
+    return summarize(cfg, stream, net, state)
+
+
+def summarize(cfg: L2GConfig, stream: continual.TaskStream, net: nn.Module, state: dict) -> dict:
+    res = {"method": cfg.method, "deeper": cfg.deeper, "dataset": stream.dataset, "classes": stream.classes,
+           "tasks_done": len(state["rows"]), "config": asdict(cfg),
+           "params_per_task": [r["params"] for r in state["records"]],
+           "choices": [r["choices"] for r in state["records"]],
+           "alpha": [r["alpha"] for r in state["records"]],
+           "total_params": numel(net)}
+    if len(state["rows"]) == len(stream):
+        res.update(continual.summary(state["rows"]))
+    else:
+        res["accuracy_matrix"] = state["rows"]
+    return res
