@@ -190,12 +190,12 @@ def search(snet: SearchNet, data, *, epochs: int, warmup: int, batch_size: int, 
                 loss_v = F.cross_entropy(snet(xv[idx]), yv[idx]) + cost * snet.arch_cost()
                 loss_v.backward()
                 a_opt.step()
-                val_loss = float(loss_v)
+                val_loss = float(loss_v.detach())
             cosine_lr(w_opt, lr, step, total)
             w_opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(snet(x), y)
             loss.backward()
             w_opt.step()
-            train_loss, step = float(loss), step + 1
+            train_loss, step = float(loss.detach()), step + 1
         history.append(snet.weights_table())
     return {"alpha_history": history, "search_val_loss": val_loss, "search_train_loss": train_loss}
