@@ -2,6 +2,7 @@
 
     growkit train     --model Basic3ResNet --depths 2-2-2 --dataset digits --epochs 20 --out runs/r1
     growkit autogrow  --model Basic3ResNet --dataset digits --policy periodic --K 3 --init gau --out runs/g1
+    growkit learn-to-grow --dataset digits --tasks 5 --deeper --out runs/l1
     growkit resume    runs/g1
     growkit figures   --profile cpu
     growkit models | datasets
@@ -109,7 +110,13 @@ def cmd_autogrow(a) -> int:
 
 
 def cmd_resume(a) -> int:
-    from . import runs
+    from . import l2g_runs, runs
+    from .records import read_json
+    from pathlib import Path
+    cfg_file = Path(a.dir) / "config.json"
+    if cfg_file.exists() and read_json(cfg_file).get("command") == l2g_runs.COMMAND:
+        l2g_runs.print_result(l2g_runs.resume(a.dir), a.dir)
+        return 0
     _report(runs.resume(a.dir), a.dir)
     return 0
 
@@ -161,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--scratch-epochs", type=int, help="epochs of the scratch baseline (default: --finetune)")
     g.set_defaults(func=cmd_autogrow)
 
+    from . import l2g_runs
+    lg = sub.add_parser("learn-to-grow", help="continual learning: per layer and task, reuse, adapt or new")
+    l2g_runs.add_arguments(lg)
+    lg.set_defaults(func=l2g_runs.cmd)
+
     r = sub.add_parser("resume", help="continue an interrupted run")
     r.add_argument("dir")
     r.set_defaults(func=cmd_resume)
@@ -183,7 +195,7 @@ def main(argv=None) -> int:
     out = None
     try:
         args = build_parser().parse_args(argv)
-        out = getattr(args, "out", None) or getattr(args, "dir", None)
+        out = getattr(args, "out", None) or getattr(args, "dir", None) or getattr(args, "run_out", None)
         return args.func(args)
     except GrowkitError as e:
         print(f"growkit: error: {e}", file=sys.stderr)

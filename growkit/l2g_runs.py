@@ -47,8 +47,10 @@ def start(cfg: L2GConfig, out, *, device: str = "auto", data_root=None, download
           overwrite: bool = False) -> dict:
     """Validate everything (config, device, data files, --out) before writing; then run every task."""
     from .runs import check_out
+    from .growers.learn_to_grow import build_net
     cfg.check()
     stream, dev = make_stream(cfg, device, data_root, download)
+    build_net(cfg, stream)  # the backbone's settings are checked here, before anything is written
     check_out(out, overwrite)
     p = Path(out)
     if p.is_dir() and any(p.iterdir()):
@@ -102,3 +104,55 @@ def as_json(cfg: L2GConfig) -> dict:
     """The config as JSON would return it (tuples as lists), for comparison with a stored config."""
     import json
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+# ----------------------------------------------------------------------------- command line
+
+def _ints(text: str) -> tuple:
+    import argparse
+    if text in ("", "none"):
+        return ()
+    try:
+        return tuple(int(t) for t in str(text).split("-"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or N-N-..., got {text!r}") from None
+
+
+def add_arguments(p) -> None:
+    """One flag per :class:`L2GConfig` field (help from the field's metadata), plus where to run."""
+    for f in dataclasses.fields(L2GConfig):
+        flag = "--" + f.name.replace("_", "-")
+        help_ = f.metadata.get("help", "")
+        if f.type in (bool, "bool"):
+            if f.default:
+                p.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false", help=help_)
+            else:
+                p.add_argument(flag, dest=f.name, action="store_true", help=help_)
+            continue
+        kind = {"int": int, "float": float, "str": str}.get(str(f.type), _ints)
+        shown = "-".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+        help_ = help_ if f.default is None else f"{help_} (default: {shown})"
+        p.add_argument(flag, dest=f.name, type=kind, default=f.default, help=help_)
+    p.add_argument("--device", dest="run_device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--data-root", dest="run_data_root", help="folder holding the dataset files")
+    p.add_argument("--download", dest="run_download", action="store_true", help="download the dataset if missing")
+    p.add_argument("--out", dest="run_out", required=True, help="run directory")
+    p.add_argument("--overwrite", dest="run_overwrite", action="store_true", help="replace the run already in --out")
+
+
+def config_from_args(a) -> L2GConfig:
+    return L2GConfig(**{f.name: getattr(a, f.name) for f in dataclasses.fields(L2GConfig)})
+
+
+def cmd(a) -> int:
+    cfg = config_from_args(a)
+    res = start(cfg, a.run_out, device=a.run_device, data_root=a.run_data_root, download=a.run_download,
+                overwrite=a.run_overwrite)
+    print_result(res, a.run_out)
+    return 0
+
+
+def print_result(res: dict, out) -> None:
+    print(f"learn-to-grow ({res['method']}{', deeper' if res['deeper'] else ''}): {res['tasks_done']} tasks, "
+          f"average accuracy {res['avg_acc']:.2f}%, BWT {res['bwt']:+.2f}, forgetting {res['forgetting']:.2f}, "
+          f"{res['total_params']:,} params -> {out}/result.json")
