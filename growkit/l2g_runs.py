@@ -118,6 +118,18 @@ def _ints(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"expected N or N-N-..., got {text!r}") from None
 
 
+def _json_dict(text: str) -> dict:
+    import argparse
+    import json
+    try:
+        v = json.loads(text)
+    except ValueError:
+        v = None
+    if not isinstance(v, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return v
+
+
 def add_arguments(p) -> None:
     """One flag per :class:`L2GConfig` field (help from the field's metadata), plus where to run."""
     for f in dataclasses.fields(L2GConfig):
@@ -129,7 +141,10 @@ def add_arguments(p) -> None:
             else:
                 p.add_argument(flag, dest=f.name, action="store_true", help=help_)
             continue
-        kind = {"int": int, "float": float, "str": str}.get(str(f.type), _ints)
+        kind = {"int": int, "float": float, "str": str, "dict": _json_dict}.get(str(f.type), _ints)
+        if f.default is dataclasses.MISSING:
+            p.add_argument(flag, dest=f.name, type=kind, default=f.default_factory(), help=help_)
+            continue
         shown = "-".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
         help_ = help_ if f.default is None else f"{help_} (default: {shown})"
         p.add_argument(flag, dest=f.name, type=kind, default=f.default, help=help_)

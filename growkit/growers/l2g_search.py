@@ -125,9 +125,6 @@ class SearchNet(nn.Module):
     def arch_cost(self):
         return sum((F.softmax(a, 0) * s.cost).sum() for a, s in zip(self.alpha, self.layers))
 
-    def weight_params(self) -> list[nn.Parameter]:
-        return [p for n, p in self.named_parameters() if not n.startswith("alpha.")]
-
     def arch_params(self) -> list[nn.Parameter]:
         return list(self.alpha)
 
@@ -160,21 +157,27 @@ class SearchNet(nn.Module):
 
 
 def cosine_lr(opt: torch.optim.Optimizer, base: float, step: int, total: int) -> None:
+    """Cosine from ``base`` to 0 over ``total`` steps, times each group's ``lr_scale`` (growkit.optim)."""
     import math
     lr = base * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
     for g in opt.param_groups:
-        g["lr"] = lr
+        g["lr"] = lr * g.get("lr_scale", 1.0)
 
 
-def search(snet: SearchNet, data, *, epochs: int, warmup: int, batch_size: int, lr: float, momentum: float,
-           weight_decay: float, arch_lr: float, arch_weight_decay: float, cost: float, seed: int) -> dict:
+def search(snet: SearchNet, data, cfg, *, seed: int) -> dict:
     """Alternate first-order alpha steps (validation batch) and weight steps (training batch).
 
-    Returns the record: alpha (softmax weights per layer) after every epoch, and the last losses.
+    ``cfg`` gives the weights' optimizer (``cfg.optimizer`` from growkit.optim's registry), ``lr``,
+    ``epochs`` / ``warmup`` (``search_epochs``, ``warmup``), ``batch_size``, ``arch_lr``,
+    ``arch_weight_decay`` and ``cost``. Returns the record: alpha (softmax weights per layer) after
+    every epoch, and the last losses.
     """
-    w_opt = torch.optim.SGD(snet.weight_params(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    from .. import optim
+    epochs, warmup, batch_size, lr, cost = cfg.search_epochs, cfg.warmup, cfg.batch_size, cfg.lr, cfg.cost
+    w_opt = optim.build(nn.ModuleDict({"layers": snet.layers, "head": snet.head}), cfg, lr)
     # DARTS's architecture optimizer: Adam, beta1 = 0.5, a small weight decay.
-    a_opt = torch.optim.Adam(snet.arch_params(), lr=arch_lr, betas=(0.5, 0.999), weight_decay=arch_weight_decay)
+    a_opt = torch.optim.Adam(snet.arch_params(), lr=cfg.arch_lr, betas=(0.5, 0.999),
+                             weight_decay=cfg.arch_weight_decay)
     xv, yv = data.subset("val", 1 << 30)
     if len(yv) < 2:
         raise GrowkitError(f"{data.info.name}: the search needs a validation split (at least 2 images)")

@@ -190,13 +190,13 @@ class SuperNet(nn.Module):
         for p in self.parameters():
             p.requires_grad_(False)
 
-    def trainable(self, t: int) -> list[nn.Parameter]:
-        """What learning task ``t`` may change: its path and the copies it created."""
-        ps = list(self.paths[t].parameters())
+    def trainable_modules(self, t: int) -> nn.ModuleDict:
+        """What learning task ``t`` may change, as one container: its path and the copies it created."""
+        mods = {"path": self.paths[t]}
         for l, (op, j) in enumerate(self.paths[t].choices):
             if op == "new":
-                ps += list(self.copies[l][j].parameters())
-        return ps
+                mods[f"copy{l}"] = self.copies[l][j]
+        return nn.ModuleDict(mods)
 
     def task_params(self, t: int) -> int:
         """Parameters added by task ``t`` (its path and its new copies)."""

@@ -65,9 +65,13 @@ class L2GConfig:
     warmup: int = _f(10, "search epochs that train only the weights (alpha uniform)")
     train_epochs: int = _f(20, "epochs of training the chosen structure per task")
     batch_size: int = _f(64, "batch size of training and of the alpha steps")
-    lr: float = _f(0.05, "SGD learning rate of the weights (cosine to 0 within each stage)")
+    optimizer: str = _f("sgd", "optimizer of the weights, a growkit.optim kind (sgd, adam, ...)")
+    optimizer_kw: dict = field(default_factory=dict, metadata={"help": "kind-specific options (JSON)"})
+    lr: float = _f(0.05, "learning rate of the weights (cosine to 0 within each search and training stage)")
     momentum: float = _f(0.9, "SGD momentum")
+    nesterov: bool = _f(False, "Nesterov momentum")
     weight_decay: float = _f(5e-4, "weight decay of the weights")
+    decay_bn_bias: bool = _f(True, "weight decay on BatchNorm parameters and biases too")
     arch_lr: float = _f(0.05, "Adam learning rate of alpha")
     arch_weight_decay: float = _f(1e-3, "weight decay of alpha (DARTS)")
     cost: float = _f(0.1, "weight of the parameter-cost term of the alpha objective")
@@ -77,6 +81,8 @@ class L2GConfig:
     augment: bool = _f(True, "random crops while training")
 
     def check(self) -> None:
+        from .. import optim
+        optim.validate(self)
         if self.method not in METHODS:
             raise GrowkitError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
         if self.new_init not in ("reinit", "copy"):
@@ -116,11 +122,13 @@ class SharedNet(nn.Module):
 
 # ----------------------------------------------------------------------------- one task
 
-def fit(model: nn.Module, forward, params: list, data, cfg: L2GConfig, seed: int) -> float:
-    """Train ``params`` on one task's training split; returns the last batch loss."""
-    if not params or cfg.train_epochs == 0:
+def fit(model: nn.Module, forward, trainable: nn.Module, data, cfg: L2GConfig, seed: int) -> float:
+    """Train the parameters of ``trainable`` (a container of the modules this task may change) on
+    one task's training split with ``cfg.optimizer`` from growkit's registry; returns the last batch loss."""
+    from .. import optim
+    if cfg.train_epochs == 0 or not any(True for _ in trainable.parameters()):
         return float("nan")
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = optim.build(trainable, cfg, cfg.lr)
     total = cfg.train_epochs * max(1, -(-data.size("train") // cfg.batch_size))
     step, loss = 0, torch.tensor(float("nan"))
     model.train()
@@ -155,13 +163,11 @@ def learn_task(net: SuperNet, t: int, data, cfg: L2GConfig) -> dict:
                      new_init).to(data.device)
     rec: dict = {}
     if snet.searchable and cfg.search_epochs:
-        rec.update(search(snet, data, epochs=cfg.search_epochs, warmup=cfg.warmup, batch_size=cfg.batch_size,
-                          lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, arch_lr=cfg.arch_lr,
-                          arch_weight_decay=cfg.arch_weight_decay, cost=cfg.cost, seed=seed))
+        rec.update(search(snet, data, cfg, seed=seed))
     rec["alpha"] = snet.weights_table()
     path, new = snet.materialize()
     t = net.add_task(path, new)
-    rec["train_loss"] = fit(net, lambda x: net(x, t), net.trainable(t), data, cfg, seed)
+    rec["train_loss"] = fit(net, lambda x: net(x, t), net.trainable_modules(t), data, cfg, seed)
     net.freeze()
     rec["choices"] = [f"{op}:{j}" for op, j in net.paths[t].choices]
     rec["params"] = net.task_params(t)
@@ -241,8 +247,8 @@ def run_stream(cfg: L2GConfig, stream: continual.TaskStream, out: str | Path | N
             rec = learn_task(net, t, data, cfg)
         else:  # fine-tuning: everything shared is trained again, plus this task's head
             torch.manual_seed(cfg.seed * 7919 + t)
-            params = [p for n, p in net.named_parameters() if not n.startswith("heads.") or n.startswith(f"heads.{t}.")]
-            rec = {"train_loss": fit(net, lambda x: net(x, t), params, data, cfg, cfg.seed * 7919 + t),
+            trainable = nn.ModuleDict({"layers": net.layers, "bns": net.bns, "head": net.heads[t]})
+            rec = {"train_loss": fit(net, lambda x: net(x, t), trainable, data, cfg, cfg.seed * 7919 + t),
                    "choices": None, "alpha": None,
                    "params": numel(net) - sum(numel(h) for h in net.heads[1:]) if t == 0 else numel(net.heads[t])}
         state["rows"].append(evaluate_row(net, stream, t))
