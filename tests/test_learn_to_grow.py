@@ -197,6 +197,9 @@ def test_matrix_recomputed_from_the_per_task_checkpoints(digits5, tmp_path):
             row = [continual.accuracy(lambda x, j=j: net(x, j), digits5.tasks[j]) for j in range(i + 1)]
             assert row == res["accuracy_matrix"][i][:i + 1]
             assert state["rows"][i] == res["accuracy_matrix"][i]
+        from growkit import checkpoint
+        ck = checkpoint.load(tmp_path / method / "tasks" / "task_4.pt")
+        assert ck["format"] == 2 and ck["config"]["method"] == method and ck["loop"]["tasks_done"] == 5
 
 
 def test_interrupted_and_resumed_equals_uninterrupted(digits5, tmp_path):

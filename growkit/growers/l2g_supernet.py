@@ -157,6 +157,11 @@ class SuperNet(nn.Module):
                 "tasks": [{"choices": [list(c) for c in p.choices], "num_classes": p.num_classes}
                           for p in self.paths]}
 
+    @property
+    def spec(self) -> dict:
+        """The structure as a checkpoint's ``spec``: :meth:`from_structure` rebuilds it."""
+        return {"name": "SuperNet", **self.structure()}
+
     @classmethod
     def from_structure(cls, s: dict) -> "SuperNet":
         """An untrained net of the same structure; load the weights with ``load_state_dict``."""

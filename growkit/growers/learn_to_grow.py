@@ -29,8 +29,6 @@ layer, not the paper's ResNet-18/VGG.
 """
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -113,6 +111,10 @@ class SharedNet(nn.Module):
         self.bns = nn.ModuleList(make_bn(d) for d in defs)
         self.heads = nn.ModuleList(nn.Linear(defs[-1].cout, k) for k in num_classes)
 
+    @property
+    def spec(self) -> dict:  # what a checkpoint records of the structure (rebuilt from the config)
+        return {"name": "SharedNet", "layers": len(self.defs), "heads": [h.out_features for h in self.heads]}
+
     def forward(self, x, task: int):
         h = x
         for l, d in enumerate(self.defs):
@@ -192,30 +194,28 @@ def evaluate_row(net: nn.Module, stream: continual.TaskStream, upto: int) -> lis
     return row + [None] * (len(stream) - upto - 1)
 
 
-def save_task(out: Path, t: int, net: nn.Module, state: dict) -> None:
-    """``tasks/task_<t>.pt``: structure + weights + the records so far, written atomically."""
+def save_task(out: Path, t: int, net: nn.Module, state: dict, cfg: L2GConfig) -> None:
+    """``tasks/task_<t>.pt``: a growkit checkpoint (format 2, atomic) with the network's structure in
+    ``spec``, its weights, and the accuracy-matrix rows and per-task records so far in ``extras``.
+    No optimizer state is kept: every task (and every search) starts a fresh optimizer."""
+    from .. import checkpoint
     d = out / "tasks"
     d.mkdir(parents=True, exist_ok=True)
-    payload = {"state_json": json.dumps(state), "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-               "structure_json": json.dumps(net.structure() if isinstance(net, SuperNet) else None)}
-    tmp = d / f"task_{t}.pt.tmp"
-    with open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, d / f"task_{t}.pt")
+    checkpoint.save(d / f"task_{t}.pt", config=asdict(cfg), model=net,
+                    optimizer={"kind": cfg.optimizer, "groups": [], "state": {}},
+                    loop={"tasks_done": t + 1}, extras={"learn_to_grow": state})
 
 
 def load_task(path: Path, cfg: L2GConfig, stream: continual.TaskStream) -> tuple[nn.Module, dict]:
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise GrowkitError(f"cannot read {path}: {e.__class__.__name__}") from None
-    structure = json.loads(raw["structure_json"])
-    net = SuperNet.from_structure(structure) if structure else build_net(cfg, stream)
-    net.load_state_dict(raw["model"])
+    from .. import checkpoint
+    ck = checkpoint.load(path)
+    if "learn_to_grow" not in ck["extras"]:
+        raise GrowkitError(f"{path} is not a learn-to-grow task checkpoint")
+    spec = ck["spec"]
+    net = SuperNet.from_structure(spec) if spec.get("name") == "SuperNet" else build_net(cfg, stream)
+    net.load_state_dict(ck["model"])
     net.to(stream.tasks[0].device).eval()
-    return net, json.loads(raw["state_json"])
+    return net, ck["extras"]["learn_to_grow"]
 
 
 def last_task_checkpoint(out: Path) -> tuple[int, Path] | None:
@@ -255,7 +255,7 @@ def run_stream(cfg: L2GConfig, stream: continual.TaskStream, out: str | Path | N
         state["records"].append(rec)
         done += 1
         if out is not None:
-            save_task(out, t, net, state)
+            save_task(out, t, net, state, cfg)
     return summarize(cfg, stream, net, state)
 
 
