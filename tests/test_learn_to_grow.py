@@ -104,10 +104,11 @@ def test_search_candidates_follow_the_paper():
     assert len(candidates(net, 2)) == 3
 
 
-def test_reuse_everywhere_leaves_earlier_tasks_bit_for_bit():
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_reuse_everywhere_leaves_earlier_tasks_bit_for_bit(optimizer):
     data = _toy_data(0, 0)
     net = SuperNet(DEFS, 1, 4)
-    cfg = L2GConfig(search_epochs=2, warmup=1, train_epochs=2)
+    cfg = L2GConfig(search_epochs=2, warmup=1, train_epochs=2, optimizer=optimizer, lr=0.01)
     learn_task(net, 0, data, cfg)
     x = next(data.eval_batches("test"))[0]
     net.eval()
@@ -151,6 +152,19 @@ def test_search_reuses_when_the_new_task_is_the_old_one(seed):
     rec = learn_task(net, 1, A, cfg)
     assert rec["choices"] == ["reuse:0"] * 3, rec["alpha"]
     assert rec["params"] == 2 * (8 + 8 + 8) + 8 * 2 + 2  # only BNs and head
+
+
+def test_new_copy_initialisations():
+    net = _net_with_task0()
+    copy = SearchNet(net, 2, new_init="copy")
+    fresh = SearchNet(net, 2, new_init="reinit")
+    for l in range(3):
+        old = net.copies[l][0].weight
+        assert torch.equal(copy.layers[l].new.weight, old) and copy.layers[l].new.weight is not old
+        assert copy.layers[l].new.weight.requires_grad and not old.requires_grad
+        assert not torch.equal(fresh.layers[l].new.weight, old)
+        c = copy.layers[l].cands.index(("new", 1))
+        assert torch.equal(copy.layers[l].bns[c].weight, net.paths[0].bns[l].weight)  # the owner's BN comes along
 
 
 def test_materialize_keeps_the_searched_weights():
