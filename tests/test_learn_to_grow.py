@@ -192,7 +192,7 @@ def digits5():
 
 
 def test_finetuning_forgets_and_learn_to_grow_cannot(digits5):
-    ft = run_stream(L2GConfig(method="finetune", train_epochs=6), digits5)
+    ft = run_stream(L2GConfig(method="finetune", search_epochs=0, warmup=0, train_epochs=6), digits5)
     assert ft["bwt"] < -5.0 and ft["forgetting"] > 5.0, ft["accuracy_matrix"]
     l2g = run_stream(L2GConfig(**FAST), digits5)
     R = l2g["accuracy_matrix"]

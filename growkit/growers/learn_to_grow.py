@@ -7,7 +7,9 @@ For every task of a :class:`growkit.continual.TaskStream`:
    layer's candidates, alpha on the task's validation split, weights on its training
    split, first-order DARTS; the first task has only ``new`` and skips the search;
 2. keep the argmax per layer and train that structure (the searched weights as the
-   start, ``train_epochs`` epochs, SGD with a cosine schedule);
+   start, ``train_epochs`` epochs, SGD with a cosine schedule); tasks without a search (the first
+   one, and every task of the baselines) train for ``search_epochs + train_epochs`` epochs, so every
+   method gets the same number of weight-update epochs per task;
 3. freeze everything learned (:meth:`SuperNet.freeze`), evaluate every task seen so
    far on its test split (one row of the accuracy matrix), save a per-task checkpoint.
 
@@ -124,17 +126,17 @@ class SharedNet(nn.Module):
 
 # ----------------------------------------------------------------------------- one task
 
-def fit(model: nn.Module, forward, trainable: nn.Module, data, cfg: L2GConfig, seed: int) -> float:
+def fit(model: nn.Module, forward, trainable: nn.Module, data, cfg: L2GConfig, seed: int, epochs: int) -> float:
     """Train the parameters of ``trainable`` (a container of the modules this task may change) on
     one task's training split with ``cfg.optimizer`` from growkit's registry; returns the last batch loss."""
     from .. import optim
-    if cfg.train_epochs == 0 or not any(True for _ in trainable.parameters()):
+    if epochs == 0 or not any(True for _ in trainable.parameters()):
         return float("nan")
     opt = optim.build(trainable, cfg, cfg.lr)
-    total = cfg.train_epochs * max(1, -(-data.size("train") // cfg.batch_size))
+    total = epochs * max(1, -(-data.size("train") // cfg.batch_size))
     step, loss = 0, torch.tensor(float("nan"))
     model.train()
-    for epoch in range(cfg.train_epochs):
+    for epoch in range(epochs):
         for x, y in data.train_batches(cfg.batch_size, seed=seed * 1000 + 500 + epoch):
             cosine_lr(opt, cfg.lr, step, total)
             opt.zero_grad(set_to_none=True)
@@ -146,6 +148,13 @@ def fit(model: nn.Module, forward, trainable: nn.Module, data, cfg: L2GConfig, s
             step += 1
     model.eval()
     return float(loss.detach())
+
+
+def task_epochs(cfg: L2GConfig) -> int:
+    """Epochs of weight updates every task gets: a task with a search spends ``search_epochs`` of them
+    on the relaxed super network and ``train_epochs`` on the chosen structure; a task without one (the
+    first task, every baseline's task) trains its structure for all of them. A fair budget."""
+    return cfg.search_epochs + cfg.train_epochs
 
 
 def allowed_ops(cfg: L2GConfig, t: int) -> tuple[str, ...]:
@@ -164,12 +173,14 @@ def learn_task(net: SuperNet, t: int, data, cfg: L2GConfig) -> dict:
     snet = SearchNet(net, data.info.num_classes, allowed_ops(cfg, t), cfg.deeper and cfg.method == "l2g",
                      new_init).to(data.device)
     rec: dict = {}
-    if snet.searchable and cfg.search_epochs:
+    searched = snet.searchable and cfg.search_epochs > 0
+    if searched:
         rec.update(search(snet, data, cfg, seed=seed))
     rec["alpha"] = snet.weights_table()
     path, new = snet.materialize()
     t = net.add_task(path, new)
-    rec["train_loss"] = fit(net, lambda x: net(x, t), net.trainable_modules(t), data, cfg, seed)
+    rec["train_loss"] = fit(net, lambda x: net(x, t), net.trainable_modules(t), data, cfg, seed,
+                            cfg.train_epochs if searched else task_epochs(cfg))
     net.freeze()
     rec["choices"] = [f"{op}:{j}" for op, j in net.paths[t].choices]
     rec["params"] = net.task_params(t)
@@ -248,7 +259,8 @@ def run_stream(cfg: L2GConfig, stream: continual.TaskStream, out: str | Path | N
         else:  # fine-tuning: everything shared is trained again, plus this task's head
             torch.manual_seed(cfg.seed * 7919 + t)
             trainable = nn.ModuleDict({"layers": net.layers, "bns": net.bns, "head": net.heads[t]})
-            rec = {"train_loss": fit(net, lambda x: net(x, t), trainable, data, cfg, cfg.seed * 7919 + t),
+            rec = {"train_loss": fit(net, lambda x: net(x, t), trainable, data, cfg, cfg.seed * 7919 + t,
+                                     task_epochs(cfg)),
                    "choices": None, "alpha": None,
                    "params": numel(net) - sum(numel(h) for h in net.heads[1:]) if t == 0 else numel(net.heads[t])}
         state["rows"].append(evaluate_row(net, stream, t))
