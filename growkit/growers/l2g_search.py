@@ -151,6 +151,7 @@ class SearchNet(nn.Module):
             elif op == "new":
                 new[l] = clone(s.new)
         path.head.load_state_dict(self.head.state_dict())
+        path.to(self.head.weight.device)
         for p in path.parameters():
             p.requires_grad_(True)
         return path, new
