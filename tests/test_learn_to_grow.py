@@ -227,3 +227,10 @@ def test_interrupted_and_resumed_equals_uninterrupted(digits5, tmp_path):
     a = torch.load(tmp_path / "a" / "tasks" / "task_4.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "tasks" / "task_4.pt", weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.gpu
+def test_learn_to_grow_runs_on_cuda_and_keeps_earlier_tasks():
+    stream = continual.task_stream("digits", 2, device="cuda")
+    res = run_stream(L2GConfig(deeper=True, **FAST), stream)
+    assert res["bwt"] == 0.0 and res["forgetting"] == 0.0 and res["avg_acc"] > 70.0
