@@ -23,6 +23,11 @@ Methods (``method``):
 * ``finetune``: one network, every weight and BN shared and trained on each task in
   turn, a head per task (heads of earlier tasks are kept as they were): forgets.
 
+The continual loop is its own loop rather than :class:`growkit.train.Trainer`: a task's search
+alternates two optimizers over two splits on a relaxed network that exists only during the search,
+and every forward takes a task id; the Trainer trains one spec'd model over one dataset. It uses the
+core's optimizer registry (:func:`growkit.optim.build`) and checkpoint format 2.
+
 Deviations from the paper, all visible in :class:`L2GConfig`: earlier layers are
 never fine-tuned when reused (the paper also studies reuse with tuning); the
 structure regulariser's form, the warm-up and the ``new_init`` default are ours;
@@ -31,7 +36,7 @@ layer, not the paper's ResNet-18/VGG.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -39,6 +44,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import continual
+from .. import flags
+from ..config import _Record
+from ..flags import opt
 from ..errors import GrowkitError
 from .l2g_search import SearchNet, cosine_lr, search
 from .l2g_supernet import OPS, SuperNet, defs_from_registry, layer_forward, make_bn, make_layer, numel, to_features
@@ -46,41 +54,44 @@ from .l2g_supernet import OPS, SuperNet, defs_from_registry, layer_forward, make
 METHODS = ("l2g", "separate", "frozen", "finetune")
 
 
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help, **kw})
-
-
 @dataclass
-class L2GConfig:
-    dataset: str = _f("digits", "dataset whose classes are split into tasks")
-    tasks: int = _f(5, "number of tasks (the classes must split evenly)")
-    order: str = _f("natural", "class order before splitting: natural or random (seeded)")
-    method: str = _f("l2g", "l2g, or a baseline: separate, frozen, finetune")
-    deeper: bool = _f(False, "offer the deeper choice (a ZeroInit residual block after a conv layer)")
-    model: str = _f("Plain3Net", "registry backbone whose convs are searched (Plain3Net or Plain4Net)")
-    depths: tuple = _f((1, 1, 1), "blocks per stage of the backbone")
-    widths: tuple | None = _f(None, "filters per stage (default: the registry's)")
-    hidden: tuple = _f((64,), "hidden linear layers after the convs (searched too)")
-    search_epochs: int = _f(20, "epochs of the structure search per task")
-    warmup: int = _f(10, "search epochs that train only the weights (alpha uniform)")
-    train_epochs: int = _f(20, "epochs of training the chosen structure per task")
-    batch_size: int = _f(64, "batch size of training and of the alpha steps")
-    optimizer: str = _f("sgd", "optimizer of the weights, a growkit.optim kind (sgd, adam, ...)")
-    optimizer_kw: dict = field(default_factory=dict, metadata={"help": "kind-specific options (JSON)"})
-    lr: float = _f(0.05, "learning rate of the weights (cosine to 0 within each search and training stage)")
-    momentum: float = _f(0.9, "SGD momentum")
-    nesterov: bool = _f(False, "Nesterov momentum")
-    weight_decay: float = _f(5e-4, "weight decay of the weights")
-    decay_bn_bias: bool = _f(True, "weight decay on BatchNorm parameters and biases too")
-    arch_lr: float = _f(0.05, "Adam learning rate of alpha")
-    arch_weight_decay: float = _f(1e-3, "weight decay of alpha (DARTS)")
-    cost: float = _f(0.1, "weight of the parameter-cost term of the alpha objective")
-    new_init: str = _f("reinit", "new copies: reinit (He) or copy (of the newest copy, with its BN)")
-    seed: int = _f(0, "seed of weights, batches and (with order=random) the class order")
-    split_seed: int = _f(0, "seed of the train/val/test split")
-    augment: bool = _f(True, "random crops while training")
+class L2GConfig(_Record):
+    """Everything a Learn-to-Grow run needs (its flags are generated from these fields)."""
+    dataset: str = opt("digits", help="dataset whose classes are split into tasks (see `growkit datasets`)")
+    tasks: int = opt(5, help="number of tasks (the classes must split evenly)")
+    order: str = opt("natural", choices=("natural", "random"), help="class order before splitting (random: seeded)")
+    method: str = opt("l2g", choices=METHODS, help="l2g, or a baseline: separate, frozen, finetune")
+    deeper: bool = opt(False, help="offer the deeper choice (a ZeroInit residual block after a conv layer)")
+    model: str = opt("Plain3Net", help="registry backbone whose convs are searched (Plain3Net or Plain4Net)")
+    depths: list[int] = opt(default_factory=lambda: [1, 1, 1], parse=flags.depths, help="blocks per stage, e.g. 1-1-1")
+    widths: list[int] | None = opt(None, parse=flags.depths, help="filters per stage (default: the registry's)")
+    hidden: list[int] = opt(default_factory=lambda: [64], parse=flags.depths,
+                            help="hidden linear layers after the convs, searched too (e.g. 64 or 64-32)")
+    search_epochs: int = opt(20, help="epochs of the structure search per task")
+    warmup: int = opt(10, help="search epochs that train only the weights (alpha stays uniform)")
+    train_epochs: int = opt(20, help="epochs of training the chosen structure per task")
+    batch_size: int = opt(64, help="batch size of training and of the alpha steps")
+    optimizer: str = opt("sgd", help="optimizer of the weights, a growkit.optim kind (sgd, adam, ...)")
+    optimizer_kw: dict = opt(default_factory=dict, parse=flags.json_object, help="the kind's options as JSON")
+    lr: float = opt(0.05, help="learning rate of the weights (cosine to 0 within each search and training)")
+    momentum: float = opt(0.9, help="SGD momentum")
+    nesterov: bool = opt(False, help="Nesterov momentum")
+    weight_decay: float = opt(5e-4, help="weight decay of the weights")
+    decay_bn_bias: bool = opt(True, flag="--no-decay-bn-bias", help="no weight decay on BN parameters and biases")
+    arch_lr: float = opt(0.05, help="Adam learning rate of alpha")
+    arch_weight_decay: float = opt(1e-3, help="weight decay of alpha (DARTS)")
+    cost: float = opt(0.1, help="weight of the parameter-cost term of the alpha objective")
+    new_init: str = opt("reinit", choices=("reinit", "copy"),
+                        help="new copies: reinit (He) or copy (of the newest copy, with its BN)")
+    seed: int = opt(0, help="seed of weights, batches and (with --order random) the class order")
+    split_seed: int = opt(0, help="seed of the train/val/test split")
+    augment: bool = opt(True, flag="--no-augment", help="no random crops while training")
+    device: str = opt("auto", help="auto, cpu or cuda")
+    data_root: str | None = opt(None, help="folder holding the dataset files (default: $GROWKIT_DATA or ./data)")
+    download: bool = opt(False, help="download the dataset if missing (needs internet)")
 
-    def check(self) -> None:
+    def validate(self) -> "L2GConfig":
+        """One-line errors for every bad value, before anything is written."""
         from .. import optim
         optim.validate(self)
         if self.method not in METHODS:
@@ -99,6 +110,7 @@ class L2GConfig:
         for k in ("momentum", "weight_decay", "arch_weight_decay", "cost"):
             if not getattr(self, k) >= 0:
                 raise GrowkitError(f"{k} must be non-negative, got {getattr(self, k)}")
+        return self
 
 
 # ----------------------------------------------------------------------------- fine-tuning baseline
@@ -241,7 +253,7 @@ def run_stream(cfg: L2GConfig, stream: continual.TaskStream, out: str | Path | N
     ``stop_after``: return after that many tasks have been learned in this call (a clean stand-in
     for a kill between tasks, used by tests). Returns the summary (see :func:`summarize`).
     """
-    cfg.check()
+    cfg.validate()
     out = Path(out) if out is not None else None
     net, state = build_net(cfg, stream), {"rows": [], "records": []}
     last = last_task_checkpoint(out) if out else None
