@@ -165,4 +165,3 @@ from .growers.learn_to_grow import L2GConfig  # noqa: E402
 
 register(Method("learn-to-grow", "continual learning: per layer and task, reuse, adapt or add new parameters "
                 "(Li et al., ICML 2019)", _no_build, L2GConfig, own_loop=l2g_runs))
-
