@@ -180,6 +180,9 @@ def read_run_config(run_dir: str | Path) -> dict:
     rc = read_json(path)
     try:
         method = methods.get(rc.get("command"))
+        if method.own_loop is not None:  # no train section: the method's options are the whole config
+            method.options(rc)
+            return rc
         if not isinstance(rc.get("train"), dict):
             raise GrowkitError(f"'train' must be an object, got {type(rc.get('train')).__name__}")
         TrainConfig.from_dict(rc["train"]).validate()

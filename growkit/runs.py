@@ -108,6 +108,10 @@ def run(method: str, train_cfg: TrainConfig, method_cfg=None, out: str | Path | 
     if out is None:
         raise GrowkitError("run needs an output directory")
     m = methods.get(method)
+    if m.own_loop is not None:  # e.g. learn-to-grow: no trainer, its own continual loop
+        if method_cfg is None:
+            raise GrowkitError(f"{m.name} needs its options ({m.config.__name__})")
+        return m.own_loop.start(method_cfg, out, overwrite=overwrite)
     rc = {"command": m.name, "train": train_cfg.to_dict()}
     if m.config is not None:
         if method_cfg is None:
@@ -162,6 +166,10 @@ def resume(out: str | Path, *, callbacks=(), data=None, objective=None) -> dict:
         rc = read_run_config(p)
         if (p / "result.json").exists():
             return read_result(p / "result.json")
+        method = methods.get(rc["command"])
+        if method.own_loop is not None:  # e.g. learn-to-grow: its own continual loop and records
+            lock.record(f"resume {out}")
+            return method.own_loop.resume(p)
         MetricsLog(p / "metrics.jsonl").read()  # damaged records: an error naming the line, before training
         trainer = _build(rc, p, callbacks, data, objective)
         if (p / "checkpoint.pt").exists():  # (the recorder truncates metrics.jsonl to it when fit starts)

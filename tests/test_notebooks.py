@@ -64,6 +64,8 @@ EXPECTED = {
     "autogrow_10_imagenet": {"autogrow_table10_imagenet.csv": 1, "autogrow_fig7_vs_manual_design.png": None},
     "autogrow_11_trajectories": {"autogrow_fig3_trajectories.png": None},
     "autogrow_12_loss_surfaces": {"autogrow_fig6_loss_surfaces_Basic3ResNet.png": None},
+    "learn_to_grow_01_split_digits": {"learn_to_grow_table_summary.csv": 5, "learn_to_grow_accuracy_matrices.png": None,
+                                      "learn_to_grow_params_per_task.png": None, "learn_to_grow_choices.png": None},
 }
 
 
