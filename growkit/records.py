@@ -227,8 +227,15 @@ def check_checkpoint_matches(state: dict, run_config: dict, path: str | Path,
                              ignore=("environment",)) -> None:
     """Refuse a checkpoint that belongs to another run: its config must equal the run's config.json
     (up to ``ignore``d keys) and its model spec must fit the run's model and dataset."""
-    mine = {k: v for k, v in run_config.items() if k not in ignore}
-    theirs = {k: v for k, v in (state.get("config") or {}).items() if k not in ignore}
+    from . import methods
+
+    def canonical(rc):  # the same run written under a command alias, or before an option existed
+        try:
+            return methods.normalize(rc)
+        except (GrowkitError, KeyError, TypeError, AttributeError):
+            return rc
+    mine = {k: v for k, v in canonical(run_config).items() if k not in ignore}
+    theirs = {k: v for k, v in canonical(state.get("config") or {}).items() if k not in ignore}
     diff = _first_difference(theirs, mine)
     if diff:
         raise GrowkitError(f"{path} belongs to another run (checkpoint vs config.json differ in {diff}); "

@@ -164,12 +164,13 @@ def resume(out: str | Path, *, callbacks=(), data=None, objective=None) -> dict:
             raise GrowkitError(f"{out} is a growkit run interrupted before its config.json was written; "
                                f"`growkit recover {out}` repairs or removes it")
         rc = read_run_config(p)
-        if (p / "result.json").exists():
-            return read_result(p / "result.json")
         method = methods.get(rc["command"])
         if method.own_loop is not None:  # e.g. learn-to-grow: its own continual loop and records
-            lock.record(f"resume {out}")
+            if not (p / "result.json").exists():
+                lock.record(f"resume {out}")
             return method.own_loop.resume(p)
+        if (p / "result.json").exists():
+            return read_result(p / "result.json")
         MetricsLog(p / "metrics.jsonl").read()  # damaged records: an error naming the line, before training
         trainer = _build(rc, p, callbacks, data, objective)
         if (p / "checkpoint.pt").exists():  # (the recorder truncates metrics.jsonl to it when fit starts)
