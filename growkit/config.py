@@ -96,7 +96,8 @@ def _check_fields(obj) -> None:
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
         want = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-        _check(_type_ok(v, hints.get(f.name, typing.Any)), f"{f.name} must be of type {want}, got {v!r}")
+        _check(_type_ok(v, hints.get(f.name, typing.Any)),
+               f"{f.name} must be {'a dict' if want == 'dict' else 'of type ' + want}, got {v!r}")
         for x in _numbers(v):
             _check(not isinstance(x, float) or math.isfinite(x), f"{f.name} must be finite, got {v!r}")
             _check(not isinstance(x, int) or -INT64_MAX - 1 <= x <= INT64_MAX,

@@ -87,7 +87,8 @@ def normalize(rc: dict) -> dict:
     """``rc`` with its canonical command and section name and the method options' defaults filled in,
     so configs written under an alias or before an option existed compare equal to today's."""
     m = get(rc.get("command"))
-    out = {k: v for k, v in rc.items() if k not in (rc.get("command"), *m.aliases)}
+    sections = (rc.get("command"), *m.aliases) if m.config is not None else ()  # (train's section is "train")
+    out = {k: v for k, v in rc.items() if k not in sections}
     out["command"] = m.name
     if m.config is not None:
         out[m.name] = m.options(rc).to_dict()

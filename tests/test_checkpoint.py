@@ -82,6 +82,8 @@ def test_a_committed_format1_checkpoint_loads_as_sgd_and_resumes_to_the_end(tmp_
                                             for n in raw)
     run = tmp_path / "run"
     shutil.copytree(FORMAT1_RUN, run)
+    from growkit.recover import recover
+    assert "marked as a growkit run" in recover(run)  # made before run markers: adopted once
     res = runs.resume(run)
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4] and [r["phase"] for r in rows[2:]] == ["finetune"] * 2
