@@ -126,6 +126,7 @@ class Estimate:
     prune: dict[str, torch.Tensor]  # group -> (C,) estimated dL of removing each channel
     loss: float  # the batch-mean loss of the untouched net
     samples: int
+    hits: int = 0  # its top-1 hits, when the targets are class indices
 
 
 def gn_delta(d: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -216,7 +217,10 @@ def estimate(model, x: torch.Tensor, target: torch.Tensor, thetas: dict[str, tor
         d_prune = -(y * g).reshape(s, c, -1).sum(-1)
         split[gname] = gn_delta(d_split, ref)
         prune[gname] = gn_delta(d_prune, ref)
-    return Estimate(split, prune, loss.item(), s)
+    hits = 0
+    if out.dim() == 2 and target.dim() == 1 and not target.is_floating_point():
+        hits = int((out.detach().argmax(1) == target).sum())
+    return Estimate(split, prune, loss.item(), s, hits)
 
 
 def theta_grads(est: Estimate, thetas: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -267,3 +271,24 @@ class ThetaAdam:
     def load(self, state: dict) -> None:
         self.t, self.m, self.v = int(state["t"]), dict(state["m"]), dict(state["v"])
 
+
+
+def learn_epoch(model, batches, thetas: dict[str, torch.Tensor], adam: ThetaAdam, ema: dict, momentum,
+                loss_ref: str = "sample") -> tuple[float, int, int]:
+    """One pass of morphism learning with the model frozen: per mini-batch, the estimate of every
+    morphism, an Adam step on every theta, and the moving averages ``ema["split"][g]`` /
+    ``ema["prune"][g]`` updated with weight ``momentum(batch size)``. Returns (summed loss, hits,
+    samples) of the untouched net."""
+    loss_sum, hits, count = 0.0, 0, 0
+    for x, y in batches:
+        est = estimate(model, x, y, thetas, loss_ref=loss_ref)
+        grads = theta_grads(est, thetas)
+        m = momentum(len(y))
+        for g in thetas:
+            ema["split"][g] = ema_update(ema["split"].get(g), est.split[g], m)
+            ema["prune"][g] = ema_update(ema["prune"].get(g), est.prune[g], m)
+        adam.step(thetas, grads)
+        loss_sum += est.loss * len(y)
+        hits += est.hits
+        count += len(y)
+    return loss_sum, hits, count
