@@ -202,3 +202,68 @@ def plot_scores(scores: dict, ax=None, title: str = ""):
     ax.set_title(title or "split (red) / prune (blue) scores of the last morphism phase")
     plt.colorbar(im, ax=ax, label="score (split > 0, prune < 0)")
     return ax
+
+
+# ----------------------------------------------------------------------------- notebook helpers
+
+def trained_net(runs_dir, name: str, device: str = "auto", **train):
+    """A net trained by a named run (reused when it exists): (model in eval mode, its data, result)."""
+    from . import experiments as X
+    from .train import resolve_device
+    dev = resolve_device(device)
+    res = X.train(runs_dir, name, device=device, **train)
+    run_dir = f"{runs_dir}/{name}"
+    return X.load_model(run_dir).to(dev), X.load_data(run_dir, str(dev)), res
+
+
+def site_names(model, layers) -> list[str]:
+    """Layer numbers as the paper counts them (1-based; -1: the last) -> the sites' group names."""
+    names = list(gn.sites(model))
+    return [names[i - 1] if i > 0 else names[i] for i in layers]
+
+
+def quality_summary(rows: list[dict]) -> dict:
+    """Figure 4 in numbers: the share of channels where Gauss-Newton's split lowers the true loss more
+    than steepest descent's (and than the expanded net's), and the median ratio of its decrease to
+    the expanded net's where that one decreases the loss."""
+    n = len(rows)
+    wins_sd = sum(r["gauss_newton"] < r["steepest_descent"] for r in rows)
+    wins_ex = sum(r["gauss_newton"] < r["expanded"] for r in rows)
+    ratios = sorted(r["gauss_newton"] / r["expanded"] for r in rows if r["expanded"] < 0)
+    return {"channels": n, "gn_beats_steepest_descent": wins_sd / max(n, 1),
+            "gn_beats_expanded": wins_ex / max(n, 1),
+            "median_gn_over_expanded_decrease": ratios[len(ratios) // 2] if ratios else float("nan")}
+
+
+def plot_estimates(rows: list[dict], stats: list[dict]):
+    """Figure 3: estimated against true loss change, one panel per layer, the identity dashed."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(stats), figsize=(3.6 * len(stats), 3.4), constrained_layout=True,
+                             squeeze=False)
+    for ax, st in zip(axes[0], stats):
+        pts = [(r["true"], r["estimated"]) for r in rows if r["layer"] == st["layer"]]
+        t, e = zip(*pts)
+        lo, hi = min(min(t), min(e)), max(max(t), max(e))
+        ax.plot([lo, hi], [lo, hi], "--", color="0.6", lw=1)
+        ax.scatter(t, e, s=18, facecolors="none", edgecolors="C0")
+        ax.set_title(f"{st['layer']}: Pearson {st['pearson']:.2f}, Spearman {st['spearman']:.2f}", fontsize=8)
+        ax.set_xlabel("true dL (brute force)")
+        ax.set_ylabel("estimated dL (Gauss-Newton, EMA)")
+    return fig
+
+
+def plot_quality(rows: list[dict]):
+    """Figure 4: true decrease of the loss per channel, three bars each, sorted by the expanded baseline."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    rows = sorted(rows, key=lambda r: r["expanded"])
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(rows)), 3.2), constrained_layout=True)
+    for i, (key, label) in enumerate((("expanded", "optimise the expanded net"), ("gauss_newton", "Gauss-Newton"),
+                                      ("steepest_descent", "steepest descent + line search"))):
+        ax.bar(x + (i - 1) * 0.27, [-r[key] for r in rows], 0.27, label=label)
+    ax.set_xticks(x, [str(r["channel"]) for r in rows], fontsize=7)
+    ax.set_xlabel("channel (sorted by the expanded baseline)")
+    ax.set_ylabel("true decrease of the loss")
+    ax.legend(fontsize=7)
+    return fig

@@ -92,6 +92,13 @@ PROFILES: dict[str, dict[str, dict]] = {
         "cpu": {},
         "paper": dict(dataset="cifar10", surface_grid=51, surface_images=10000, **_CIFAR),
     },
+    "gauss_newton_01_estimates": {
+        "smoke": dict(seed_width=4, train_epochs=1, morph_epochs=1, quality_channels=[0, 1]),
+        "cpu": {},
+        "paper": dict(dataset="cifar10", device="cuda", seed_width=[64, 64, 128, 128, 256, 256, 256, 256, 512, 512,
+                                                                    512, 512, 512, 512, 512, 512],
+                      train_epochs=20, morph_epochs=20),
+    },
 }
 
 

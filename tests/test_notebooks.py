@@ -64,6 +64,9 @@ EXPECTED = {
     "autogrow_10_imagenet": {"autogrow_table10_imagenet.csv": 1, "autogrow_fig7_vs_manual_design.png": None},
     "autogrow_11_trajectories": {"autogrow_fig3_trajectories.png": None},
     "autogrow_12_loss_surfaces": {"autogrow_fig6_loss_surfaces_Basic3ResNet.png": None},
+    "gauss_newton_01_estimates": {"gauss_newton_fig3_estimates.png": None, "gauss_newton_fig3_correlations.csv": 3,
+                                  "gauss_newton_fig4_morphism_quality.png": None,
+                                  "gauss_newton_fig4_morphism_quality.csv": 2},
 }
 
 
