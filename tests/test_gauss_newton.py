@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -66,3 +67,112 @@ def test_plans_carry_the_learned_theta_rows():
     assert plans[0].channels == [1, 3] and torch.equal(plans[0].thetas["layers.0.conv"],
                                                        thetas["layers.0"].detach()[[1, 3]])
     assert plans[1].channels == [2]
+
+
+def _hand_round(sd: dict, chosen: dict, thetas: dict, groups: dict) -> dict:
+    """The state dict after one round, by hand: per layer the kept channels in order (split ones get
+    w_in + theta), then the copies in split order (w_in - theta); BN entries follow their channel;
+    consumer columns of a split channel are halved on both halves; pruned channels vanish."""
+    sd = {k: v.clone() for k, v in sd.items()}
+    for g, (splits, prunes) in chosen.items():
+        grp = groups[g]
+        c = sd[f"{grp.producers[0]}.weight"].shape[0]
+        order = [k for k in range(c) if k not in prunes] + list(splits)
+        n_kept = c - len(prunes)
+        w = sd[f"{grp.producers[0]}.weight"]
+        rows = []
+        for pos, k in enumerate(order):
+            if k in splits:
+                sign = 1.0 if pos < n_kept else -1.0
+                rows.append(w[k] + sign * thetas[g][splits.index(k)])
+            else:
+                rows.append(w[k])
+        sd[f"{grp.producers[0]}.weight"] = torch.stack(rows)
+        for m in grp.channelwise:
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                if f"{m}.{key}" in sd:
+                    sd[f"{m}.{key}"] = sd[f"{m}.{key}"][order]
+        cons, per = grp.consumers[0]
+        w = sd[f"{cons}.weight"]
+        cols = []
+        for k in order:
+            col = w[:, k * per:(k + 1) * per]
+            cols.append(col / 2 if k in splits else col)
+        sd[f"{cons}.weight"] = torch.cat(cols, 1)
+    return sd
+
+
+@pytest.mark.parametrize("name", ["VGG19", "MobileNetV1"])
+def test_one_round_of_many_splits_and_prunes_equals_a_hand_built_net_and_carries_the_optimizer(float64, name):
+    from growkit import optim
+    from growkit.config import TrainConfig
+    torch.manual_seed(0)
+    model = create(name, widths=5, in_channels=1, image_size=8).double()
+    names = list(gn.sites(model))
+    a, b, last = names[2], names[3], names[-1]  # a's consumer is b's producer: the edit maps chain
+    chosen = {a: ([0, 3], [1]), b: ([4, 1], [0, 2]), last: ([2], [])}
+    thetas = {g: 0.1 * torch.randn(model.get_submodule(gn.sites(model)[g].producer).weight.shape) for g in chosen}
+    groups = model.channel_groups()
+    # the theta rows of the split channels, in the order `chosen` lists them (as plans_for takes them)
+    ref_sd = _hand_round(model.state_dict(), chosen, {g: thetas[g][list(chosen[g][0])] for g in chosen}, groups)
+    opt = optim.build(model, TrainConfig(nesterov=True, weight_decay=1e-4), 0.1)
+    x = torch.randn(4, 1, 8, 8)
+    torch.nn.functional.cross_entropy(model.train()(x), torch.tensor([0, 1, 2, 3])).backward()
+    opt.step()
+    old_state, old_shapes = optim.state_by_name(model, opt), {n: p.shape for n, p in model.named_parameters()}
+    old_mom = {n: s["momentum_buffer"].clone() for n, s in old_state.items()}
+    edits = [p.apply(model) for p in plans_for(model, chosen, thetas)]
+    hand = create(name, widths=[5 - len(chosen.get(g, ([], []))[1]) + len(chosen.get(g, ([], []))[0])
+                                for g in names], in_channels=1, image_size=8).double()
+    hand.load_state_dict(ref_sd)
+    for k, v in hand.state_dict().items():
+        assert torch.allclose(model.state_dict()[k], v, atol=1e-12), k
+    model.eval(), hand.eval()
+    assert torch.allclose(model(x), hand(x), atol=1e-12)
+    opt2 = optim.carry(model, opt, edits, old_state, old_shapes)
+    mom = optim.state_by_name(model, opt2)
+    # the consumer of `a` (= producer of `b`): rows follow b's order, columns follow a's order
+    pb = f"{gn.sites(model)[b].producer}.weight"
+    order_a = [k for k in range(5) if k not in chosen[a][1]] + chosen[a][0]
+    order_b = [k for k in range(5) if k not in chosen[b][1]] + chosen[b][0]
+    n_a, n_b = 5 - len(chosen[a][1]), 5 - len(chosen[b][1])
+    for i, kb in enumerate(order_b):
+        for j, ka in enumerate(order_a):
+            want = old_mom[pb][kb, ka] if i < n_b and j < n_a else torch.zeros_like(old_mom[pb][0, 0])
+            assert torch.equal(mom[pb]["momentum_buffer"][i, j], want), (i, j)
+    torch.nn.functional.cross_entropy(model.train()(x), torch.tensor([0, 1, 2, 3])).backward()
+    opt2.step()  # the carried optimizer steps the edited net
+
+
+def test_kill_in_a_morphism_phase_and_resume_is_identical(tmp_path):
+    from growkit import checkpoint, runs
+    from growkit.config import TrainConfig
+    from growkit.gn_method import GaussNewtonConfig
+
+    class Kill(Exception):
+        pass
+
+    class KillAfter:
+        def __init__(self, epoch):
+            self.epoch = epoch
+
+        def on_checkpoint(self, trainer, path):
+            if trainer.loop.epoch == self.epoch:
+                raise Kill()
+
+    train = TrainConfig(model="VGG19", widths=4, dataset="digits", device="cpu", progress=False, seed=3)
+    cfg = GaussNewtonConfig(lambda_p=1e-5, phases=2, phase_epochs=2, scratch=False)
+    full = runs.run("gauss-newton", train, cfg, tmp_path / "full")
+    with pytest.raises(Kill):  # epochs 3-4 learn theta: killed after epoch 3, inside the morphism phase
+        runs.run("gauss-newton", train, cfg, tmp_path / "killed", callbacks=[KillAfter(3)])
+    mid = checkpoint.load(tmp_path / "killed" / "checkpoint.pt")
+    assert mid["loop"]["epoch"] == 3 and mid["grower"]["thetas"]  # theta is saved mid-phase
+    resumed = runs.resume(tmp_path / "killed")
+    assert resumed["arch"] == full["arch"] and resumed["params"] == full["params"]
+    assert full["rounds"] and resumed["rounds"] == full["rounds"]
+    a = checkpoint.load(tmp_path / "full" / "checkpoint.pt")["model"]
+    b = checkpoint.load(tmp_path / "killed" / "checkpoint.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = [json.loads(s) for s in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    rows2 = [json.loads(s) for s in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in rows2]
