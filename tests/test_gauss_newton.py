@@ -48,9 +48,9 @@ def test_decide_scores_the_averages_with_the_parameter_penalty():
     assert not g.decide(_view(model, 3)).plans  # not the end of a morphism phase
     theta5 = g.thetas["layers.5"].detach().clone()
     d = g.decide(_view(model, 4))
-    assert [(type(p).__name__, p.group, p.channels) for p in d.plans] == [
-        ("SplitChannels", "layers.5", [2]), ("PruneChannels", "layers.7", [1])]  # cap: max(1, floor(1.2)) = 1
-    assert torch.equal(d.plans[0].thetas["layers.5.conv"][0], theta5[2])
+    assert [(type(p).__name__, p.group, p.channels) for p in d.plans] == [  # from the output down
+        ("PruneChannels", "layers.7", [1]), ("SplitChannels", "layers.5", [2])]  # cap: max(1, floor(1.2)) = 1
+    assert torch.equal(d.plans[1].thetas["layers.5.conv"][0], theta5[2])
     assert d.info["gauss_newton"]["splits"] == 1 and d.info["gauss_newton"]["prunes"] == 1
     assert not d.done and g.decide(_view(model, 12)).done
 
@@ -72,9 +72,13 @@ def test_plans_carry_the_learned_theta_rows():
 def _hand_round(sd: dict, chosen: dict, thetas: dict, groups: dict) -> dict:
     """The state dict after one round, by hand: per layer the kept channels in order (split ones get
     w_in + theta), then the copies in split order (w_in - theta); BN entries follow their channel;
-    consumer columns of a split channel are halved on both halves; pruned channels vanish."""
+    consumer columns of a split channel are halved on both halves (in every row the consumer has by
+    then); pruned channels vanish."""
     sd = {k: v.clone() for k, v in sd.items()}
-    for g, (splits, prunes) in chosen.items():
+    for g in reversed(list(groups)):  # from the output down: each theta meets the inputs it was learned on
+        if g not in chosen:
+            continue
+        splits, prunes = chosen[g]
         grp = groups[g]
         c = sd[f"{grp.producers[0]}.weight"].shape[0]
         order = [k for k in range(c) if k not in prunes] + list(splits)
@@ -112,15 +116,15 @@ def test_one_round_of_many_splits_and_prunes_equals_a_hand_built_net_and_carries
     a, b, last = names[2], names[3], names[-1]  # a's consumer is b's producer: the edit maps chain
     chosen = {a: ([0, 3], [1]), b: ([4, 1], [0, 2]), last: ([2], [])}
     thetas = {g: 0.1 * torch.randn(model.get_submodule(gn.sites(model)[g].producer).weight.shape) for g in chosen}
-    groups = model.channel_groups()
-    # the theta rows of the split channels, in the order `chosen` lists them (as plans_for takes them)
-    ref_sd = _hand_round(model.state_dict(), chosen, {g: thetas[g][list(chosen[g][0])] for g in chosen}, groups)
+    groups = {g: model.channel_groups()[g] for g in names}  # in the net's order
     opt = optim.build(model, TrainConfig(nesterov=True, weight_decay=1e-4), 0.1)
     x = torch.randn(4, 1, 8, 8)
     torch.nn.functional.cross_entropy(model.train()(x), torch.tensor([0, 1, 2, 3])).backward()
     opt.step()
     old_state, old_shapes = optim.state_by_name(model, opt), {n: p.shape for n, p in model.named_parameters()}
     old_mom = {n: s["momentum_buffer"].clone() for n, s in old_state.items()}
+    # the theta rows of the split channels, in the order `chosen` lists them (as plans_for takes them)
+    ref_sd = _hand_round(model.state_dict(), chosen, {g: thetas[g][list(chosen[g][0])] for g in chosen}, groups)
     edits = [p.apply(model) for p in plans_for(model, chosen, thetas)]
     hand = create(name, widths=[5 - len(chosen.get(g, ([], []))[1]) + len(chosen.get(g, ([], []))[0])
                                 for g in names], in_channels=1, image_size=8).double()

@@ -68,10 +68,16 @@ def select(split_score: dict[str, torch.Tensor], prune_score: dict[str, torch.Te
 
 
 def plans_for(model, chosen: dict[str, tuple[list[int], list[int]]], thetas: dict[str, torch.Tensor]) -> list:
-    """Surgery plans applying ``chosen``: per layer the splits (with their learned theta), then the prunes."""
+    """Surgery plans applying ``chosen``: per layer the splits (with their learned theta), then the prunes.
+
+    Layers go from the output towards the input: a layer's theta was learned against the input
+    channels its producer had before the round, so its split is applied before the layer below
+    changes those inputs; the lower layer's edit then moves (prune) or halves onto both halves
+    (split) the input columns of every filter above, the new ones included, as it does any consumer."""
     plans = []
     sites = gn.sites(model)
-    for g, (splits, prunes) in chosen.items():
+    for g in [g for g in reversed(list(sites)) if g in chosen]:
+        splits, prunes = chosen[g]
         if splits:
             th = thetas[g].detach()[torch.tensor(splits, device=thetas[g].device)]
             plans.append(SplitChannels(g, list(splits), {sites[g].producer: th.cpu()}))
