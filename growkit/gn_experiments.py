@@ -267,3 +267,47 @@ def plot_quality(rows: list[dict]):
     ax.set_ylabel("true decrease of the loss")
     ax.legend(fontsize=7)
     return fig
+
+
+def search_row(res: dict, **extra) -> dict:
+    """One search of Tables 1-2: the found widths, parameters, accuracy retrained from scratch, search time."""
+    rounds = res.get("rounds") or []
+    return {**extra, "found widths": "-".join(map(str, res.get("found_widths") or [])),
+            "params": res["params"], "scratch test %": res.get("scratch_test_acc"),
+            "search test %": res["test_acc"], "splits": sum(r["splits"] for r in rounds),
+            "prunes": sum(r["prunes"] for r in rounds), "search s": res["search_wall_s"]}
+
+
+def search_summary(rows: list[dict], keys=("dataset", "net", "lambda_p")) -> list[dict]:
+    """Mean and spread (sample std) over seeds of each (dataset, net, lambda_p)."""
+    import statistics as st
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    out = []
+    for key, rs in groups.items():
+        row = dict(zip(keys, key))
+        row["seeds"] = len(rs)
+        for col in ("params", "scratch test %", "search s"):
+            vals = [r[col] for r in rs if r[col] is not None]
+            row[col] = st.mean(vals) if vals else None
+            row[f"{col} sd"] = st.stdev(vals) if len(vals) > 1 else 0.0
+        out.append(row)
+    return out
+
+
+def plot_accuracy_vs_params(rows: list[dict]):
+    """Tables 1-2 as a picture: accuracy after retraining against parameters, one marker per search."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.4), constrained_layout=True)
+    keys = sorted({(r["dataset"], r["net"]) for r in rows})
+    for i, (ds, net) in enumerate(keys):
+        rs = [r for r in rows if (r["dataset"], r["net"]) == (ds, net) and r["scratch test %"] is not None]
+        ax.scatter([r["params"] for r in rs], [r["scratch test %"] for r in rs], color=f"C{i}", label=f"{net} ({ds})")
+        for r in rs:
+            ax.annotate(f"{r['lambda_p']:g}", (r["params"], r["scratch test %"]), fontsize=6)
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters of the found net")
+    ax.set_ylabel("test accuracy retrained from scratch (%)")
+    ax.legend(fontsize=7)
+    return fig
