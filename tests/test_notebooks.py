@@ -67,7 +67,8 @@ EXPECTED = {
     "gauss_newton_01_estimates": {"gauss_newton_fig3_estimates.png": None, "gauss_newton_fig3_correlations.csv": 3,
                                   "gauss_newton_fig4_morphism_quality.png": None,
                                   "gauss_newton_fig4_morphism_quality.csv": 2},
-    "gauss_newton_02_search": {"gauss_newton_tables_1_2_runs.csv": 1, "gauss_newton_tables_1_2_accuracy_vs_params.csv": 1,
+    "gauss_newton_02_search": {"gauss_newton_tables_1_2_runs.csv": 1,
+                               "gauss_newton_tables_1_2_accuracy_vs_params.csv": 1,
                                "gauss_newton_tables_1_2_accuracy_vs_params.png": None,
                                "gauss_newton_fig2_scores.png": None},
 }
