@@ -180,3 +180,32 @@ def test_kill_in_a_morphism_phase_and_resume_is_identical(tmp_path):
     rows = [json.loads(s) for s in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     rows2 = [json.loads(s) for s in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in rows2]
+
+
+def test_morphism_epochs_leave_the_model_frozen_and_average_with_weight_b_over_2n():
+    torch.manual_seed(0)
+    model = create("VGG19", widths=4, in_channels=1, image_size=8).train()
+    gen = torch.Generator().manual_seed(0)
+    xs, ys = torch.randn(10, 1, 8, 8, generator=gen), torch.randint(0, 10, (10,), generator=gen)
+    batches = [(xs[:4], ys[:4]), (xs[4:8], ys[4:8]), (xs[8:], ys[8:])]  # N = 10
+
+    def view_batches(n=None, split="train", augment=True, seed=None):
+        return iter(batches)
+
+    g = GaussNewton(lambda_p=0.0, phases=1, n_phase=1, seed=5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert g.replaces_epoch(SimpleNamespace(model=model, epoch=0, batches=view_batches)) is None  # a model epoch
+    loss, acc = g.replaces_epoch(SimpleNamespace(model=model, epoch=1, batches=view_batches))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and model.training
+    # the same epoch by hand, from the same theta: EMA weights 4/20, 4/20, 2/20 after the first value
+    thetas = gn.init_thetas(model, scale=1e-2, generator=torch.Generator().manual_seed(5 * 1_000_003 + 0))
+    adam, ema, losses = gn.ThetaAdam(1e-2), {}, []
+    for i, (x, y) in enumerate(batches):
+        est = gn.estimate(model, x, y, thetas)
+        m = len(y) / 20
+        ema = {k: (est.split[k].detach() if i == 0 else (1 - m) * ema[k] + m * est.split[k].detach()) for k in thetas}
+        adam.step(thetas, gn.theta_grads(est, thetas))
+        losses.append(est.loss * len(y))
+    for k in thetas:
+        assert torch.allclose(g.ema_split[k], ema[k], atol=1e-7) and torch.allclose(g.thetas[k], thetas[k])
+    assert loss == pytest.approx(sum(losses) / 10)
