@@ -39,18 +39,20 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def timed(fn, device, repeats: int, warmup: int = 1) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
-    for _ in range(warmup):
+def interleaved(fns: dict, device, repeats: int) -> dict:
+    """Median seconds of each function, the functions taking turns within every repeat (after one
+    warm-up each), so that load from other processes on a shared machine hits every row alike."""
+    for fn in fns.values():
         fn()
-    times = []
+    times = {k: [] for k in fns}
     for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+        for k, fn in fns.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[k].append(time.perf_counter() - t0)
+    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
 
 
 def main(argv=None) -> dict:
@@ -60,7 +62,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--width", type=int, default=16, help="seed width (the paper's VGG-19 seed: 16)")
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
@@ -72,22 +74,19 @@ def main(argv=None) -> dict:
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True, weight_decay=1e-4)
 
     def train_step():
-        model.train()
+        model.train()  # back to eval at the end: the other rows need it
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
         opt.step()
+        model.eval()
 
-    t_train = timed(train_step, device, args.repeats)
-    model.eval()
-
+    model.eval()  # the GN step and brute force run in eval mode (BatchNorm on running statistics)
     thetas = gn.init_thetas(model, scale=0.1, generator=torch.Generator().manual_seed(args.seed))
     adam = gn.ThetaAdam(1e-2)
 
     def gn_step():
         est = gn.estimate(model, x, y, thetas)
         adam.step(thetas, gn.theta_grads(est, thetas))
-
-    t_gn = timed(gn_step, device, args.repeats)
 
     sites = gn.sites(model)
     expanded = []  # (net, producer weight) per channel, built before timing
@@ -106,7 +105,8 @@ def main(argv=None) -> dict:
             loss = F.cross_entropy(net(x), y)
             torch.autograd.grad(loss, w)  # the theta gradient is the difference of the two rows' gradients
 
-    t_bf = timed(bruteforce_step, device, max(1, args.repeats // 2), warmup=1)
+    t = interleaved({"train": train_step, "gn": gn_step, "bruteforce": bruteforce_step}, device, args.repeats)
+    t_train, t_gn, t_bf = t["train"], t["gn"], t["bruteforce"]
     out = {"model": args.model, "width": args.width, "image_size": args.image_size, "batch": args.batch,
            "device": str(device), "layers": len(sites), "morphisms": len(expanded),
            "train_step_s": t_train, "gn_step_s": t_gn, "bruteforce_step_s": t_bf,

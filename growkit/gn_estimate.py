@@ -236,9 +236,10 @@ def estimate(model, x: torch.Tensor, target: torch.Tensor, thetas: dict[str, tor
         c = thetas[gname].shape[0]
         y = st["y"].detach()
         g = torch.zeros_like(y) if grad is None else grad.detach() * s  # per-sample gradients
-        dy = (st["plus"] + st["minus"]) / 2 - y
-        d_split = (dy * g).reshape(s, c, -1).sum(-1)
-        d_prune = -(y * g).reshape(s, c, -1).sum(-1)
+        # dy . g per sample and channel; the prune's dy = -y, the split's (plus + minus) / 2 - y
+        y_g = (y * g).reshape(s, c, -1).sum(-1)
+        d_prune = -y_g
+        d_split = ((st["plus"] + st["minus"]) * g).reshape(s, c, -1).sum(-1) / 2 - y_g
         split[gname] = gn_delta(d_split, ref)
         prune[gname] = gn_delta(d_prune, ref)
     hits = 0
