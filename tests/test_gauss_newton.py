@@ -209,3 +209,20 @@ def test_morphism_epochs_leave_the_model_frozen_and_average_with_weight_b_over_2
     for k in thetas:
         assert torch.allclose(g.ema_split[k], ema[k], atol=1e-7) and torch.allclose(g.thetas[k], thetas[k])
     assert loss == pytest.approx(sum(losses) / 10)
+
+
+def test_cli_runs_a_search_and_refuses_bad_input_before_writing(cli, tmp_path):
+    out = tmp_path / "gn"
+    bad = cli("gauss-newton", "--model", "ResNet20", "--dataset", "digits", "--out", out)
+    assert bad.returncode == 2 and "split or pruned" in bad.stderr and "Traceback" not in bad.stderr
+    assert not out.exists()
+    bad = cli("gauss-newton", "--model", "VGG19", "--lambda-p", "-1", "--out", out)
+    assert bad.returncode == 2 and "lambda_p" in bad.stderr and not out.exists()
+    ok = cli("gauss-newton", "--model", "VGG19", "--seed-width", "4", "--dataset", "digits", "--lambda-p", "1e-5",
+             "--phases", "1", "--phase-epochs", "1", "--no-scratch", "--device", "cpu", "--no-progress", "--out", out)
+    assert ok.returncode == 0, ok.stderr
+    res = json.loads((out / "result.json").read_text())
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["train"]["batch_size"] == 64 and cfg["train"]["nesterov"] and cfg["train"]["weight_decay"] == 1e-4
+    assert res["epochs"] == 2 and len(res["rounds"]) == 1 and res["search_wall_s"] > 0
+    assert res["arch"].startswith("VGG19[") and res["found_widths"] == res["spec"]["widths"]
