@@ -64,7 +64,7 @@ def _check_seed(train: TrainConfig) -> None:
         spec["depths"] = train.depths
     if not gn.sites(create(train.model, **spec)):
         raise GrowkitError(f"{train.model} has no conv layer whose channels can be split or pruned one by one "
-                           "(a single conv producer and consumer per channel group): use VGG19, MobileNetV1 or LeNet5")
+                           "(a single conv producer and consumer per channel group, as in VGG, MobileNetV1, LeNet5)")
 
 
 def build(train: TrainConfig, cfg: GaussNewtonConfig):

@@ -151,3 +151,25 @@ register(Method("network-morphism", "train a shallower net, stack blocks on ever
                 train_flags={"depths": {"help": "depths of the shallower net, e.g. 1-1-1"},
                              "epochs": None, "schedule": None},
                 aliases=("morph",)))
+
+
+def _gauss_newton(train: TrainConfig, options):
+    from .gn_method import build
+    return build(train, options)
+
+
+def _gauss_newton_summary(result: dict, trainer, options, out: Path) -> dict:
+    from .gn_method import summarize
+    return summarize(result, trainer, options, out)
+
+
+def _gauss_newton_config():
+    from .gn_method import GaussNewtonConfig
+    return GaussNewtonConfig
+
+
+register(Method("gauss-newton", "grow the width of a VGG / MobileNet seed with Gauss-Newton split and prune "
+                "morphisms (Algorithm 1), then retrain the found net from scratch", _gauss_newton,
+                _gauss_newton_config(), summarize=_gauss_newton_summary,
+                train_flags={"widths": {"flag": "--seed-width", "help": "seed width: N (uniform) or N-N-..."},
+                             "epochs": None, "batch_size": None}))

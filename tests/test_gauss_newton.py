@@ -213,8 +213,8 @@ def test_morphism_epochs_leave_the_model_frozen_and_average_with_weight_b_over_2
 
 def test_cli_runs_a_search_and_refuses_bad_input_before_writing(cli, tmp_path):
     out = tmp_path / "gn"
-    bad = cli("gauss-newton", "--model", "ResNet20", "--dataset", "digits", "--out", out)
-    assert bad.returncode == 2 and "split or pruned" in bad.stderr and "Traceback" not in bad.stderr
+    bad = cli("gauss-newton", "--model", "NoSuchNet", "--dataset", "digits", "--out", out)
+    assert bad.returncode == 2 and "NoSuchNet" in bad.stderr and "Traceback" not in bad.stderr
     assert not out.exists()
     bad = cli("gauss-newton", "--model", "VGG19", "--lambda-p", "-1", "--out", out)
     assert bad.returncode == 2 and "lambda_p" in bad.stderr and not out.exists()
