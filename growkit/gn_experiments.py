@@ -305,7 +305,7 @@ def plot_accuracy_vs_params(rows: list[dict]):
         rs = [r for r in rows if (r["dataset"], r["net"]) == (ds, net) and r["scratch test %"] is not None]
         ax.scatter([r["params"] for r in rs], [r["scratch test %"] for r in rs], color=f"C{i}", label=f"{net} ({ds})")
         for r in rs:
-            ax.annotate(f"{r['lambda_p']:g}", (r["params"], r["scratch test %"]), fontsize=6)
+            ax.annotate(str(r["lambda_p"]), (r["params"], r["scratch test %"]), fontsize=6)
     ax.set_xscale("log")
     ax.set_xlabel("parameters of the found net")
     ax.set_ylabel("test accuracy retrained from scratch (%)")
