@@ -2,7 +2,8 @@
 
 ``growkit gauss-newton --model VGG19 --seed-width 16 --dataset digits --lambda-p 3e-7 --phases 30
 --out DIR`` searches with Algorithm 1 (:mod:`growkit.growers.gauss_newton`), then trains the found
-architecture from scratch in ``DIR/scratch`` (a run directory of its own). The search uses the
+architecture from scratch in ``DIR/scratch`` (a run directory of its own). Without ``--seed-width``
+the seed is the paper's: 16 channels per VGG layer, 32 per MobileNetV1 layer. The search uses the
 paper's model optimiser whatever the train flags say: SGD with Nesterov momentum 0.9, weight
 decay 1e-4, batch 64, the train config's learning rate (0.1), constant during the search (the
 paper's decays at epochs 300 and 450 belong to its 1200-epoch CIFAR schedule); the from-scratch
@@ -54,6 +55,9 @@ class GaussNewtonConfig:
         return _from_dict(cls, d)
 
 
+SEED_WIDTH = {"VGG": 16, "MOB": 32}  # the paper's uniform seeds: VGG-19 with 16 channels, MobileNetV1 with 32
+
+
 def _check_seed(train: TrainConfig) -> None:
     """The seed must have splittable conv layers (VGG, MobileNetV1, LeNet5): said before any file is written."""
     from .models import create
@@ -73,7 +77,10 @@ def build(train: TrainConfig, cfg: GaussNewtonConfig):
     cfg.validate()
     _check_seed(train)
     epochs = 2 * cfg.phase_epochs * cfg.phases
-    train = dataclasses.replace(train, epochs=epochs, batch_size=64, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    if train.widths is None and train.model.upper().startswith(("VGG", "MOBILENET")):
+        train = dataclasses.replace(train, widths=SEED_WIDTH[train.model.upper()[:3]])  # the paper's seeds
+    train = dataclasses.replace(train, epochs=epochs, batch_size=64, optimizer="sgd", optimizer_kw={},
+                                momentum=0.9, nesterov=True, weight_decay=1e-4)
     grower = GaussNewton(cfg.lambda_p, cfg.phases, cfg.phase_epochs, top_fraction=cfg.top_fraction,
                          theta_lr=cfg.theta_lr, theta_init=cfg.theta_init, loss_ref=cfg.loss_ref, seed=train.seed)
     return grower, [Phase("search", train.lr, "constant", epochs, grows=True)], train

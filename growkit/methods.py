@@ -171,5 +171,7 @@ def _gauss_newton_config():
 register(Method("gauss-newton", "grow the width of a VGG / MobileNet seed with Gauss-Newton split and prune "
                 "morphisms (Algorithm 1), then retrain the found net from scratch", _gauss_newton,
                 _gauss_newton_config(), summarize=_gauss_newton_summary,
-                train_flags={"widths": {"flag": "--seed-width", "help": "seed width: N (uniform) or N-N-..."},
-                             "epochs": None, "batch_size": None}))
+                train_flags={"widths": {"flag": "--seed-width",
+                                        "help": "seed width: N (uniform) or N-N-... (default: VGG 16, MobileNetV1 32)"},
+                             "epochs": None, "batch_size": None, "optimizer": None, "optimizer_kw": None,
+                             "momentum": None, "nesterov": None, "weight_decay": None}))

@@ -31,7 +31,11 @@ Choices the paper leaves open (also in the README section):
 * the estimate uses each sample's own loss as the ``L`` of the Gauss-Newton term
   (``loss_ref="sample"``; the appendix's theorems hold with it), per-sample cross-entropy
   whatever the run's objective, and runs in fp32 without autocast;
-* the morphism-learning epochs use the same augmented mini-batches as training.
+* the morphism-learning epochs use the same augmented mini-batches as training;
+* they read batches through ``view.batches`` and run their own passes instead of ``view.probe``:
+  the estimate needs per-sample losses and a pre-hook on each consumer (the probe offers the
+  batch-mean objective and forward hooks). Like the probe they leave the net as it was: eval mode
+  for the pass and the mode restored, gradients by ``torch.autograd.grad`` (no ``.grad`` touched).
 """
 from __future__ import annotations
 
