@@ -70,6 +70,12 @@ def network_morphism(runs_dir, name: str, *, train: dict, target_depths, shallow
 morph = network_morphism  # the former name
 
 
+def gauss_newton(runs_dir, name: str, *, train: dict, gauss_newton: dict, callbacks=()) -> dict:
+    from .gn_method import GaussNewtonConfig
+    return _named(runs_dir, name, "gauss-newton", _train_cfg(train), GaussNewtonConfig(**gauss_newton),
+                  callbacks=callbacks)
+
+
 def metrics(runs_dir, name: str) -> list[dict]:
     return read_metrics(Path(runs_dir) / name)
 

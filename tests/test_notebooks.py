@@ -66,6 +66,13 @@ EXPECTED = {
     "autogrow_12_loss_surfaces": {"autogrow_fig6_loss_surfaces_Basic3ResNet.png": None},
     "learn_to_grow_01_split_digits": {"learn_to_grow_table_summary.csv": 5, "learn_to_grow_accuracy_matrices.png": None,
                                       "learn_to_grow_params_per_task.png": None, "learn_to_grow_choices.png": None},
+    "gauss_newton_01_estimates": {"gauss_newton_fig3_estimates.png": None, "gauss_newton_fig3_correlations.csv": 3,
+                                  "gauss_newton_fig4_morphism_quality.png": None,
+                                  "gauss_newton_fig4_morphism_quality.csv": 2},
+    "gauss_newton_02_search": {"gauss_newton_tables_1_2_runs.csv": 1,
+                               "gauss_newton_tables_1_2_accuracy_vs_params.csv": 1,
+                               "gauss_newton_tables_1_2_accuracy_vs_params.png": None,
+                               "gauss_newton_fig2_scores.png": None},
 }
 
 
