@@ -1,0 +1,175 @@
+"""AdeNeL: width growing from a thin seed, driven by the support set of an inverse scale space
+(Zhong, Liu and Fu, BMVC 2022; paper 002). The policy lives in :mod:`.adenel_policy`, the
+optimizer in :mod:`growkit.lbi`; this module holds the config, the grower and its replay.
+
+The grower reads Gamma from the optimizer state it is shown (never the optimizer itself): every J
+epochs of the growing phase it measures each conv layer's capacity s, widens the layers with
+s > tau by ``grow_by`` He-initialised filters (within the budgets, checked on the planned
+architecture first) and reports ``done`` when no layer grows or a budget stops it. The trainer then
+fine-tunes the found net.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..errors import GrowkitError
+from .adenel_policy import (ON_BUDGET, TIES, budget_check, candidate_groups, capacities, plan_round,
+                            widen_plans, widths)
+from .base import Decision, Grower
+
+
+def _check(ok: bool, msg: str) -> None:
+    if not ok:
+        raise GrowkitError(msg)
+
+
+def _meta(help_: str, flag: str | None = None) -> dict:
+    return {"help": help_, **({"flag": flag} if flag else {})}
+
+
+@dataclass
+class AdeNeLConfig:
+    """AdeNeL's choices. Defaults follow the DessiLBI project's public grow-network example where
+    the paper gives no value (kappa, nu, lr, J, tau, grow_by, fine-tuning epochs); the paper gives
+    the seed widths (4/8/16) and the baselines' SGD settings."""
+    seed_width: int = field(default=4, metadata=_meta("filters per conv layer of the seed net"))
+    tau: float = field(default=0.8, metadata=_meta("a conv layer grows when its share of non-zero Gamma filters "
+                                                   "exceeds tau (eq. 9)"))
+    J: int = field(default=10, metadata=_meta("epochs between capacity checks", "--J"))
+    grow_by: int = field(default=4, metadata=_meta("filters added to a growing layer per round"))
+    kappa: float = field(default=1.0, metadata=_meta("LBI: Gamma = kappa * Prox(Z)"))
+    nu: float = field(default=100.0, metadata=_meta("LBI: coupling (1/2nu)||W - Gamma||^2"))
+    lam: float = field(default=1.0, metadata=_meta("LBI: proximal threshold lambda"))
+    lr: float = field(default=0.05, metadata=_meta("LBI learning rate while growing"))
+    momentum: float = field(default=0.9, metadata=_meta("momentum on grad L (not on the coupling term)"))
+    weight_decay: float = field(default=0.0, metadata=_meta("weight decay on grad L of conv/linear weights"))
+    finetune_epochs: int = field(default=40, metadata=_meta("epochs of fine-tuning after growth stops",
+                                                            "--finetune"))
+    finetune_lr: float = field(default=0.005, metadata=_meta("fine-tuning rate, x0.1 at 1/3 and 2/3"))
+    budget_params: int | None = field(default=None, metadata=_meta("parameter budget (never exceeded)"))
+    budget_flops: int | None = field(default=None, metadata=_meta("forward FLOPs budget per image"))
+    on_budget: str = field(default="stop", metadata=_meta("stop: a round that does not fit ends growth; "
+                                                          "subset: grow the candidates that fit"))
+    ties: str = field(default="untied", metadata=_meta("ResNets: untied (block-inner widths only) or tied "
+                                                       "(residual streams grown too)"))
+    support: str = field(default="carry", metadata=_meta("carry Z/Gamma across growth (new entries 0) or reset"))
+    max_grow_epochs: int = field(default=500, metadata=_meta("safety bound on the growing phase"))
+    scratch: bool = field(default=False, metadata=_meta("also train the baselines scratch-base and scratch-grow"))
+    scratch_lr: float = field(default=0.1, metadata=_meta("baselines: SGD rate, x0.1 at 1/3 and 2/3"))
+    scratch_epochs: int | None = field(default=None, metadata=_meta("baselines' epochs (default: the AdeNeL "
+                                                                    "run's total)"))
+
+    def validate(self) -> "AdeNeLConfig":
+        _check(self.seed_width > 0, f"seed_width must be > 0, got {self.seed_width}")
+        _check(0 <= self.tau < 1, f"tau must be in [0, 1), got {self.tau}")
+        _check(self.J > 0, f"J must be > 0, got {self.J}")
+        _check(self.grow_by > 0, f"grow_by must be > 0, got {self.grow_by}")
+        _check(self.kappa > 0 and self.nu > 0 and self.lam >= 0,
+               f"need kappa > 0, nu > 0, lam >= 0; got {self.kappa}, {self.nu}, {self.lam}")
+        _check(self.lr > 0 and self.finetune_lr > 0 and self.scratch_lr > 0, "learning rates must be > 0")
+        _check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
+        _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        _check(self.finetune_epochs >= 0, f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
+        _check(self.budget_params is None or self.budget_params > 0,
+               f"budget_params must be > 0, got {self.budget_params}")
+        _check(self.budget_flops is None or self.budget_flops > 0,
+               f"budget_flops must be > 0, got {self.budget_flops}")
+        _check(self.on_budget in ON_BUDGET, f"on_budget must be one of {', '.join(ON_BUDGET)}, got {self.on_budget!r}")
+        _check(self.ties in TIES, f"ties must be one of {', '.join(TIES)}, got {self.ties!r}")
+        _check(self.support in ("carry", "reset"), f"support must be carry or reset, got {self.support!r}")
+        _check(self.max_grow_epochs > 0, f"max_grow_epochs must be > 0, got {self.max_grow_epochs}")
+        _check(self.scratch_epochs is None or self.scratch_epochs > 0,
+               f"scratch_epochs must be > 0, got {self.scratch_epochs}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AdeNeLConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise GrowkitError(f"unknown AdeNeLConfig keys: {', '.join(unknown)}")
+        return cls(**d)
+
+    def optimizer_kw(self) -> dict:
+        return {"kappa": self.kappa, "nu": self.nu, "lam": self.lam, "momentum": self.momentum,
+                "weight_decay": self.weight_decay}
+
+
+class AdeNeL(Grower):
+    """The policy on the read-only view: ``view.epoch``, ``view.model``, ``view.optimizer_state``."""
+    name = "adenel"
+
+    def __init__(self, cfg: AdeNeLConfig):
+        super().__init__()
+        self.cfg = cfg.validate()
+        self.state = {"rounds": [], "stopped_by": None, "done_epoch": None}
+
+    def decide(self, view) -> Decision:
+        cfg, st = self.cfg, self.state
+        if self.stop_requested:
+            return self._finish(view.epoch, "request")
+        if view.epoch % cfg.J:
+            return Decision(done=self._limit(view.epoch))
+        model = view.model
+        groups = candidate_groups(model, cfg.ties)
+        gamma = {n: s["gamma"] for n, s in view.optimizer_state.items() if "gamma" in s}
+        if not gamma:
+            raise GrowkitError("AdeNeL needs the lbi optimizer (no Gamma in the optimizer state)")
+        caps = capacities(model, gamma, groups)
+        plan = plan_round(caps, cfg.tau, cfg.grow_by, budget_check(model, cfg.budget_params, cfg.budget_flops),
+                          cfg.on_budget)
+        before = widths(model, groups)
+        after = {g: w + plan.grow.get(g, 0) for g, w in before.items()}
+        record = {"epoch": view.epoch, "capacity": caps, "grow": plan.grow, "wanted": plan.wanted,
+                  "blocked": plan.blocked, "widths_before": before, "widths_after": after,
+                  "stopped_by": plan.stopped_by}
+        st["rounds"].append(record)
+        info = {"capacity": caps, "grow": plan.grow, "widths_after": after}
+        if plan.stopped_by is not None:
+            st["stopped_by"], st["done_epoch"] = plan.stopped_by, view.epoch
+            return Decision(plans=widen_plans(plan.grow), done=True, info={**info, "stopped_by": plan.stopped_by})
+        if self._limit(view.epoch):
+            return self._finish(view.epoch, "max_grow_epochs", widen_plans(plan.grow), info)
+        return Decision(plans=widen_plans(plan.grow), info=info)
+
+    def _limit(self, epoch: int) -> bool:
+        if epoch >= self.cfg.max_grow_epochs and self.state["stopped_by"] is None:
+            self.state["stopped_by"], self.state["done_epoch"] = "max_grow_epochs", epoch
+            return True
+        return False
+
+    def _finish(self, epoch: int, why: str, plans=(), info=None) -> Decision:
+        self.state["stopped_by"], self.state["done_epoch"] = why, epoch
+        return Decision(plans=list(plans), done=True, info={**(info or {}), "stopped_by": why})
+
+    def state_dict(self) -> dict:
+        return {"state": self.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = state["state"]
+
+
+class ReplayGrowth(Grower):
+    """"Train scratch - grow" (the paper's Table 4): the same growth schedule (which groups gained
+    how many filters, after which epoch) replayed with plain SGD, then the same fine-tuning."""
+    name = "adenel-replay"
+
+    def __init__(self, rounds: list[dict], done_epoch: int):
+        super().__init__()
+        self.rounds = {int(r["epoch"]): dict(r["grow"]) for r in rounds if r["grow"]}
+        self.done_epoch = int(done_epoch)
+        _check(self.done_epoch > 0, f"replay needs the epoch growth stopped at, got {done_epoch}")
+
+    def decide(self, view) -> Decision:
+        grow = self.rounds.get(view.epoch, {})
+        return Decision(plans=widen_plans(grow), done=view.epoch >= self.done_epoch, info={"grow": grow})
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
