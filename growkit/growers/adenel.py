@@ -13,8 +13,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import torch
+
 from ..errors import GrowkitError
-from .adenel_policy import (ON_BUDGET, TIES, budget_check, candidate_groups, capacities, plan_round,
+from .adenel_policy import (ON_BUDGET, TIES, budget_check, candidate_groups, capacities, plan_round, train_cost,
                             widen_plans, widths)
 from .base import Decision, Grower
 
@@ -173,3 +175,39 @@ class ReplayGrowth(Grower):
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+# ----------------------------------------------------------------------------- the result summary
+
+def full_size_net(model_name: str, spec: dict):
+    """The backbone at its standard widths (the paper's "Baseline" row), on the meta device."""
+    from ..models import create
+    with torch.device("meta"):
+        return create(model_name, in_channels=spec["in_channels"], num_classes=spec["num_classes"],
+                      image_size=spec["image_size"])
+
+
+def summarize(res: dict, grower: AdeNeL, model_name: str, n_train: int, ref_epochs: int | None = None) -> dict:
+    """AdeNeL's result fields from the trainer's result ``res``: widths per channel group, growth events
+    (capacity s per layer and widths after each round), why growing stopped, and the training cost
+    relative to two references trained for ``ref_epochs`` (default: this run's epochs) on the same
+    ``n_train`` images per epoch: the full-size net (Table 1) and the found net from scratch (Table 4)."""
+    from ..models import count_flops, from_spec
+    with torch.device("meta"):
+        found = from_spec(res["spec"])
+    full = full_size_net(model_name, res["spec"])
+    epochs = ref_epochs or res["epochs"]
+    cost = {
+        "vs_full": train_cost(res["train_flops"], count_flops(full, training=True), n_train, epochs,
+                              f"full-size {model_name} ({full.arch}) trained {epochs} epochs"),
+        "vs_found_scratch": train_cost(res["train_flops"], count_flops(found, training=True), n_train, epochs,
+                                       f"the found net trained from scratch {epochs} epochs"),
+    }
+    st = grower.state
+    events = [{"epoch": r["epoch"], "capacity": r["capacity"], "grow": r["grow"], "widths_after": r["widths_after"]}
+              for r in st["rounds"]]
+    return {"widths": widths(found), "candidates": candidate_groups(found, grower.cfg.ties),
+            "params": res["params"], "flops": res["flops"], "train_flops": res["train_flops"],
+            "train_cost": cost, "full_params": sum(p.numel() for p in full.parameters()),
+            "full_flops": count_flops(full), "growth_events": events, "stopped_by": st["stopped_by"],
+            "grow_epochs": st["done_epoch"], "test_acc": res["test_acc"], "val_acc": res["val_acc"]}
