@@ -77,7 +77,8 @@ class LBI(torch.optim.Optimizer):
     ``weight_decay`` (on grad L only), ``lbi`` (whether the group's 2-D/4-D tensors take the LBI path).
 
     State per LBI parameter: ``z``, ``gamma`` (shaped like the parameter: growth remaps them with
-    new entries 0, which keeps Gamma = kappa * Prox(Z) exact) and ``momentum_buffer``.
+    new entries 0, which keeps Gamma = kappa * Prox(Z): zero padding leaves a group's norm unchanged)
+    and ``momentum_buffer``.
     """
 
     def __init__(self, params, lr: float = 0.05, kappa: float = 1.0, nu: float = 100.0, lam: float = 1.0,
@@ -173,3 +174,65 @@ def classifier_name(model: torch.nn.Module) -> str | None:
         if isinstance(m, torch.nn.Linear):
             last = name
     return last
+
+
+# ----------------------------------------------------------------------------- the registered kind
+
+def _split_excluded(groups: list[dict]) -> list[dict]:
+    """Groups for :class:`LBI`: a ``weight`` group whose ``exclude`` option names some of its
+    parameters (by name or module prefix) is split in two, the excluded part with ``lbi=False``.
+    ``bn`` and ``bias`` groups (1-D tensors) are plain SGD anyway."""
+    out = []
+    for g in groups:
+        g = dict(g)
+        excl = tuple(g.get("exclude") or ())
+        g["lbi"] = g.get("role", "weight") == "weight" and g.get("lbi", True)
+        if not g["lbi"] or not excl:
+            out.append(g)
+            continue
+        hit = [any(n == e or n.startswith(e + ".") for e in excl) for n in g["names"]]
+        keep = {**g, "params": [p for p, h in zip(g["params"], hit) if not h],
+                "names": [n for n, h in zip(g["names"], hit) if not h]}
+        off = {**g, "params": [p for p, h in zip(g["params"], hit) if h],
+               "names": [n for n, h in zip(g["names"], hit) if h], "lbi": False, "exclude": []}
+        out.extend(x for x in (keep, off) if x["params"])
+    return out
+
+
+def register_kind() -> None:
+    """Register ``lbi`` in :mod:`growkit.optim`. Z and Gamma are shaped like their parameter, so the
+    registry's carry remaps them with new entries 0 (``fills``), which keeps Gamma = kappa Prox(Z)
+    consistent; LBI has no per-filter state of another shape."""
+    from . import optim
+
+    class LBIKind(optim.OptimizerKind):
+        """The LBI of :mod:`growkit.lbi`. Options: ``kappa``, ``nu``, ``lam``, ``momentum``, ``nesterov``,
+        ``weight_decay`` (default: the TrainConfig fields), ``dampening`` and ``exclude`` (parameter or
+        module names kept off the LBI path, e.g. the classifier)."""
+        name = "lbi"
+        options = {"kappa": 1.0, "nu": 100.0, "lam": 1.0, "momentum": None, "nesterov": None,
+                   "weight_decay": None, "dampening": 0.0, "exclude": ()}
+        fills = {"z": 0.0, "gamma": 0.0, "momentum_buffer": 0.0}
+
+        def hyper(self, cfg, kw):
+            h = super().hyper(cfg, kw)
+            h["nesterov"] = bool(h["nesterov"]) and h["momentum"] > 0
+            h["exclude"] = list(h["exclude"] or ())
+            return h
+
+        def make(self, groups):
+            return LBI(_split_excluded(groups), lr=groups[0]["lr"])
+
+        def new_state(self, param, group):
+            # Zero buffers equal the lazy first-step init (dampening 0): a new parameter on the LBI
+            # path starts its inverse scale space at Z = Gamma = 0.
+            st = {}
+            if group.get("momentum", 0) > 0 and group.get("dampening", 0) == 0:
+                st["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            if group.get("lbi") and prox_kind(param) is not None:
+                st["z"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                st["gamma"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            return st
+
+    if "lbi" not in optim.kinds():
+        optim.register(LBIKind)
