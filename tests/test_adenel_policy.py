@@ -79,6 +79,11 @@ def test_scripted_sequence_with_a_budget_stop():
     assert g.state["stopped_by"] == "budget" and g.state["done_epoch"] == 6
     assert g.state["rounds"][2]["blocked"] == ["conv1", "conv2"]
     assert g.state["rounds"][0]["capacity"] == {"conv1": 1.0, "conv2": 0.75}
+    # Figure 4's record: conv1's filters and support at every check
+    fl = g.state["first_layer"]
+    assert [r["epoch"] for r in fl] == [2, 4, 6] and all(r["name"] == "conv1.weight" for r in fl)
+    assert fl[0]["support"] == [True] * 4 and fl[2]["support"] == [True] * 7 + [False]
+    assert len(fl[1]["weight"]) == 6 and len(fl[1]["weight"][0][0]) == 5
 
 
 def test_scripted_sequence_subset_grows_what_fits():

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import GrowkitError
+from ..lbi import filter_support
 from .adenel_policy import (ON_BUDGET, TIES, budget_check, candidate_groups, capacities, plan_round, train_cost,
                             widen_plans, widths)
 from .base import Decision, Grower
@@ -130,6 +131,7 @@ class AdeNeL(Grower):
                   "blocked": plan.blocked, "widths_before": before, "widths_after": after,
                   "stopped_by": plan.stopped_by}
         st["rounds"].append(record)
+        self._record_first_layer(model, groups, gamma, view.epoch)
         info = {"capacity": caps, "grow": plan.grow, "widths_after": after}
         if plan.stopped_by is not None:
             st["stopped_by"], st["done_epoch"] = plan.stopped_by, view.epoch
@@ -137,6 +139,19 @@ class AdeNeL(Grower):
         if self._limit(view.epoch):
             return self._finish(view.epoch, "max_grow_epochs", widen_plans(plan.grow), info)
         return Decision(plans=widen_plans(plan.grow), info=info)
+
+    def _record_first_layer(self, model, groups: list[str], gamma: dict, epoch: int) -> None:
+        """The first conv layer's filters and their support at this check (the paper's Figure 4), kept
+        only while small (at most 4096 weights) so the record stays readable JSON."""
+        if not groups:
+            return
+        name = model.channel_groups()[groups[0]].producers[0] + ".weight"
+        w = model.get_parameter(name).detach()
+        if w.numel() > 4096 or name not in gamma:
+            return
+        self.state.setdefault("first_layer", []).append(
+            {"epoch": epoch, "name": name, "weight": w.cpu().tolist(),
+             "support": filter_support(gamma[name]).cpu().tolist()})
 
     def _limit(self, epoch: int) -> bool:
         if epoch >= self.cfg.max_grow_epochs and self.state["stopped_by"] is None:
@@ -210,4 +225,5 @@ def summarize(res: dict, grower: AdeNeL, model_name: str, n_train: int, ref_epoc
             "params": res["params"], "flops": res["flops"], "train_flops": res["train_flops"],
             "train_cost": cost, "full_params": sum(p.numel() for p in full.parameters()),
             "full_flops": count_flops(full), "growth_events": events, "stopped_by": st["stopped_by"],
-            "grow_epochs": st["done_epoch"], "test_acc": res["test_acc"], "val_acc": res["val_acc"]}
+            "grow_epochs": st["done_epoch"], "test_acc": res["test_acc"], "val_acc": res["val_acc"],
+            "first_layer": st.get("first_layer", [])}
