@@ -207,11 +207,12 @@ def register_kind() -> None:
 
     class LBIKind(optim.OptimizerKind):
         """The LBI of :mod:`growkit.lbi`. Options: ``kappa``, ``nu``, ``lam``, ``momentum``, ``nesterov``,
-        ``weight_decay`` (default: the TrainConfig fields), ``dampening`` and ``exclude`` (parameter or
-        module names kept off the LBI path, e.g. the classifier)."""
+        ``weight_decay`` (default: the TrainConfig fields), ``dampening``, ``exclude`` (parameter or
+        module names kept off the LBI path, e.g. the classifier) and ``reset_support`` (after every
+        growth, restart Z and Gamma at 0 instead of carrying them; momentum is carried either way)."""
         name = "lbi"
         options = {"kappa": 1.0, "nu": 100.0, "lam": 1.0, "momentum": None, "nesterov": None,
-                   "weight_decay": None, "dampening": 0.0, "exclude": ()}
+                   "weight_decay": None, "dampening": 0.0, "exclude": (), "reset_support": False}
         fills = {"z": 0.0, "gamma": 0.0, "momentum_buffer": 0.0}
 
         def hyper(self, cfg, kw):
@@ -222,6 +223,10 @@ def register_kind() -> None:
 
         def make(self, groups):
             return LBI(_split_excluded(groups), lr=groups[0]["lr"])
+
+        def after_carry(self, opt, edits) -> None:
+            if any(g.get("reset_support") for g in opt.param_groups):
+                opt.reset_support()
 
         def new_state(self, param, group):
             # Zero buffers equal the lazy first-step init (dampening 0): a new parameter on the LBI
