@@ -64,6 +64,10 @@ EXPECTED = {
     "autogrow_10_imagenet": {"autogrow_table10_imagenet.csv": 1, "autogrow_fig7_vs_manual_design.png": None},
     "autogrow_11_trajectories": {"autogrow_fig3_trajectories.png": None},
     "autogrow_12_loss_surfaces": {"autogrow_fig6_loss_surfaces_Basic3ResNet.png": None},
+    "adenel_01_slimming": {"adenel_table1_slimming.csv": 3},
+    "adenel_02_budgets": {"adenel_fig3_budgets.png": None, "adenel_table4_ablation.csv": 6},
+    "adenel_03_vs_autogrow": {"adenel_table3_vs_autogrow.csv": 2},
+    "adenel_04_filters": {"adenel_fig4_first_layer_filters.png": None},
 }
 
 
