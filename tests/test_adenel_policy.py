@@ -184,3 +184,18 @@ def test_needs_gamma():
     view = SimpleNamespace(epoch=10, model=_lenet(), optimizer_state={})
     with pytest.raises(GrowkitError, match="lbi"):
         AdeNeL(AdeNeLConfig()).decide(view)
+
+
+@pytest.mark.parametrize("ties,grown", [("untied", 9), ("tied", 12)])
+def test_resnet_rounds_untied_and_tied_apply_and_run(ties, grown):
+    net = M.create("ResNet20", widths=4, in_channels=1, num_classes=10, image_size=8)
+    groups = candidate_groups(net, ties)
+    view = SimpleNamespace(epoch=1, model=net, optimizer_state=gamma_state(net, {g: 4 for g in groups}))
+    d = AdeNeL(AdeNeLConfig(J=1, grow_by=2, ties=ties)).decide(view)
+    assert len(d.plans) == grown
+    for plan in d.plans:
+        plan.apply(net)
+    w = widths(net)
+    assert all(w[g] == 6 for g in groups)
+    assert all(w[g] == 4 for g in w if g not in groups)
+    assert net(torch.randn(2, 1, 8, 8)).shape == (2, 10)
