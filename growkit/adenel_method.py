@@ -163,3 +163,35 @@ def build_replay(train: TrainConfig, cfg: ReplayConfig):
               Phase("finetune", cfg.finetune_lr, "staircase", cfg.finetune_epochs,
                     milestones=FINETUNE_MILESTONES, gamma=0.1)]
     return ReplayGrowth(cfg.rounds, cfg.done_epoch), phases, train
+
+
+def _prune_summary(res: dict, trainer, cfg, out: Path) -> dict:
+    from .growers.adenel_policy import widths
+    from .models import from_spec
+    with torch.device("meta"):
+        net = from_spec(res["spec"])
+    return {"widths": widths(net), "pruned_to": next((e.get("pruned_to") for e in res["growth_events"]), None)}
+
+
+def _register() -> None:
+    from . import prune
+    from .methods import Method, get, register
+    try:
+        get("adenel")
+        return  # already registered (a re-import)
+    except GrowkitError:
+        pass
+    # AdeNeL sets the optimizer, rates and widths itself: those train flags would only conflict
+    own = {k: None for k in ("widths", "lr", "momentum", "nesterov", "weight_decay", "optimizer", "epochs",
+                             "schedule", "milestones", "gamma")}
+    register(Method("adenel", "grow conv widths from a thin seed by the support set of an inverse scale space, "
+                    "under budgets (AdeNeL)", build, AdeNeLConfig, summarize=summarize, train_flags=own))
+    register(Method("adenel-replay", "replay an AdeNeL growth schedule with SGD (started by adenel --scratch)",
+                    build_replay, ReplayConfig,
+                    train_flags={k: None for k in ("widths", "epochs", "schedule", "milestones", "gamma")}))
+    register(Method("l1-prune", "train a full-size net, prune its conv channels by filter L1 norm, fine-tune",
+                    prune.build, prune.L1PruneConfig, summarize=_prune_summary,
+                    train_flags={k: None for k in ("epochs", "schedule", "milestones", "gamma")}))
+
+
+_register()

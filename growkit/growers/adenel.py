@@ -11,11 +11,12 @@ fine-tunes the found net.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from ..errors import GrowkitError
+from ..flags import opt
 from ..lbi import filter_support
 from .adenel_policy import (ON_BUDGET, TIES, budget_check, candidate_groups, capacities, plan_round, train_cost,
                             widen_plans, widths)
@@ -27,8 +28,16 @@ def _check(ok: bool, msg: str) -> None:
         raise GrowkitError(msg)
 
 
-def _meta(help_: str, flag: str | None = None) -> dict:
-    return {"help": help_, **({"flag": flag} if flag else {})}
+def _count(text: str) -> int:
+    """A parameter or FLOPs count from the command line: 250000, 2.5e5 or 1e6."""
+    import argparse
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count such as 250000 or 2.5e5, got {text!r}") from None
+    if v != int(v):
+        raise argparse.ArgumentTypeError(f"expected a whole count, got {text!r}")
+    return int(v)
 
 
 @dataclass
@@ -36,32 +45,30 @@ class AdeNeLConfig:
     """AdeNeL's choices. Defaults follow the DessiLBI project's public grow-network example where
     the paper gives no value (kappa, nu, lr, J, tau, grow_by, fine-tuning epochs); the paper gives
     the seed widths (4/8/16) and the baselines' SGD settings."""
-    seed_width: int = field(default=4, metadata=_meta("filters per conv layer of the seed net"))
-    tau: float = field(default=0.8, metadata=_meta("a conv layer grows when its share of non-zero Gamma filters "
-                                                   "exceeds tau (eq. 9)"))
-    J: int = field(default=10, metadata=_meta("epochs between capacity checks", "--J"))
-    grow_by: int = field(default=4, metadata=_meta("filters added to a growing layer per round"))
-    kappa: float = field(default=1.0, metadata=_meta("LBI: Gamma = kappa * Prox(Z)"))
-    nu: float = field(default=100.0, metadata=_meta("LBI: coupling (1/2nu)||W - Gamma||^2"))
-    lam: float = field(default=1.0, metadata=_meta("LBI: proximal threshold lambda"))
-    lr: float = field(default=0.05, metadata=_meta("LBI learning rate while growing"))
-    momentum: float = field(default=0.9, metadata=_meta("momentum on grad L (not on the coupling term)"))
-    weight_decay: float = field(default=0.0, metadata=_meta("weight decay on grad L of conv/linear weights"))
-    finetune_epochs: int = field(default=40, metadata=_meta("epochs of fine-tuning after growth stops",
-                                                            "--finetune"))
-    finetune_lr: float = field(default=0.005, metadata=_meta("fine-tuning rate, x0.1 at 1/3 and 2/3"))
-    budget_params: int | None = field(default=None, metadata=_meta("parameter budget (never exceeded)"))
-    budget_flops: int | None = field(default=None, metadata=_meta("forward FLOPs budget per image"))
-    on_budget: str = field(default="stop", metadata=_meta("stop: a round that does not fit ends growth; "
-                                                          "subset: grow the candidates that fit"))
-    ties: str = field(default="untied", metadata=_meta("ResNets: untied (block-inner widths only) or tied "
-                                                       "(residual streams grown too)"))
-    support: str = field(default="carry", metadata=_meta("carry Z/Gamma across growth (new entries 0) or reset"))
-    max_grow_epochs: int = field(default=500, metadata=_meta("safety bound on the growing phase"))
-    scratch: bool = field(default=False, metadata=_meta("also train the baselines scratch-base and scratch-grow"))
-    scratch_lr: float = field(default=0.1, metadata=_meta("baselines: SGD rate, x0.1 at 1/3 and 2/3"))
-    scratch_epochs: int | None = field(default=None, metadata=_meta("baselines' epochs (default: the AdeNeL "
-                                                                    "run's total)"))
+    seed_width: int = opt(4, help="filters per conv layer of the seed net")
+    tau: float = opt(0.8, help="a conv layer grows when its share of non-zero Gamma filters exceeds tau (eq. 9)")
+    J: int = opt(10, flag="--J", help="epochs between capacity checks")
+    grow_by: int = opt(4, help="filters added to a growing layer per round")
+    kappa: float = opt(1.0, help="LBI: Gamma = kappa * Prox(Z)")
+    nu: float = opt(100.0, help="LBI: coupling (1/2nu)||W - Gamma||^2")
+    lam: float = opt(1.0, help="LBI: proximal threshold lambda (digits: about 0.05, see the README)")
+    lr: float = opt(0.05, help="LBI learning rate while growing")
+    momentum: float = opt(0.9, help="momentum on grad L (never on the coupling term)")
+    weight_decay: float = opt(0.0, help="weight decay on grad L of conv and linear weights")
+    finetune_epochs: int = opt(40, flag="--finetune", help="epochs of fine-tuning after growth stops")
+    finetune_lr: float = opt(0.005, help="fine-tuning rate, x0.1 at 1/3 and 2/3")
+    budget_params: int | None = opt(None, parse=_count, help="parameter budget (never exceeded)")
+    budget_flops: int | None = opt(None, parse=_count, help="forward FLOPs budget per image (never exceeded)")
+    on_budget: str = opt("stop", choices=list(ON_BUDGET), help="stop: a round that does not fit ends growth; "
+                                                              "subset: grow the layers that still fit")
+    ties: str = opt("untied", choices=list(TIES), help="ResNets: untied (block-inner widths only) or tied "
+                                                        "(residual streams grown too)")
+    support: str = opt("carry", choices=["carry", "reset"], help="Z and Gamma across growth: carry (new entries "
+                                                                  "0) or reset to 0")
+    max_grow_epochs: int = opt(500, help="safety bound on the growing phase")
+    scratch: bool = opt(False, help="also train the baselines scratch-base and scratch-grow")
+    scratch_lr: float = opt(0.1, help="baselines: SGD rate, x0.1 at 1/3 and 2/3")
+    scratch_epochs: int | None = opt(None, help="baselines' epochs (default: the AdeNeL run's total)")
 
     def validate(self) -> "AdeNeLConfig":
         _check(self.seed_width > 0, f"seed_width must be > 0, got {self.seed_width}")
