@@ -33,6 +33,17 @@ def grown_widths(res: dict) -> dict[str, int]:
     return {g: res["widths"][g] for g in res["candidates"]}
 
 
+def prune_targets(ours: dict, full: dict) -> dict[str, int]:
+    """AdeNeL's found widths for the pruning comparator, capped at the full net's (pruning cannot widen:
+    a grown layer wider than the full-size one keeps the full width)."""
+    import torch
+    from .growers.adenel_policy import widths
+    from .models import from_spec
+    with torch.device("meta"):
+        full_w = widths(from_spec(full["spec"]))
+    return {g: min(w, full_w[g]) for g, w in grown_widths(ours).items()}
+
+
 def mean_sd(xs) -> tuple[float, float]:
     xs = [float(x) for x in xs if x is not None]
     if not xs:
