@@ -88,3 +88,21 @@ def test_unknown_lbi_option_is_one_line_error():
     net = M.create("LeNet5", in_channels=1, image_size=8)
     with pytest.raises(GrowkitError, match="lbi"):
         optim.build(net, TrainConfig(model="LeNet5", optimizer="lbi", optimizer_kw={"mu": 3}), 0.1)
+
+
+def test_reset_support_zeroes_z_and_gamma_after_a_growth_and_keeps_momentum():
+    import dataclasses
+    net, opt, cfg, _ = _trained_vgg()
+    cfg = dataclasses.replace(cfg, optimizer_kw={**cfg.optimizer_kw, "reset_support": True})
+    reset = optim.build(net, cfg, 0.05)
+    optim.load_state_by_name(net, reset, optim.state_by_name(net, opt))
+    w = net.layers[2].conv.weight
+    mom = reset.state[w]["momentum_buffer"].clone()
+    assert reset.state[w]["z"].any()
+    old_state = optim.state_by_name(net, reset)
+    old_shapes = {n: p.shape for n, p in net.named_parameters()}
+    edits = [surgery.Widen("layers.7", 4, outgoing="he").apply(net)]
+    reset = optim.carry(net, reset, edits, old_state, old_shapes)
+    w = net.layers[2].conv.weight  # untouched by the edit, yet restarted
+    assert not reset.state[w]["z"].any() and not reset.state[w]["gamma"].any()
+    assert torch.equal(reset.state[w]["momentum_buffer"], mom)
