@@ -56,7 +56,10 @@ def accuracy_vs_budget(series: dict[str, list[tuple[float, float, float]]], refe
         ax.errorbar(x, [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", ms=4, capsize=2, label=name)
     if reference is not None:
         ax.axhline(reference[1], color="0.4", ls="--", lw=0.8, label=f"full-size net ({reference[0]:,.0f})")
-    ax.set_xscale("log")
+    xs = [p[0] for pts in series.values() for p in pts] + ([reference[0]] if reference else [])
+    if xs and max(xs) / max(min(xs), 1) >= 10:  # a log axis labelled at decades only
+        from .plots import log_axis
+        log_axis(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=7)
