@@ -23,11 +23,27 @@ Every layer of the new block keeps its default He initialisation except the
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn as nn
 
-INITIALIZERS = ("zero", "adam", "uni", "gau", "identity")
+# name -> fn(model, block, view, std, adam) -> facts for the growth record; see register().
+_REGISTRY: dict[str, Callable] = {}
+
+
+def register(name: str):
+    """Register an initializer of a new block under ``name`` (what ``--init`` accepts)."""
+    def deco(fn):
+        if name in _REGISTRY:
+            raise ValueError(f"initializer {name!r} is already registered")
+        _REGISTRY[name] = fn
+        return fn
+    return deco
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
 
 
 def zero_(bn: nn.BatchNorm2d) -> None:
@@ -100,19 +116,42 @@ def adam_(bn: nn.BatchNorm2d, ctx, target_acc: float, lr: float = 1e-3, max_epoc
             "adam_reached": acc is not None and acc >= target_acc - tolerance}
 
 
-def initialize_block(kind: str, model, block, ctx=None, *, std: float = 1.0, adam: dict | None = None) -> dict:
-    """Apply initializer ``kind`` to a freshly appended ``block``; returns facts for the record."""
-    bn = block.last_bn
-    if kind == "zero":
-        zero_(bn)
-    elif kind == "uni":
-        uniform_(bn, std)
-    elif kind == "gau":
-        gaussian_(bn, std)
-    elif kind == "identity":
-        identity_(model, block, ctx.trainer.data)
-    elif kind == "adam":
-        return adam_(bn, ctx, ctx.row["train_acc"], **(adam or {}))
-    else:
-        raise ValueError(f"unknown initializer {kind!r}")
+@register("zero")
+def _zero(model, block, view, std, adam) -> dict:
+    zero_(block.last_bn)
     return {}
+
+
+@register("adam")
+def _adam(model, block, view, std, adam) -> dict:
+    return adam_(block.last_bn, view, view.row["train_acc"], **(adam or {}))
+
+
+@register("uni")
+def _uni(model, block, view, std, adam) -> dict:
+    uniform_(block.last_bn, std)
+    return {}
+
+
+@register("gau")
+def _gau(model, block, view, std, adam) -> dict:
+    gaussian_(block.last_bn, std)
+    return {}
+
+
+@register("identity")
+def _identity(model, block, view, std, adam) -> dict:
+    identity_(model, block, view)  # the view's eval_batches("train"): the whole split, unaugmented
+    return {}
+
+
+INITIALIZERS = names()
+
+
+def initialize_block(kind: str, model, block, view=None, *, std: float = 1.0, adam: dict | None = None) -> dict:
+    """Apply initializer ``kind`` to a freshly appended ``block``; returns facts for the record.
+    ``view``: the grower's view (AdamInit trains through it, identity measures statistics through it)."""
+    fn = _REGISTRY.get(kind)
+    if fn is None:
+        raise ValueError(f"unknown initializer {kind!r}; registered: {', '.join(_REGISTRY)}")
+    return fn(model, block, view, std, adam)
