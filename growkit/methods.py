@@ -151,3 +151,5 @@ register(Method("network-morphism", "train a shallower net, stack blocks on ever
                 train_flags={"depths": {"help": "depths of the shallower net, e.g. 1-1-1"},
                              "epochs": None, "schedule": None},
                 aliases=("morph",)))
+
+from . import adenel_method as _adenel  # noqa: E402,F401  registers adenel, adenel-replay and l1-prune
