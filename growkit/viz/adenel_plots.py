@@ -42,8 +42,8 @@ def first_layer_filters(records: list[dict], max_filters: int | None = None):
     return fig
 
 
-def accuracy_vs_budget(series: dict[str, list[tuple[float, float, float]]], reference: tuple[float, float] | None = None,
-                       xlabel: str = "parameters", ax=None):
+def accuracy_vs_budget(series: dict[str, list[tuple[float, float, float]]],
+                       reference: tuple[float, float] | None = None, xlabel: str = "parameters", ax=None):
     """Figure 3: test accuracy against the size the method ended at, one line per method.
     ``series``: name -> [(size, mean accuracy, spread)]; ``reference``: (size, accuracy) of the full net."""
     plt = _plt()
