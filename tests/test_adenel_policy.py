@@ -199,3 +199,16 @@ def test_resnet_rounds_untied_and_tied_apply_and_run(ties, grown):
     assert all(w[g] == 6 for g in groups)
     assert all(w[g] == 4 for g in w if g not in groups)
     assert net(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name,group", [("ResNet20", "stages.1.0"), ("VGG16", "layers.3"), ("LeNet5", "conv2")])
+def test_found_net_config_rebuilds_a_grown_net(name, group):
+    """The scratch baselines rebuild the found net from its spec through TrainConfig fields."""
+    from growkit.adenel_method import found_net, seed_widths
+    from growkit.surgery import Widen
+    net = M.create(name, widths=seed_widths(name, 4), in_channels=1, num_classes=10, image_size=8)
+    Widen(group, 3, outgoing="he").apply(net)
+    f = found_net(net.spec)
+    spec = {k: v for k, v in {"depths": f["depths"], "widths": f["widths"], **f["model_kw"]}.items() if v is not None}
+    again = M.create(f["model"], **spec, in_channels=1, num_classes=10, image_size=8)
+    assert again.spec == net.spec and again.num_params() == net.num_params()
