@@ -32,7 +32,8 @@ def _add_method(sub, method) -> None:
     from . import flags
     from .config import TrainConfig
     p = sub.add_parser(method.name, help=method.help)
-    train_fields = flags.add_flags(p, TrainConfig, "train", method.train_flags)
+    train_fields = [] if method.own_loop is not None else flags.add_flags(p, TrainConfig, "train",
+                                                                          method.train_flags)
     own = flags.add_flags(p, method.config, "method") if method.config is not None else []
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--overwrite", action="store_true", help="replace the growkit run already in --out")
@@ -43,8 +44,11 @@ def cmd_method(a) -> int:
     from . import flags, runs
     from .config import TrainConfig
     m = a.method
-    cfg = TrainConfig(**flags.values(a, "train", a.train_fields))
     options = m.config(**flags.values(a, "method", a.own_fields)) if m.config is not None else None
+    if m.own_loop is not None:
+        m.own_loop.report(runs.run(m.name, None, options, a.out, overwrite=a.overwrite), a.out)
+        return 0
+    cfg = TrainConfig(**flags.values(a, "train", a.train_fields))
     r = runs.run(m.name, cfg, options, a.out, overwrite=a.overwrite)
     _report(r, a.out)
     if "delta" in r:
@@ -60,8 +64,15 @@ def _report(result: dict, out: str) -> None:
 
 
 def cmd_resume(a) -> int:
-    from . import runs
-    _report(runs.resume(a.dir), a.dir)
+    from . import methods, runs
+    from .records import read_json
+    from pathlib import Path
+    r = runs.resume(a.dir)
+    m = methods.get(read_json(Path(a.dir) / "config.json").get("command"))
+    if m.own_loop is not None:
+        m.own_loop.report(r, a.dir)
+    else:
+        _report(r, a.dir)
     return 0
 
 

@@ -32,6 +32,9 @@ class Method:
     summarize: Callable | None = None  # (result, trainer, method_cfg, out dir) -> fields added to result.json
     train_flags: Mapping = field(default_factory=dict)  # TrainConfig field -> None (no flag) or flag metadata
     aliases: tuple[str, ...] = ()  # older command names that still resume
+    # A method with its own loop (not the Trainer's): an object with start(options, out, overwrite=...),
+    # resume(out) and report(result, out). Its subcommand offers only its own flags; build is unused.
+    own_loop: object | None = None
 
     def options(self, rc: dict):
         """The method's options in run config ``rc`` (under its name, or an alias), or None."""
@@ -151,5 +154,16 @@ register(Method("network-morphism", "train a shallower net, stack blocks on ever
                 train_flags={"depths": {"help": "depths of the shallower net, e.g. 1-1-1"},
                              "epochs": None, "schedule": None},
                 aliases=("morph",)))
+
+
+def _no_build(train, options):
+    raise GrowkitError("learn-to-grow runs its own continual loop; start it with runs.run or the CLI")
+
+
+from . import l2g_runs  # noqa: E402  (its own loop: start / resume / report)
+from .growers.learn_to_grow import L2GConfig  # noqa: E402
+
+register(Method("learn-to-grow", "continual learning: per layer and task, reuse, adapt or add new parameters "
+                "(Li et al., ICML 2019)", _no_build, L2GConfig, own_loop=l2g_runs))
 
 from . import adenel_method as _adenel  # noqa: E402,F401  registers adenel, adenel-replay and l1-prune

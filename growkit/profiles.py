@@ -123,6 +123,12 @@ PROFILES: dict[str, dict[str, dict]] = {
         "cpu": {},
         "paper": dict(dataset="mnist", device="cuda", lam=1.0, finetune=40, max_grow_epochs=200),
     },
+    "learn_to_grow_01_split_digits": {
+        "smoke": dict(tasks=2, seeds=[0], search_epochs=2, warmup=1, train_epochs=2),
+        "cpu": {},
+        # Split CIFAR-100 as in the paper (10 tasks of 10 classes), on this kit's plain conv stack.
+        "paper": dict(dataset="cifar100", tasks=10, device="cuda", search_epochs=40, warmup=20, train_epochs=60),
+    },
 }
 
 

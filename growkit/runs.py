@@ -80,6 +80,10 @@ def run(method: str, train_cfg: TrainConfig, method_cfg=None, out: str | Path | 
     if out is None:
         raise GrowkitError("run needs an output directory")
     m = methods.get(method)
+    if m.own_loop is not None:  # e.g. learn-to-grow: no trainer, its own continual loop
+        if method_cfg is None:
+            raise GrowkitError(f"{m.name} needs its options ({m.config.__name__})")
+        return m.own_loop.start(method_cfg, out, overwrite=overwrite)
     rc = {"command": m.name, "train": train_cfg.to_dict()}
     if m.config is not None:
         if method_cfg is None:
@@ -120,6 +124,9 @@ def resume(out: str | Path, *, callbacks=(), data=None, objective=None) -> dict:
         raise GrowkitError(f"{out} holds no growkit run (no config.json)")
     if (p / "result.json").exists():
         return read_json(p / "result.json")
+    m = methods.get(read_json(p / "config.json").get("command"))
+    if m.own_loop is not None:
+        return m.own_loop.resume(p)
     trainer = _build(read_json(p / "config.json"), p, callbacks, data, objective)
     if (p / "checkpoint.pt").exists():  # (the recorder truncates metrics.jsonl to it when fit starts)
         trainer.restore(checkpoint.load(p / "checkpoint.pt"))
