@@ -165,6 +165,8 @@ from .growers.learn_to_grow import L2GConfig  # noqa: E402
 
 register(Method("learn-to-grow", "continual learning: per layer and task, reuse, adapt or add new parameters "
                 "(Li et al., ICML 2019)", _no_build, L2GConfig, own_loop=l2g_runs))
+
+
 def _gauss_newton(train: TrainConfig, options):
     from .gn_method import build
     return build(train, options)
@@ -187,3 +189,6 @@ register(Method("gauss-newton", "grow the width of a VGG / MobileNet seed with G
                                         "help": "seed width: N (uniform) or N-N-... (default: VGG 16, MobileNetV1 32)"},
                              "epochs": None, "batch_size": None, "optimizer": None, "optimizer_kw": None,
                              "momentum": None, "nesterov": None, "weight_decay": None}))
+
+
+from . import adenel_method as _adenel  # noqa: E402,F401  registers adenel, adenel-replay and l1-prune

@@ -3,6 +3,9 @@
 * ``cpu``: digits on a 2-core CPU. These are the defaults written in each notebook's parameters cell, so
   the profile only switches off the live widget of the quickstart (headless runs have no front end).
 * ``smoke``: the smallest settings that still walk through every cell (tests).
+* AdeNeL (``adenel_*``): the cpu profile runs LeNet-5 / ResNet-20 on digits with the proximal
+  threshold lambda = 0.05 (digits has 9 steps per epoch where CIFAR has 391, see the README); the
+  paper profile uses CIFAR-10 (MNIST for Figure 4), lambda = 1 and DessiLBI's 40 fine-tuning epochs.
 * ``paper``: the papers' datasets, nets, epochs and windows (J = T, the epochs at the largest rate of a
   baseline: 100 of 200 on CIFAR-style data, 30 of 90 on ImageNet), for a GPU with the datasets under ./data.
 """
@@ -91,6 +94,34 @@ PROFILES: dict[str, dict[str, dict]] = {
         "smoke": dict(nets=["Basic3ResNet"], K=1, J=1, finetune=1, surface_grid=3, surface_images=32),
         "cpu": {},
         "paper": dict(dataset="cifar10", surface_grid=51, surface_images=10000, **_CIFAR),
+    },
+    "adenel_01_slimming": {
+        "smoke": dict(seeds=[0], supports=["carry"], J=1, finetune=1, max_grow_epochs=2, baseline_epochs=1,
+                      prune_full_epochs=1, prune_finetune=1),
+        "cpu": {},
+        "paper": dict(dataset="cifar10", device="cuda", models=["VGG16", "ResNet20"], seeds=[0], lam=1.0,
+                      finetune=40, max_grow_epochs=500, baseline_epochs=300, prune_full_epochs=300,
+                      prune_finetune=40),
+    },
+    "adenel_02_budgets": {
+        "smoke": dict(budget_fractions=[0.7, 1.0], J=1, finetune=1, max_grow_epochs=2, baseline_epochs=1,
+                      prune_full_epochs=1, prune_finetune=1),
+        "cpu": {},
+        "paper": dict(dataset="cifar10", device="cuda", model="VGG16", grow_by=4, lam=1.0, finetune=40,
+                      max_grow_epochs=500, baseline_epochs=300, prune_full_epochs=300, prune_finetune=40,
+                      budget_fractions=[0.02, 0.04, 0.06, 0.08, 0.1]),
+    },
+    "adenel_03_vs_autogrow": {
+        "smoke": dict(autogrow_K=1, autogrow_J=1, autogrow_finetune=1, autogrow_max_grow_epochs=2, J=1, finetune=1,
+                      max_grow_epochs=2, ties=["untied"]),
+        "cpu": {},
+        "paper": dict(dataset="cifar10", device="cuda", autogrow_K=3, autogrow_J=100, autogrow_finetune=200,
+                      autogrow_max_grow_epochs=5000, model="ResNet32", lam=1.0, finetune=40, max_grow_epochs=500),
+    },
+    "adenel_04_filters": {
+        "smoke": dict(J=1, finetune=1, max_grow_epochs=2),
+        "cpu": {},
+        "paper": dict(dataset="mnist", device="cuda", lam=1.0, finetune=40, max_grow_epochs=200),
     },
     "learn_to_grow_01_split_digits": {
         "smoke": dict(tasks=2, seeds=[0], search_epochs=2, warmup=1, train_epochs=2),
