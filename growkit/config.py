@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from .errors import GrowkitError
 
 SCHEDULES = ("constant", "staircase", "cosine")
+INITIALIZERS = ("zero", "adam", "uni", "uni01", "gau", "identity")  # growkit.growers.initializers
 
 
 def _from_dict(cls, d: dict):
@@ -49,7 +50,7 @@ class TrainConfig:
     lr: float | None = None  # None: the papers' default, 0.1 (0.01 for plain nets); see resolved()
     momentum: float = 0.9
     nesterov: bool = False
-    weight_decay: float = 5e-4
+    weight_decay: float | None = None  # None: the authors' value, 1e-4 on ImageNet, 5e-4 elsewhere; see resolved()
     schedule: str = "staircase"  # constant | staircase | cosine
     milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # staircase decays, as epoch fractions
     gamma: float = 0.1
@@ -67,7 +68,8 @@ class TrainConfig:
         _check(self.batch_size > 1, f"batch_size must be > 1, got {self.batch_size}")
         _check(self.lr is None or self.lr >= 0, f"lr must be >= 0, got {self.lr}")
         _check(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
-        _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        _check(self.weight_decay is None or self.weight_decay >= 0,
+               f"weight_decay must be >= 0, got {self.weight_decay}")
         _check(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         _check(all(0 < m < 1 for m in self.milestones), f"milestones must be in (0, 1), got {self.milestones}")
         _check(0 < self.gamma <= 1, f"gamma must be in (0, 1], got {self.gamma}")
@@ -79,11 +81,16 @@ class TrainConfig:
         return self
 
     def resolved(self) -> "TrainConfig":
-        """Fill the defaults that depend on other fields (what config.json records)."""
-        if self.lr is not None:
-            return self
-        plain = self.model.split("-")[0] in ("Plain3Net", "Plain4Net")
-        return dataclasses.replace(self, lr=0.01 if plain else 0.1)
+        """Fill the defaults that depend on other fields (what config.json records): the paper's rate (0.1 for
+        ResNets, 0.01 for plain nets) and the authors' weight decay (1e-4 in their ImageNet code, 5e-4 in their
+        CIFAR code, which the other small datasets share)."""
+        out = self
+        if out.lr is None:
+            plain = out.model.split("-")[0] in ("Plain3Net", "Plain4Net")
+            out = dataclasses.replace(out, lr=0.01 if plain else 0.1)
+        if out.weight_decay is None:
+            out = dataclasses.replace(out, weight_decay=1e-4 if out.dataset == "imagenet" else 5e-4)
+        return out
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -98,16 +105,19 @@ class AutoGrowConfig:
     """AutoGrow (Algorithm 1). Seed depths are ``TrainConfig.depths``; K, J in epochs; tau in %."""
     policy: str = "periodic"  # periodic (p-AutoGrow) | convergent (c-AutoGrow)
     K: int = 3  # growth interval / convergence window
-    J: int | None = None  # periodic stopping window, J >> K (None: 10 * K)
+    # periodic stopping window, at least 2 K. None: the paper's rule, J = T, the epochs at the largest rate of
+    # the baseline schedule: int(first milestone * finetune_epochs), e.g. 100 of 200 (CIFAR), 30 of 90 (ImageNet),
+    # 10 of the 20 fine-tuning epochs of the digits default
+    J: int | None = None
     tau: float = 0.05  # minimum gain of the running max of validation accuracy, in percent
-    init: str = "gau"  # zero | adam | uni | gau | identity
-    init_std: float = 1.0  # standard deviation of UniInit / GauInit
+    init: str = "gau"  # zero | adam | uni | uni01 | gau | identity (growkit's, for plain nets)
+    init_std: float = 1.0  # standard deviation of uni / gau; the upper bound of uni01 (the authors' U(0, 1))
     # The learning rate is TrainConfig.lr (0.1 residual / 0.01 plain by default), for growing and fine-tuning.
     grow_schedule: str = "constant"  # constant (p-AutoGrow) | staircase (restart every K epochs, c-AutoGrow)
     finetune_epochs: int = 20  # N: staircase fine-tuning of the found net
     max_depth: int | None = None  # optional cap of blocks per sub-network
     max_grow_epochs: int = 2000  # safety bound on the growing phase
-    scale_J_by_fraction: bool = False  # the paper divides K by the data fraction; optionally J as well
+    scale_J_by_fraction: bool = True  # the data fraction divides K (the paper's rule) and, by default, J as well
     adam_lr: float = 1e-3
     adam_max_epochs: int = 10
     adam_tolerance: float = 0.0  # AdamInit stops when train acc >= shallower net's - tolerance (points)
@@ -119,8 +129,7 @@ class AutoGrowConfig:
         _check(self.K > 0, f"K must be > 0, got {self.K}")
         _check(self.J is None or self.J > 0, f"J must be > 0, got {self.J}")
         _check(self.tau >= 0, f"tau must be >= 0, got {self.tau}")
-        _check(self.init in ("zero", "adam", "uni", "gau", "identity"),
-               f"init must be zero, adam, uni, gau or identity, got {self.init!r}")
+        _check(self.init in INITIALIZERS, f"init must be one of {', '.join(INITIALIZERS)}, got {self.init!r}")
         _check(self.init_std > 0, f"init_std must be > 0, got {self.init_std}")
         _check(self.grow_schedule in ("constant", "staircase"),
                f"grow_schedule must be constant or staircase, got {self.grow_schedule!r}")

@@ -1,21 +1,31 @@
 """Initializers of a new AutoGrow sub-module (paper, section 2.2).
 
-Every layer of the new block keeps its default He initialisation except the
-*last* BatchNorm, which the initializer sets:
+Every layer of the new block keeps its default He initialisation except, in a
+**residual** sub-module, the *last* BatchNorm, which the initializer sets:
 
 * ``zero``  (ZeroInit): gamma = beta = 0. In a residual block the branch then
   adds exactly zero: the deeper net computes the shallower net's function.
-* ``uni``   (UniInit): gamma, beta ~ Uniform with mean 0 and standard deviation
-  ``std`` (1.0 in the paper), i.e. U(-sqrt(3) std, sqrt(3) std). The authors'
-  code draws U(0, std) instead; we follow the paper's text.
+* ``uni``   (UniInit as the paper writes it): gamma, beta ~ a zero-mean uniform
+  with standard deviation ``std`` (1.0 in the paper), U(-sqrt(3) std, sqrt(3) std).
+* ``uni01`` (UniInit as the authors' code draws it): gamma, beta ~ U(0, ``std``),
+  i.e. U(0, 1) with the default: mean 0.5, standard deviation 0.29. This is the
+  variant behind the paper's UniInit rows (README, "AutoGrow as implemented").
 * ``gau``   (GauInit): gamma, beta ~ Normal(0, std^2).
 * ``adam``  (AdamInit): everything but the last BN is frozen and the last BN
   (starting from its default 1, 0, as in the authors' code) is trained with
   Adam for at most ``max_epochs`` epochs, until the training accuracy is as
   good as the shallower net's (minus ``tolerance`` points).
-* ``identity``: for plain nets, where a zero BN would cut the signal. In the
-  spirit of Net2Net's DeeperNet: the 3x3 conv is a Dirac (identity) kernel and
-  the BN undoes its normalisation with statistics measured on the training
+
+**Plain sub-modules** (conv-BN-ReLU) get the default initialisation (BN gamma 1,
+beta 0) whatever the initializer: the paper's special treatment is only for "the
+last Batch Normalization layer in a *residual* sub-module", and the authors'
+code re-initialises nothing for plain nets (and so runs no AdamInit for them).
+ZeroInit on a plain net would cut the signal, so it is refused up front
+(:func:`check_family`) rather than silently replaced.
+
+* ``identity`` is **growkit's extension, not the paper's**: for plain nets, in
+  the spirit of Net2Net's DeeperNet, the 3x3 conv is a Dirac (identity) kernel
+  and the BN undoes its normalisation with statistics measured on the training
   split (running mean/var = measured mean/var, gamma = sqrt(var + eps),
   beta = mean). The function is preserved exactly in eval mode, and up to the
   batch-versus-dataset statistics in train mode. On residual blocks it is ZeroInit.
@@ -27,7 +37,18 @@ import math
 import torch
 import torch.nn as nn
 
-INITIALIZERS = ("zero", "adam", "uni", "gau", "identity")
+from ..config import INITIALIZERS  # noqa: F401  (the names, kept beside the config that validates them)
+from ..errors import GrowkitError
+
+PAPER_NAMES = {"zero": "ZeroInit", "adam": "AdamInit", "uni": "UniInit", "uni01": "UniInit U(0,1)",
+               "gau": "GauInit", "identity": "IdentityInit (growkit)"}
+
+
+def check_family(kind: str, plain: bool) -> None:
+    """Refuse an initializer that cannot mean anything sensible for the net being grown."""
+    if plain and kind == "zero":
+        raise GrowkitError("init zero is refused on a plain net: a zero BN cuts the signal (the paper sets the "
+                           "last BN of residual blocks only; plain blocks keep their default with gau/uni/adam)")
 
 
 def zero_(bn: nn.BatchNorm2d) -> None:
@@ -41,6 +62,13 @@ def uniform_(bn: nn.BatchNorm2d, std: float) -> None:
     with torch.no_grad():
         bn.weight.uniform_(-a, a)
         bn.bias.uniform_(-a, a)
+
+
+def uniform01_(bn: nn.BatchNorm2d, high: float) -> None:
+    """The authors' UniInit: U(0, high) (their ``--init-meta``, 1.0 by default)."""
+    with torch.no_grad():
+        bn.weight.uniform_(0.0, high)
+        bn.bias.uniform_(0.0, high)
 
 
 def gaussian_(bn: nn.BatchNorm2d, std: float) -> None:
@@ -101,12 +129,17 @@ def adam_(bn: nn.BatchNorm2d, ctx, target_acc: float, lr: float = 1e-3, max_epoc
 
 
 def initialize_block(kind: str, model, block, ctx=None, *, std: float = 1.0, adam: dict | None = None) -> dict:
-    """Apply initializer ``kind`` to a freshly appended ``block``; returns facts for the record."""
+    """Apply initializer ``kind`` to a freshly appended ``block``; returns facts for the record.
+    A plain block keeps its default initialisation unless ``kind`` is growkit's ``identity``."""
+    if not getattr(block, "residual", True) and kind != "identity":
+        return {"plain_default_init": True}
     bn = block.last_bn
     if kind == "zero":
         zero_(bn)
     elif kind == "uni":
         uniform_(bn, std)
+    elif kind == "uni01":
+        uniform01_(bn, std)
     elif kind == "gau":
         gaussian_(bn, std)
     elif kind == "identity":
