@@ -5,11 +5,12 @@
 * ``smoke``: the smallest settings that still walk through every cell (tests).
 * ``paper``: the papers' datasets, nets, epochs and windows (J = T, the epochs at the largest rate of a
   baseline: 100 of 200 on CIFAR-style data, 30 of 90 on ImageNet), for a GPU with the datasets under ./data.
+  Weight decay is left to ``TrainConfig``'s default: the authors' 1e-4 on ImageNet, 5e-4 elsewhere.
 """
 from __future__ import annotations
 
-# Tiny AutoGrow runs: grow every epoch, stop after one flat epoch, at most three growing epochs.
-_TINY = dict(J=1, finetune=1, max_grow_epochs=3)
+# Tiny AutoGrow runs: grow every epoch, at most three growing epochs (J = 4: the smallest window valid for K <= 2).
+_TINY = dict(J=4, finetune=1, max_grow_epochs=3)
 _CIFAR = dict(device="cuda", J=100, finetune=200)
 
 PROFILES: dict[str, dict[str, dict]] = {
@@ -58,7 +59,7 @@ PROFILES: dict[str, dict[str, dict]] = {
                               ["Plain4Net", "svhn"]], width_scale={}, **_CIFAR),
     },
     "autogrow_08_manual_search": {
-        "smoke": dict(nets=["Basic3ResNet"], depths=[1], epochs=1, K_small=1, K_large=2, J=1, max_grow_epochs=3),
+        "smoke": dict(nets=["Basic3ResNet"], depths=[1], epochs=1, K_small=1, K_large=2, J=4, max_grow_epochs=3),
         "cpu": {},
         "paper": dict(dataset="cifar10", device="cuda", depths=[1, 3, 5, 9, 18, 27, 36, 45], epochs=200, K_large=50,
                       J=100),
@@ -74,7 +75,7 @@ PROFILES: dict[str, dict[str, dict]] = {
              "milestones": [1 / 3, 2 / 3]}]),
     },
     "autogrow_10_imagenet": {
-        "smoke": dict(Ks=[2], manual=[["Basic4ResNet", [1, 1, 1, 1]]], J=1, finetune=1, max_grow_epochs=3),
+        "smoke": dict(Ks=[2], manual=[["Basic4ResNet", [1, 1, 1, 1]]], J=4, finetune=1, max_grow_epochs=3),
         "cpu": {},
         "paper": dict(dataset="imagenet", device="cuda", nets=["Basic4ResNet", "Bottleneck4ResNet", "Plain4Net"],
                       manual=[["Basic4ResNet", [2, 2, 2, 2]], ["Basic4ResNet", [3, 4, 6, 3]],
@@ -88,7 +89,7 @@ PROFILES: dict[str, dict[str, dict]] = {
                       surface_images=5000, **_CIFAR),
     },
     "autogrow_12_loss_surfaces": {
-        "smoke": dict(nets=["Basic3ResNet"], K=1, J=1, finetune=1, surface_grid=3, surface_images=32),
+        "smoke": dict(nets=["Basic3ResNet"], K=1, J=2, finetune=1, surface_grid=3, surface_images=32),
         "cpu": {},
         "paper": dict(dataset="cifar10", surface_grid=51, surface_images=10000, **_CIFAR),
     },

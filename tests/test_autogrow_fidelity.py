@@ -106,3 +106,16 @@ def test_uni01_is_the_authors_uniform_on_0_1():
     assert v.min() >= 0 and v.max() <= 1
     # U(0, 1): mean 1/2, standard deviation 1/sqrt(12) = 0.2887 (1024 draws: standard errors 0.009, 0.006)
     assert abs(v.mean().item() - 0.5) < 0.04 and abs(v.std().item() - 12 ** -0.5) < 0.03
+
+
+@pytest.mark.parametrize("dataset, wd", [("imagenet", 1e-4), ("cifar10", 5e-4), ("digits", 5e-4)])
+def test_weight_decay_is_the_authors_per_dataset_in_runs_and_scratch_baselines(dataset, wd):
+    from growkit.growers.autogrow import scratch_config
+    from growkit.profiles import PROFILES
+    cfg = TrainConfig(model="Basic4ResNet", dataset=dataset).validate().resolved()
+    assert cfg.weight_decay == wd  # authors' code: 1e-4 in imagenet/, 5e-4 in cifar10/
+    base = scratch_config(cfg, AutoGrowConfig(finetune_epochs=90), {"name": "Basic4ResNet", "depths": [2, 2, 2, 2]})
+    assert base.weight_decay == wd
+    assert TrainConfig(dataset=dataset, weight_decay=0.0).resolved().weight_decay == 0.0  # explicit values stay
+    # no paper profile overrides it
+    assert not any("weight_decay" in p["paper"] for p in PROFILES.values())
