@@ -91,14 +91,28 @@ def result(runs_dir, name: str) -> dict:
     return read_json(Path(runs_dir) / name / "result.json")
 
 
-def load_model(run_dir):
-    """The final model of a run (structure from its spec, weights from its checkpoint), in eval mode."""
+def load_model(run_dir, with_epoch: bool = False):
+    """The final model of a run (structure from its spec, weights from its checkpoint), in eval mode;
+    with ``with_epoch``: (model, the epoch the checkpoint was written after)."""
     from . import checkpoint
     from .models import from_spec
     state = checkpoint.load(Path(run_dir) / "checkpoint.pt")
     model = from_spec(state["spec"])
     model.load_state_dict(state["model"])
-    return model.eval()
+    return (model.eval(), state["loop"]["epoch"]) if with_epoch else model.eval()
+
+
+def final_trajectory(run_dir, ignore_1d: bool = True):
+    """(PCA trajectory, final model): the run's snapshots ending at its final checkpoint, which is the origin
+    of the plane. A run whose last epoch is not a multiple of ``snapshot_every`` gets that last point from the
+    checkpoint, so the plotted end point, the origin and a surface centred on the model are the same weights."""
+    from .viz import trajectory
+    snaps = trajectory.load_snapshots(run_dir)
+    model, epoch = load_model(run_dir, with_epoch=True)
+    final = {n: p.detach().clone() for n, p in model.named_parameters()}
+    snaps = [s for s in snaps if s.epoch < epoch]
+    snaps.append(trajectory.Snapshot(epoch, model.arch, model.spec, final))
+    return trajectory.pca_trajectory(snaps, ignore_1d=ignore_1d, center=final), model
 
 
 def load_data(run_dir, device: str = "cpu"):
@@ -113,11 +127,11 @@ def trajectory_surface(run_dir, grid: int = 21, images: int = 512, span: float =
                        device: str = "cpu"):
     """PCA plane of a run's trajectory and the loss on that plane around the final net (Figures 2, 3)."""
     import numpy as np
-    from .viz import landscape, trajectory
-    traj = trajectory.pca_trajectory(trajectory.load_snapshots(run_dir), ignore_1d=ignore_1d)
-    model = load_model(run_dir).to(device)
+    from .viz import landscape
+    traj, model = final_trajectory(run_dir, ignore_1d=ignore_1d)
+    model = model.to(device)
     x, y = load_data(run_dir, device).subset("train", images)
-    center = {n: p.detach().clone() for n, p in model.named_parameters()}
+    center = {n: p.detach().clone() for n, p in model.named_parameters()}  # = traj.center, the plane's origin
     d1, d2 = ({n: t.to(device=device, dtype=center[n].dtype) for n, t in d.items()} for d in traj.directions)
     r0, r1 = (np.abs(traj.coords[:, k]).max() * span for k in (0, 1))
     floor = 0.2 * max(r0, r1, 1e-12)  # a (nearly) flat second component still gets a readable plane

@@ -41,6 +41,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
+from ..errors import GrowkitError
+
 Params = dict[str, torch.Tensor]
 
 
@@ -94,12 +96,19 @@ def _replace_bn(model: nn.Module) -> nn.Module:
 def fold_conv_bn(model: nn.Module):
     """Trace ``model`` (eval mode) and drop every BatchNorm that directly follows a conv.
 
+    A conv or BN module called more than once (weight sharing) is refused with a
+    :class:`GrowkitError`: folding would change its other calls too.
+
     Returns (graph module, fold) where ``fold(params)`` maps the *original* parameters to the
     traced module's: the conv of each pair gets ``W * s`` and bias ``beta - mean * s (+ b * s)``
     with ``s = gamma / sqrt(var + eps)`` from the BN's running statistics.
     """
     gm = fx.symbolic_trace(copy.deepcopy(model).eval())
     mods = dict(gm.named_modules())
+    calls: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
     pairs = []
     for node in list(gm.graph.nodes):
         if node.op != "call_module" or not isinstance(mods[node.target], nn.BatchNorm2d):
@@ -107,6 +116,10 @@ def fold_conv_bn(model: nn.Module):
         src = node.args[0]
         if (isinstance(src, fx.Node) and src.op == "call_module" and isinstance(mods[src.target], nn.Conv2d)
                 and len(src.users) == 1):
+            shared = [t for t in (src.target, node.target) if calls[t] > 1]
+            if shared:  # the folded weights would also apply where the module is called without this BN
+                raise GrowkitError(f"cannot fold BatchNorm {node.target!r} into conv {src.target!r}: "
+                                   f"{shared[0]!r} is called {calls[shared[0]]} times; use bn='batch'")
             node.replace_all_uses_with(src)
             gm.graph.erase_node(node)
             pairs.append((src.target, node.target))
