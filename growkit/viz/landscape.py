@@ -29,7 +29,8 @@ grouped convolution per layer for the whole chunk). On a GPU that fills the
 device with small nets; on a 2-core CPU one point at a time is fastest
 (grouped convolutions and larger intermediates cost more than they save), so
 the default there is 1: one forward per data batch over resident tensors, no
-host sync until the whole grid is done.
+host sync until the whole grid is done. :func:`time_points_per_batch` measures
+the best chunk for a given device, net and data instead of assuming one.
 """
 from __future__ import annotations
 
@@ -208,6 +209,34 @@ class SurfaceEvaluator:
                 losses[start:start + len(c)] += ce.view(len(c), -1).sum(1).double()
                 hits[start:start + len(c)] += (out.argmax(-1) == yb).sum(1).double()
         return (losses / len(y)).cpu(), (100.0 * hits / len(y)).cpu()
+
+
+def time_points_per_batch(ev: SurfaceEvaluator, d1: Params, d2: Params | None, x: torch.Tensor, y: torch.Tensor,
+                          candidates=(1, 2, 4, 8, 16, 32, 64), probe_points: int = 64, batch_size: int = 128,
+                          repeats: int = 2) -> dict[int, float]:
+    """Seconds per grid point for each vmap chunk size in ``candidates`` (best of ``repeats``, after a warm-up),
+    on ``max(G, probe_points)`` points. The best size depends on the device, the net and the batch, so it is
+    measured rather than fixed. A size that runs out of device memory ends the sweep (larger ones would too).
+    Costs about ``len(candidates) * (repeats + 1) * probe_points`` point evaluations."""
+    import time
+    dims = 2 if d2 is not None else 1
+    out = {}
+    for G in candidates:
+        n = max(G, probe_points)
+        coords = torch.linspace(-1, 1, n, dtype=torch.float64)[:, None].repeat(1, dims)
+        best = float("inf")
+        try:
+            for r in range(repeats + 1):
+                if x.device.type == "cuda":
+                    torch.cuda.synchronize(x.device)
+                t0 = time.perf_counter()
+                ev.evaluate(coords, d1, d2, x, y, batch_size, G)  # returns CPU tensors: synchronised
+                if r:  # the first pass is a warm-up (allocator, cuDNN autotuning)
+                    best = min(best, time.perf_counter() - t0)
+        except torch.OutOfMemoryError:
+            break
+        out[G] = best / n
+    return out
 
 
 def surface(model: nn.Module, d1: Params, d2: Params | None, xs, ys, x: torch.Tensor, y: torch.Tensor, *,
