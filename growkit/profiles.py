@@ -83,7 +83,8 @@ PROFILES: dict[str, dict[str, dict]] = {
                       J=30, finetune=90, milestones=[1 / 3, 2 / 3], batch_size=256, width_scale=1.0),
     },
     "autogrow_11_trajectories": {
-        "smoke": dict(K_convergent=1, K_large=2, surface_grid=3, surface_images=32, **_TINY),
+        "smoke": dict(K_convergent=1, K_large=2, surface_grid=3, surface_images=32, J=6, finetune=1,
+                      max_grow_epochs=3),  # J = 6: panel (d) always uses K = 3
         "cpu": {},
         "paper": dict(dataset="cifar10", K_convergent=100, K_large=50, snapshot_every=4, surface_grid=31,
                       surface_images=5000, **_CIFAR),
