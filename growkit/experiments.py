@@ -1,9 +1,11 @@
-"""Named runs for notebooks: ``runs_dir/name`` is reused when it finished with the same config,
-resumed when it was interrupted with the same config, and replaced when the config changed.
+"""Named runs for notebooks: ``runs_dir/name`` is reused when it finished with the same config and the
+same growkit code, resumed when it was interrupted with both the same, and replaced otherwise.
 
 So re-executing a notebook after a crash or with one changed parameter only
-redoes the runs that need it, and every number a notebook shows comes from a
-run directory a reader can open.
+redoes the runs that need it, a fix to growkit's code reruns everything it may
+have changed (the cache key holds a hash of the package's source files, see
+:func:`growkit.records.code_hash`), and every number a notebook shows comes
+from a run directory a reader can open.
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ def _essential(rc: dict) -> dict:
 
 
 def _same(stored: dict, wanted: dict) -> bool:
-    return _essential(stored) == _essential(wanted)
+    from .records import code_hash
+    return stored.get("environment", {}).get("code") == code_hash() and _essential(stored) == _essential(wanted)
 
 
 def _cached(out: Path, wanted: dict):
@@ -162,3 +165,70 @@ def summary_row(res: dict, **extra) -> dict:
         row["Δ"] = res["delta"]
     row.update({"params": res["params"], "val %": res["val_acc"]})
     return row
+
+
+# ----------------------------------------------------------------------------- seeds and fair baselines
+
+_run_autogrow, _run_train = autogrow, train  # the parameters below are named after them
+
+def depth_of(res: dict) -> int:
+    """Total sub-modules of a run's (found) net."""
+    return sum(res.get("depths") or res["spec"].get("depths", []))
+
+
+def autogrow_seeds(runs_dir, name: str, seeds, *, train: dict, autogrow: dict, **kw) -> list[dict]:
+    """The same AutoGrow run once per seed (``name-s<seed>``); the data split stays fixed (``split_seed``)."""
+    return [_run_autogrow(runs_dir, f"{name}-s{s}", train={**train, "seed": s}, autogrow=autogrow, **kw)
+            for s in seeds]
+
+
+def baselines(runs_dir, name: str, res: dict, *, train: dict, converged_epochs: int) -> dict:
+    """The found net of ``res`` trained from scratch, twice, with the run's seed (``train``: the data and any
+    other settings of the run):
+
+    * ``matched``: as many epochs as the AutoGrow run took in all (growing + fine-tuning), staircase;
+    * ``converged``: ``converged_epochs`` epochs, staircase, a budget long enough for the curve to flatten
+      (``plateau`` says how much the validation accuracy still moved over its last quarter).
+
+    Both keep their training curves (``metrics.jsonl`` in their run directories)."""
+    spec = res["spec"]
+    base = {**train, "seed": res["config"]["train"]["seed"], "model": spec["name"], "depths": list(spec["depths"]),
+            "schedule": "staircase", "snapshot_every": 0}
+    if spec.get("widths"):
+        base["widths"] = list(spec["widths"])
+    out = {}
+    for kind, epochs in (("matched", res["epochs"]), ("converged", converged_epochs)):
+        r = _run_train(runs_dir, f"{name}-scratch-{kind}", **{**base, "epochs": epochs})
+        rows = metrics(runs_dir, f"{name}-scratch-{kind}")
+        tail = [row["val_acc"] for row in rows[-max(1, len(rows) // 4):]]
+        out[kind] = {**r, "plateau": max(tail) - min(tail)}
+    return out
+
+
+def seeded_row(results: list[dict], bases: list[dict] | None = None, **extra) -> dict:
+    """One table row over seeds: found nets, mean ± sd of accuracy and depth, and Delta against both
+    baselines (per seed: AutoGrow − the same seed's baseline), with the per-seed values kept for verdicts."""
+    from .report import pm
+    accs = [r["test_acc"] for r in results]
+    depths = [depth_of(r) for r in results]
+    row = {**extra, "found nets": ", ".join("-".join(map(str, r["depths"])) for r in results),
+           "accu %": pm(accs), "depth (blocks)": pm(depths, 1)}
+    if bases:
+        for kind in ("matched", "converged"):
+            d = [r["test_acc"] - b[kind]["test_acc"] for r, b in zip(results, bases)]
+            row[f"Δ vs {kind}"] = pm(d)
+            row[f"scratch {kind} %"] = pm([b[kind]["test_acc"] for b in bases])
+    row["params"] = pm([r["params"] for r in results], 0)
+    row["_acc"], row["_depth"] = accs, depths
+    return row
+
+
+def public(rows: list[dict]) -> list[dict]:
+    """Rows without the per-seed lists kept for verdicts (keys starting with '_')."""
+    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+
+
+def test_size(run_dir) -> int:
+    """Images in a run's test split (one image = 100 / n points)."""
+    d = load_data(run_dir)
+    return d.size("test")

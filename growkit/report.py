@@ -16,12 +16,20 @@ from pathlib import Path
 PAPER_DATASETS = {"cifar10", "cifar100", "svhn", "mnist", "fashionmnist", "imagenet"}
 
 
-def caption(title: str, *, dataset: str | list[str], profile: str, note: str = "") -> str:
+def caption(title: str, *, dataset: str | list[str], profile: str, note: str = "", width_scale=None) -> str:
+    """``width_scale``: a factor, or {model family: factor}, of the nets' stage widths against the paper's
+    (named in the caption wherever it is not 1)."""
     names = [dataset] if isinstance(dataset, str) else list(dataset)
     today = dt.date.today().isoformat()
     text = f"{title}. Dataset: {', '.join(names)}; profile: {profile}; {today}."
     if any(n not in PAPER_DATASETS for n in names):
         text += " Digits (8x8 scans, CPU scale): a check of the procedure, not the paper's CIFAR/ImageNet numbers."
+    elif profile in ("cpu", "smoke"):
+        text += f" Run with the {profile} profile's short schedules and windows, not the paper's setting."
+    scales = width_scale if isinstance(width_scale, dict) else ({"all nets": width_scale} if width_scale else {})
+    narrow = [f"{net} at {w:g}x" for net, w in scales.items() if w != 1]
+    if narrow:
+        text += f" Widths against the paper's: {', '.join(narrow)}."
     return f"{text} {note}".strip()
 
 
@@ -75,3 +83,88 @@ def read_caption(path: Path) -> str:
         with Image.open(path) as im:
             return im.info.get("Description", "")
     return ""
+
+
+# ----------------------------------------------------------------------------- seeds, noise, verdicts
+
+def spread(values) -> dict:
+    """Mean, sample standard deviation (0 for one value), min, max and count of ``values`` (None ignored)."""
+    import statistics
+    v = [float(x) for x in values if x is not None]
+    if not v:
+        return {"mean": None, "sd": None, "min": None, "max": None, "n": 0}
+    return {"mean": statistics.fmean(v), "sd": statistics.stdev(v) if len(v) > 1 else 0.0,
+            "min": min(v), "max": max(v), "n": len(v)}
+
+
+def pm(values, digits: int = 2) -> str:
+    """``mean ± sd`` over seeds (``n = 1``: the value alone)."""
+    s = spread(values)
+    if s["n"] == 0:
+        return ""
+    if s["n"] == 1:
+        return f"{s['mean']:.{digits}f}"
+    return f"{s['mean']:.{digits}f} ± {s['sd']:.{digits}f}"
+
+
+def noise_points(n_test: int) -> float:
+    """What one test image is worth, in accuracy points (digits: 100 / 360 = 0.28)."""
+    return 100.0 / max(int(n_test), 1)
+
+
+def within_noise(a, b, n_test: int) -> bool:
+    """Are two sets of seeded accuracies indistinguishable? Their means differ by less than two standard
+    errors of the difference, or by less than one test image when the seeds agree exactly."""
+    sa, sb = spread(a), spread(b)
+    se = ((sa["sd"] ** 2) / max(sa["n"], 1) + (sb["sd"] ** 2) / max(sb["n"], 1)) ** 0.5
+    return abs(sa["mean"] - sb["mean"]) < max(2 * se, noise_points(n_test))
+
+
+def noise_note(n_test: int, seeds) -> str:
+    seeds = list(seeds)
+    return (f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))}), mean ± sample "
+            f"standard deviation; one test image = {noise_points(n_test):.2f} points; differences below two "
+            f"standard errors (or one image) are within noise.")
+
+
+def verdict(holds: bool | None, claim: str, detail: str = "") -> str:
+    """The computed 'agrees / disagrees with the paper' line of a table or figure."""
+    head = {True: "Agrees with the paper", False: "Disagrees with the paper",
+            None: "Within noise, neither agrees nor disagrees with the paper"}[holds]
+    return f"{head}: {claim}" + (f" ({detail})." if detail else ".")
+
+
+PAPER_VS_KIT = "paper_vs_kit"
+
+
+def record_paper_vs_kit(figures_dir, name: str, rows: list[dict]) -> Path:
+    """Keep what one table says against the paper: rows of ``quantity``, ``paper``, ``kit``, ``verdict``.
+    One JSON per table (notebooks may run in parallel); :func:`write_paper_vs_kit` renders them all."""
+    import json
+    d = Path(figures_dir) / PAPER_VS_KIT
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"{name}.json"
+    path.write_text(json.dumps({"table": name, "rows": rows}, indent=1) + "\n")
+    return path
+
+
+def write_paper_vs_kit(figures_dir, order=None) -> Path | None:
+    """figures/paper_vs_kit.md: the paper's value and the kit's side by side, table by table."""
+    import json
+    d = Path(figures_dir) / PAPER_VS_KIT
+    if not d.is_dir():
+        return None
+    entries = [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))]
+    rank = {n: i for i, n in enumerate(order or [])}
+    entries.sort(key=lambda e: (rank.get(e["table"], len(rank)), e["table"]))
+    lines = ["# The paper's values and the kit's", "",
+             "Per table and figure: what the paper reports (CIFAR/ImageNet unless it says otherwise) and what this "
+             "kit measured under the profile named in the table's caption (digits on a CPU for the committed "
+             "figures). The verdicts are computed by the notebooks from the numbers.", ""]
+    for e in entries:
+        lines += [f"## {e['table']}", "", "| quantity | paper | kit | verdict |", "|---|---|---|---|"]
+        lines += [f"| {r['quantity']} | {r['paper']} | {r['kit']} | {r['verdict']} |" for r in e["rows"]]
+        lines.append("")
+    out = Path(figures_dir) / f"{PAPER_VS_KIT}.md"
+    out.write_text("\n".join(lines))
+    return out
