@@ -43,9 +43,9 @@ PROFILES: dict[str, dict[str, dict]] = {
         "paper": dict(Ks=[50, 20, 10, 5, 3, 1], datasets=["cifar10", "cifar100"], **_CIFAR),
     },
     "autogrow_05_initializers": {
-        "smoke": dict(inits=["adam"], K=1, **_TINY),
+        "smoke": dict(inits=["adam", "gau"], seeds=[0], K=1, **_TINY),
         "cpu": {},
-        "paper": dict(datasets=["cifar10", "cifar100"], **_CIFAR),
+        "paper": dict(datasets=["cifar10", "cifar100"], seeds=[0], **_CIFAR),
     },
     "autogrow_06_seed_depth": {
         "smoke": dict(seeds=[["Basic3ResNet", [1, 1, 1]]], K=1, **_TINY),

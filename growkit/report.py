@@ -112,12 +112,23 @@ def noise_points(n_test: int) -> float:
     return 100.0 / max(int(n_test), 1)
 
 
-def within_noise(a, b, n_test: int) -> bool:
-    """Are two sets of seeded accuracies indistinguishable? Their means differ by less than two standard
-    errors of the difference, or by less than one test image when the seeds agree exactly."""
+def within_noise(a, b, floor: float) -> bool:
+    """Are two sets of seeded values indistinguishable? Their means differ by less than two standard errors
+    of the difference, or by less than ``floor`` (one test image in points, one block for depths)."""
     sa, sb = spread(a), spread(b)
     se = ((sa["sd"] ** 2) / max(sa["n"], 1) + (sb["sd"] ** 2) / max(sb["n"], 1)) ** 0.5
-    return abs(sa["mean"] - sb["mean"]) < max(2 * se, noise_points(n_test))
+    return abs(sa["mean"] - sb["mean"]) < max(2 * se, floor)
+
+
+def best_claim(groups: dict, target: str, floor: float, *, higher: bool = True) -> tuple[bool | None, str]:
+    """Is ``target`` the best of ``groups`` (name -> seeded values)? True if its mean is the best, None if
+    another is better but within noise, False if another is better beyond noise; and the numbers."""
+    means = {k: spread(v)["mean"] for k, v in groups.items()}
+    best = (max if higher else min)(means, key=means.get)
+    detail = f"{target} {pm(groups[target])}; best {best} {pm(groups[best])}"
+    if means[target] == means[best]:  # best, or tied with the best
+        return True, ", ".join(f"{k} {pm(v)}" for k, v in groups.items())
+    return (None if within_noise(groups[target], groups[best], floor) else False), detail
 
 
 def noise_note(n_test: int, seeds) -> str:
@@ -168,3 +179,23 @@ def write_paper_vs_kit(figures_dir, order=None) -> Path | None:
     out = Path(figures_dir) / f"{PAPER_VS_KIT}.md"
     out.write_text("\n".join(lines))
     return out
+
+
+def judge(figures_dir, name: str, claims: list[dict], *, n_test: int, seeds) -> str:
+    """Compute each claim's verdict, record it for paper_vs_kit.md, and return the caption note.
+
+    A claim: ``claim`` (the paper's statement), ``paper`` (its value, as text), and either ``groups``
+    (name -> seeded values) with ``target`` (which should be best; ``higher``; ``unit`` "points" or
+    "blocks" sets the noise floor), or a precomputed ``holds`` (True / False / None) with ``kit`` (text)."""
+    lines, rows = [], []
+    for c in claims:
+        if "groups" in c:
+            floor = noise_points(n_test) if c.get("unit", "points") == "points" else 1.0
+            holds, kit = best_claim(c["groups"], c["target"], floor, higher=c.get("higher", True))
+        else:
+            holds, kit = c["holds"], c["kit"]
+        line = verdict(holds, c["claim"], kit)
+        lines.append(line)
+        rows.append({"quantity": c["claim"], "paper": c["paper"], "kit": kit, "verdict": line.split(":")[0]})
+    record_paper_vs_kit(figures_dir, name, rows)
+    return " ".join(lines + [noise_note(n_test, seeds)])
