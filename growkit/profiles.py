@@ -48,9 +48,9 @@ PROFILES: dict[str, dict[str, dict]] = {
         "paper": dict(datasets=["cifar10", "cifar100"], seeds=[0], **_CIFAR),
     },
     "autogrow_06_seed_depth": {
-        "smoke": dict(seeds=[["Basic3ResNet", [1, 1, 1]]], K=1, **_TINY),
+        "smoke": dict(seed_nets=[["Basic3ResNet", [1, 1, 1]], ["Basic3ResNet", [2, 2, 2]]], seeds=[0], K=1, **_TINY),
         "cpu": {},
-        "paper": dict(dataset="cifar10", width_scale={}, **_CIFAR),
+        "paper": dict(dataset="cifar10", width_scale={}, seeds=[0], **_CIFAR),
     },
     "autogrow_07_fraction": {
         "smoke": dict(fractions=[1.0, 0.5], K=1, **_TINY),

@@ -181,17 +181,29 @@ def write_paper_vs_kit(figures_dir, order=None) -> Path | None:
     return out
 
 
+def same_claim(a, b, floor: float, rel: float = 0.0, names=("a", "b")) -> tuple[bool, str]:
+    """Do two seeded sets agree ("about the same")? Within noise (see :func:`within_noise`), or within ``rel``
+    of the first's mean (the paper's own 'same depth' pairs differ by up to 10 %)."""
+    sa, sb = spread(a), spread(b)
+    holds = within_noise(a, b, floor) or abs(sa["mean"] - sb["mean"]) <= rel * abs(sa["mean"])
+    return holds, f"{names[0]} {pm(a)} vs {names[1]} {pm(b)}"
+
+
 def judge(figures_dir, name: str, claims: list[dict], *, n_test: int, seeds) -> str:
     """Compute each claim's verdict, record it for paper_vs_kit.md, and return the caption note.
 
     A claim: ``claim`` (the paper's statement), ``paper`` (its value, as text), and either ``groups``
     (name -> seeded values) with ``target`` (which should be best; ``higher``; ``unit`` "points" or
-    "blocks" sets the noise floor), or a precomputed ``holds`` (True / False / None) with ``kit`` (text)."""
+    "blocks" sets the noise floor), or ``same`` (two seeded sets that should agree; ``rel``: the relative
+    tolerance), or a precomputed ``holds`` (True / False / None) with ``kit`` (text)."""
     lines, rows = [], []
     for c in claims:
+        floor = noise_points(n_test) if c.get("unit", "points") == "points" else 1.0
         if "groups" in c:
-            floor = noise_points(n_test) if c.get("unit", "points") == "points" else 1.0
             holds, kit = best_claim(c["groups"], c["target"], floor, higher=c.get("higher", True))
+        elif "same" in c:
+            (na, a), (nb, b) = c["same"].items()
+            holds, kit = same_claim(a, b, floor, c.get("rel", 0.0), (na, nb))
         else:
             holds, kit = c["holds"], c["kit"]
         line = verdict(holds, c["claim"], kit)
