@@ -38,9 +38,9 @@ PROFILES: dict[str, dict[str, dict]] = {
                       table9_K={"Plain4Net": 30, "Plain3Net": 50}, table9_dataset="cifar10", **_CIFAR),
     },
     "autogrow_04_interval": {
-        "smoke": dict(Ks=[1], **_TINY),
+        "smoke": dict(Ks=[1, 2], seeds=[0], **_TINY),
         "cpu": {},
-        "paper": dict(Ks=[50, 20, 10, 5, 3, 1], datasets=["cifar10", "cifar100"], **_CIFAR),
+        "paper": dict(Ks=[50, 20, 10, 5, 3, 1], datasets=["cifar10", "cifar100"], seeds=[0], **_CIFAR),
     },
     "autogrow_05_initializers": {
         "smoke": dict(inits=["adam", "gau"], seeds=[0], K=1, **_TINY),

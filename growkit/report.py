@@ -189,18 +189,39 @@ def same_claim(a, b, floor: float, rel: float = 0.0, names=("a", "b")) -> tuple[
     return holds, f"{names[0]} {pm(a)} vs {names[1]} {pm(b)}"
 
 
+def monotone_claim(groups: dict, floor: float, *, decreasing: bool = True) -> tuple[bool | None, str]:
+    """Do the seeded values fall (``decreasing``) or rise along the order of ``groups``? False if any step goes
+    the other way beyond noise, True if none does and at least one step goes the right way beyond noise,
+    None if every step is within noise."""
+    keys = list(groups)
+    means = {k: spread(groups[k])["mean"] for k in keys}
+    right = wrong = 0
+    for a, b in zip(keys, keys[1:]):
+        if within_noise(groups[a], groups[b], floor):
+            continue
+        if (means[b] < means[a]) == decreasing:
+            right += 1
+        else:
+            wrong += 1
+    holds = False if wrong else (True if right else None)
+    return holds, "; ".join(f"{k}: {pm(groups[k])}" for k in keys)
+
+
 def judge(figures_dir, name: str, claims: list[dict], *, n_test: int, seeds) -> str:
     """Compute each claim's verdict, record it for paper_vs_kit.md, and return the caption note.
 
     A claim: ``claim`` (the paper's statement), ``paper`` (its value, as text), and either ``groups``
     (name -> seeded values) with ``target`` (which should be best; ``higher``; ``unit`` "points" or
     "blocks" sets the noise floor), or ``same`` (two seeded sets that should agree; ``rel``: the relative
-    tolerance), or a precomputed ``holds`` (True / False / None) with ``kit`` (text)."""
+    tolerance), or ``order`` (seeded sets that should fall along the dict's order, or rise with
+    ``decreasing=False``), or a precomputed ``holds`` (True / False / None) with ``kit`` (text)."""
     lines, rows = [], []
     for c in claims:
         floor = noise_points(n_test) if c.get("unit", "points") == "points" else 1.0
         if "groups" in c:
             holds, kit = best_claim(c["groups"], c["target"], floor, higher=c.get("higher", True))
+        elif "order" in c:
+            holds, kit = monotone_claim(c["order"], floor, decreasing=c.get("decreasing", True))
         elif "same" in c:
             (na, a), (nb, b) = c["same"].items()
             holds, kit = same_claim(a, b, floor, c.get("rel", 0.0), (na, nb))

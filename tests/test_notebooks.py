@@ -55,7 +55,7 @@ EXPECTED = {
     "autogrow_01_morphism": {"autogrow_table2_morphism.csv": 1, "autogrow_fig2_trajectories_morphism_vs_scratch.png": None},
     "autogrow_02_c_autogrow": {"autogrow_table3_c_autogrow.csv": 1},
     "autogrow_03_adaptability": {"autogrow_table4_adaptability.csv": 1, "autogrow_table9_plain_nets.csv": 3},
-    "autogrow_04_interval": {"autogrow_table5_interval_K.csv": 1},
+    "autogrow_04_interval": {"autogrow_table5_interval_K.csv": 2},
     "autogrow_05_initializers": {"autogrow_table6_initializers.csv": 1},
     "autogrow_06_seed_depth": {"autogrow_table7_seed_depth.csv": 2},
     "autogrow_07_fraction": {"autogrow_table8_dataset_fraction.csv": 2},
