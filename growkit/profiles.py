@@ -53,10 +53,10 @@ PROFILES: dict[str, dict[str, dict]] = {
         "paper": dict(dataset="cifar10", width_scale={}, seeds=[0], **_CIFAR),
     },
     "autogrow_07_fraction": {
-        "smoke": dict(fractions=[1.0, 0.5], K=1, **_TINY),
+        "smoke": dict(fractions=[1.0, 0.5], seeds=[0], K=1, **_TINY),
         "cpu": {},
         "paper": dict(combos=[["Basic3ResNet", "cifar10"], ["Basic4ResNet", "cifar100"], ["Plain3Net", "mnist"],
-                              ["Plain4Net", "svhn"]], width_scale={}, **_CIFAR),
+                              ["Plain4Net", "svhn"]], width_scale={}, seeds=[0], **_CIFAR),
     },
     "autogrow_08_manual_search": {
         "smoke": dict(nets=["Basic3ResNet"], depths=[1], epochs=1, K_small=1, K_large=2, J=4, max_grow_epochs=3),
