@@ -32,10 +32,11 @@ PROFILES: dict[str, dict[str, dict]] = {
         "paper": dict(datasets=["cifar10", "cifar100"], device="cuda", K=100, finetune=200, max_grow_epochs=5000),
     },
     "autogrow_03_adaptability": {
-        "smoke": dict(nets=["Basic3ResNet"], K=1, table9_K={"Plain3Net": 1}, **_TINY),
+        "smoke": dict(nets=["Basic3ResNet"], K=1, table9_K={"Plain3Net": 1}, seeds=[0], converged_epochs=2, **_TINY),
         "cpu": {},
         "paper": dict(datasets=["cifar10", "cifar100", "svhn", "fashionmnist", "mnist"], width_scale={},
-                      table9_K={"Plain4Net": 30, "Plain3Net": 50}, table9_dataset="cifar10", **_CIFAR),
+                      table9_K={"Plain4Net": 30, "Plain3Net": 50}, table9_dataset="cifar10", seeds=[0],
+                      converged_epochs=200, **_CIFAR),
     },
     "autogrow_04_interval": {
         "smoke": dict(Ks=[1, 2], seeds=[0], **_TINY),
