@@ -182,7 +182,7 @@ def autogrow_seeds(runs_dir, name: str, seeds, *, train: dict, autogrow: dict, *
             for s in seeds]
 
 
-def baselines(runs_dir, name: str, res: dict, *, train: dict, converged_epochs: int) -> dict:
+def baselines(runs_dir, name: str | None, res: dict, *, train: dict, converged_epochs: int) -> dict:
     """The found net of ``res`` trained from scratch, twice, with the run's seed (``train``: the data and any
     other settings of the run):
 
@@ -190,18 +190,25 @@ def baselines(runs_dir, name: str, res: dict, *, train: dict, converged_epochs: 
     * ``converged``: ``converged_epochs`` epochs, staircase, a budget long enough for the curve to flatten
       (``plateau`` says how much the validation accuracy still moved over its last quarter).
 
-    Both keep their training curves (``metrics.jsonl`` in their run directories)."""
+    Both keep their training curves (``metrics.jsonl`` in their run directories). The directories are named
+    after what they train (net, epochs, seed and a digest of the settings), so runs that found the same net
+    share one baseline; ``name`` is unused (kept for callers that name their runs)."""
+    import hashlib
+    import json
     spec = res["spec"]
     base = {**train, "seed": res["config"]["train"]["seed"], "model": spec["name"], "depths": list(spec["depths"]),
             "schedule": "staircase", "snapshot_every": 0}
     if spec.get("widths"):
         base["widths"] = list(spec["widths"])
+    digest = hashlib.sha256(json.dumps(base, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    arch = f"{spec['name']}-{'-'.join(map(str, spec['depths']))}"
     out = {}
     for kind, epochs in (("matched", res["epochs"]), ("converged", converged_epochs)):
-        r = _run_train(runs_dir, f"{name}-scratch-{kind}", **{**base, "epochs": epochs})
-        rows = metrics(runs_dir, f"{name}-scratch-{kind}")
+        run = f"scratch-{arch}-e{epochs}-s{base['seed']}-{digest}"
+        r = _run_train(runs_dir, run, **{**base, "epochs": epochs})
+        rows = metrics(runs_dir, run)
         tail = [row["val_acc"] for row in rows[-max(1, len(rows) // 4):]]
-        out[kind] = {**r, "plateau": max(tail) - min(tail)}
+        out[kind] = {**r, "plateau": max(tail) - min(tail), "run": run}
     return out
 
 

@@ -27,9 +27,11 @@ PROFILES: dict[str, dict[str, dict]] = {
                       snapshot_every=4, surface_grid=31, surface_images=5000),
     },
     "autogrow_02_c_autogrow": {
-        "smoke": dict(schedules=["staircase"], inits=["zero"], K=1, finetune=1, max_grow_epochs=3),
+        "smoke": dict(schedules=["staircase", "constant"], inits=["zero", "gau"], seeds=[0], K=1, finetune=1,
+                      converged_epochs=2, max_grow_epochs=3),
         "cpu": {},
-        "paper": dict(datasets=["cifar10", "cifar100"], device="cuda", K=100, finetune=200, max_grow_epochs=5000),
+        "paper": dict(datasets=["cifar10", "cifar100"], device="cuda", K=100, finetune=200, seeds=[0],
+                      converged_epochs=200, max_grow_epochs=5000),
     },
     "autogrow_03_adaptability": {
         "smoke": dict(nets=["Basic3ResNet"], K=1, table9_K={"Plain3Net": 1}, seeds=[0], converged_epochs=2, **_TINY),
