@@ -2,8 +2,11 @@
 
 A checkpoint holds everything a run needs to continue exactly where it
 stopped: the resolved config and the model spec (as JSON strings), the
-weights, the optimizer state by parameter name, the grower's state (JSON), the
-loop state (epoch, phase, records so far) and the RNG states.
+weights, the optimizer (kind, parameter groups with their hyper-parameters and
+parameter names, state by parameter name), the grower's state and method
+``extras`` (JSON, with every tensor in them moved to a tensor table and put back
+on load), the loop state (epoch, phase, records so far) and the RNG states.
+Format-1 checkpoints (SGD state, JSON-only grower) still load.
 
 It is written to a temporary file in the same directory, flushed to disk and
 renamed over the old one, so a crash or kill at any moment leaves the previous
@@ -20,21 +23,66 @@ import torch
 
 from .errors import GrowkitError
 
-FORMAT = 1
+FORMAT = 2
+_TENSOR = "__tensor__"
 
 
-def save(path: str | Path, *, config: dict, model: torch.nn.Module, optimizer_state: dict[str, dict],
-         loop: dict, grower: dict | None = None) -> None:
+def split_tensors(obj, prefix: str = "") -> tuple[object, dict[str, torch.Tensor]]:
+    """``obj`` with every tensor (anywhere in nested dicts / lists / tuples) replaced by a reference
+    ``{"__tensor__": key}``, and the table ``key -> tensor``. The first part is JSON-ready."""
+    table: dict[str, torch.Tensor] = {}
+
+    def walk(o, path):
+        if torch.is_tensor(o):
+            table[path] = o.detach().cpu()
+            return {_TENSOR: path}
+        if isinstance(o, dict):
+            if _TENSOR in o:
+                raise GrowkitError(f"state key {_TENSOR!r} is reserved (at {path or 'the top'})")
+            return {k: walk(v, f"{path}/{k}") for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [walk(v, f"{path}/{i}") for i, v in enumerate(o)]
+        return o
+
+    return walk(obj, prefix), table
+
+
+def merge_tensors(obj, table: dict[str, torch.Tensor]):
+    """The inverse of :func:`split_tensors` (tuples come back as lists, as JSON gives them)."""
+    if isinstance(obj, dict):
+        if set(obj) == {_TENSOR}:
+            return table[obj[_TENSOR]]
+        return {k: merge_tensors(v, table) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [merge_tensors(v, table) for v in obj]
+    return obj
+
+
+def _json_and_tensors(obj) -> tuple[str, dict]:
+    j, t = split_tensors(obj)
+    return json.dumps(j), t
+
+
+def save(path: str | Path, *, config: dict, model: torch.nn.Module, optimizer: dict, loop: dict,
+         grower: dict | None = None, extras: dict | None = None) -> None:
+    """``optimizer``: :func:`growkit.optim.export`'s ``{kind, groups, state}``; ``grower`` and
+    ``extras`` (method data) may hold tensors anywhere."""
     path = Path(path)
+    grower_json, grower_tensors = _json_and_tensors(grower)
+    extras_json, extras_tensors = _json_and_tensors(extras or {})
     payload = {
         "format": FORMAT,
         "config_json": json.dumps(config),
         "spec_json": json.dumps(model.spec),
         "loop_json": json.dumps(loop),
-        "grower_json": json.dumps(grower),
+        "grower_json": grower_json,
+        "grower_tensors": grower_tensors,
+        "extras_json": extras_json,
+        "extras_tensors": extras_tensors,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": {n: {k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in s.items()}
-                      for n, s in optimizer_state.items()},
+        "optimizer_json": json.dumps({"kind": optimizer["kind"], "groups": optimizer["groups"]}),
+        "optimizer_state": {n: {k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in s.items()}
+                            for n, s in optimizer["state"].items()},
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else []},
     }
@@ -53,6 +101,9 @@ def save(path: str | Path, *, config: dict, model: torch.nn.Module, optimizer_st
 
 
 def load(path: str | Path) -> dict:
+    """The checkpoint as ``{format, config, spec, loop, grower, extras, model, optimizer, rng}``;
+    ``optimizer`` is ``{kind, groups, state}``. Format 1 (SGD state by name, grower as JSON) reads as
+    kind ``sgd`` with ``groups`` None (rebuilt from the run's config) and no extras."""
     path = Path(path)
     if not path.exists():
         raise GrowkitError(f"no checkpoint at {path}")
@@ -60,11 +111,20 @@ def load(path: str | Path) -> dict:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file
         raise GrowkitError(f"cannot read checkpoint {path}: {e.__class__.__name__}: {e}") from None
-    if raw.get("format") != FORMAT:
-        raise GrowkitError(f"{path} is not a growkit checkpoint of format {FORMAT}")
-    return {"config": json.loads(raw["config_json"]), "spec": json.loads(raw["spec_json"]),
-            "loop": json.loads(raw["loop_json"]), "grower": json.loads(raw["grower_json"]),
-            "model": raw["model"], "optimizer": raw["optimizer"], "rng": raw["rng"]}
+    fmt = raw.get("format") if isinstance(raw, dict) else None
+    if fmt not in (1, 2):
+        raise GrowkitError(f"{path} is not a growkit checkpoint (format 1 or 2)")
+    out = {"format": fmt, "config": json.loads(raw["config_json"]), "spec": json.loads(raw["spec_json"]),
+           "loop": json.loads(raw["loop_json"]), "model": raw["model"], "rng": raw["rng"]}
+    if fmt == 1:
+        out.update(grower=json.loads(raw["grower_json"]), extras={},
+                   optimizer={"kind": "sgd", "groups": None, "state": raw["optimizer"]})
+        return out
+    opt = json.loads(raw["optimizer_json"])
+    out.update(grower=merge_tensors(json.loads(raw["grower_json"]), raw["grower_tensors"]),
+               extras=merge_tensors(json.loads(raw["extras_json"]), raw["extras_tensors"]),
+               optimizer={"kind": opt["kind"], "groups": opt["groups"], "state": raw["optimizer_state"]})
+    return out
 
 
 def restore_rng(rng: dict) -> None:

@@ -45,6 +45,9 @@ class TrainConfig:
     split_seed: int = 0  # fixes the train/val(/test for digits) split independently of `seed`
     augment: bool = True
     # optimisation (defaults: the AutoGrow baselines' SGD)
+    optimizer: str = "sgd"  # a registered kind (growkit.optim.kinds()): sgd | adam | ...
+    optimizer_kw: dict = field(default_factory=dict)  # kind-specific options, e.g. {"betas": [0.9, 0.99]}
+    decay_bn_bias: bool = True  # False: no weight decay on BatchNorm parameters and biases
     epochs: int = 20
     batch_size: int = 128
     lr: float | None = None  # None: the papers' default, 0.1 (0.01 for plain nets); see resolved()
@@ -78,6 +81,9 @@ class TrainConfig:
                f"val_fraction must be in [0, 1), got {self.val_fraction}")
         _check(self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16")
         _check(self.snapshot_every >= 0, f"snapshot_every must be >= 0, got {self.snapshot_every}")
+        _check(isinstance(self.optimizer_kw, dict), f"optimizer_kw must be a dict, got {self.optimizer_kw!r}")
+        from . import optim
+        optim.validate(self)
         return self
 
     def resolved(self) -> "TrainConfig":
@@ -86,7 +92,7 @@ class TrainConfig:
         CIFAR code, which the other small datasets share)."""
         out = self
         if out.lr is None:
-            plain = out.model.split("-")[0] in ("Plain3Net", "Plain4Net")
+            plain = out.model.split("-")[0].lower() in ("plain3net", "plain4net")
             out = dataclasses.replace(out, lr=0.01 if plain else 0.1)
         if out.weight_decay is None:
             out = dataclasses.replace(out, weight_decay=1e-4 if out.dataset == "imagenet" else 5e-4)

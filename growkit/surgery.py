@@ -1,11 +1,13 @@
 """Pure structural edits, shared by every grower.
 
 Plan, then act: an edit is a small dataclass (:class:`AppendBlock`,
-:class:`Widen`, :class:`SplitChannel`, :class:`PruneChannel`) that can be
+:class:`Widen`, :class:`SplitChannel(s)`, :class:`PruneChannel(s)`) that can be
 printed (``plan.describe(model)``) before ``plan.apply(model)`` changes the
 model in place. ``apply`` returns an :class:`Edit` saying which parameters are
 new and how every reshaped parameter's entries moved, so the trainer can carry
 optimizer state (old entries keep their momentum, new entries start at zero).
+A growth step may apply many edits that touch the same parameter; their index
+maps chain (:func:`compose_remaps`), they never overwrite each other.
 
 Surgery decides *how* the structure changes and gives new weights neutral
 defaults; *what* the new weights should be is the grower's initializer.
@@ -60,6 +62,38 @@ def remap_tensor(old: torch.Tensor, index: tuple[torch.Tensor, ...], fill: float
     return out
 
 
+def chain_index(first: tuple[torch.Tensor, ...], then: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The index map of ``first`` followed by ``then``: for every final position, its position before
+    ``first`` (-1 where either edit made the entry new)."""
+    if len(first) != len(then):
+        raise GrowkitError(f"cannot chain index maps of {len(first)} and {len(then)} dims")
+    out = []
+    for a, b in zip(first, then):
+        a, b = a.cpu(), b.cpu()
+        out.append(torch.where(b >= 0, a[b.clamp(min=0)], torch.tensor(-1)))
+    return tuple(out)
+
+
+def compose_remaps(edits) -> Edit:
+    """One :class:`Edit` whose ``remap``/``new`` take the parameters before the first edit to after the
+    last: maps chain (a parameter reshaped twice gets ``first[second]``), and a parameter created by an
+    earlier edit stays new whatever later edits do to it. Works on composed edits too (growth steps)."""
+    remaps: dict[str, tuple[torch.Tensor, ...]] = {}
+    new: list[str] = []
+    for e in edits:
+        for name in e.new:
+            remaps.pop(name, None)
+            if name not in new:
+                new.append(name)
+        for name, idx in e.remap.items():
+            if name in new:
+                continue
+            remaps[name] = chain_index(remaps[name], idx) if name in remaps else tuple(i.cpu() for i in idx)
+    before = edits[0].before if edits else ""
+    after = edits[-1].after if edits else ""
+    return Edit("composed", ",".join(e.where for e in edits), before, after, new=new, remap=remaps)
+
+
 # ----------------------------------------------------------------------------- depth
 
 @dataclass
@@ -92,14 +126,6 @@ def _group(model, name: str) -> ChannelGroup:
     if name not in groups:
         raise GrowkitError(f"{model.arch} has no channel group {name!r}; groups: {', '.join(groups)}")
     return groups[name]
-
-
-def _checked_channel(model, group: str, channel: int) -> tuple[ChannelGroup, int]:
-    g = _group(model, group)
-    c = group_width(model, g)
-    if not 0 <= channel < c:
-        raise GrowkitError(f"channel {channel} out of range for {group} ({c} channels)")
-    return g, c
 
 
 def group_width(model, group: str | ChannelGroup) -> int:
@@ -213,13 +239,81 @@ class Widen:
         return edit
 
 
+def _checked_channels(model, group: str, channels, what: str) -> tuple[ChannelGroup, int, list[int]]:
+    g = _group(model, group)
+    c = group_width(model, g)
+    chans = [int(k) for k in channels]
+    if not chans:
+        raise GrowkitError(f"{what} needs at least one channel of {group}")
+    if len(set(chans)) != len(chans):
+        dup = sorted({k for k in chans if chans.count(k) > 1})
+        raise GrowkitError(f"{what}: channels {dup} of {group} given more than once")
+    bad = [k for k in chans if not 0 <= k < c]
+    if bad:
+        raise GrowkitError(f"channel {bad[0]} out of range for {group} ({c} channels)")
+    return g, c, chans
+
+
+def _split(model, group: str, channels, thetas, kind: str, where: str) -> Edit:
+    g, c, ks = _checked_channels(model, group, channels, "split")
+    n = len(ks)
+    thetas = thetas or {}
+    unknown = set(thetas) - set(g.producers)
+    if unknown:
+        raise GrowkitError(f"theta given for {sorted(unknown)}, not producers of {group}")
+    for name, th in thetas.items():
+        want = (n, *model.get_submodule(name).weight.shape[1:])
+        if tuple(th.shape) != want:
+            raise GrowkitError(f"theta for {name} must have shape {want}, got {tuple(th.shape)}")
+    edit = Edit(kind, where, model.arch, "")
+    # The copies are new entries (-1): their optimizer state starts at the fill value, like any new channel.
+    _Reindexer(model, g, torch.cat([torch.arange(c), torch.full((n,), -1)]), edit).run()
+    src, dst = torch.tensor(ks), torch.arange(c, c + n)
+    with torch.no_grad():
+        for name in g.producers:
+            m = model.get_submodule(name)
+            th = thetas.get(name)
+            th = torch.zeros_like(m.weight[src]) if th is None else th.to(m.weight)
+            w_in = m.weight[src].clone()
+            m.weight[src] = w_in + th
+            m.weight[dst] = w_in - th
+            if m.bias is not None:
+                m.bias[dst] = m.bias[src]
+        for name in g.channelwise:
+            m = model.get_submodule(name)
+            for t in (m.weight, m.bias, getattr(m, "running_mean", None), getattr(m, "running_var", None)):
+                if t is not None:
+                    t[dst] = t[src]
+        for name, per in g.consumers:
+            w = model.get_submodule(name).weight
+            cols = (src[:, None] * per + torch.arange(per)).reshape(-1)
+            new_cols = (dst[:, None] * per + torch.arange(per)).reshape(-1)
+            half = w[:, cols] / 2
+            w[:, cols] = half
+            w[:, new_cols] = half
+    edit.after = model.arch
+    return edit
+
+
+def _prune(model, group: str, channels, kind: str, where: str) -> Edit:
+    g, c, ks = _checked_channels(model, group, channels, "prune")
+    if len(ks) >= c:
+        raise GrowkitError(f"cannot prune every channel of {group} ({c} channels)")
+    edit = Edit(kind, where, model.arch, "")
+    gone = set(ks)
+    _Reindexer(model, g, torch.tensor([i for i in range(c) if i not in gone]), edit).run()
+    edit.after = model.arch
+    return edit
+
+
 @dataclass
 class SplitChannel:
     """Split channel ``channel`` of a group into two (the Gauss-Newton paper's channel-splitting
     morphism): incoming weights ``w_in + theta`` and ``w_in - theta``, outgoing weights
     ``w_out / 2`` each. With ``theta = 0`` the function is unchanged. ``theta`` maps each
     producer to a tensor shaped like one of its filters; missing producers get zero. The
-    channelwise modules (BN, depthwise kernel) are copied: both halves share sigma and beta."""
+    channelwise modules (BN, depthwise kernel) are copied: both halves share sigma and beta.
+    The copy is appended as the group's last channel."""
     group: str
     channel: int
     theta: dict[str, torch.Tensor] | None = None
@@ -229,35 +323,26 @@ class SplitChannel:
         return f"split channel {self.channel} of {self.group}: {w} -> {w + 1} channels"
 
     def apply(self, model) -> Edit:
-        g, c = _checked_channel(model, self.group, self.channel)
-        k = self.channel
-        unknown = set(self.theta or {}) - set(g.producers)
-        if unknown:
-            raise GrowkitError(f"theta given for {sorted(unknown)}, not producers of {self.group}")
-        edit = Edit("split_channel", f"{self.group}[{k}]", model.arch, "")
-        _Reindexer(model, g, torch.cat([torch.arange(c), torch.tensor([-1])]), edit).run()
-        with torch.no_grad():
-            for name in g.producers:
-                m = model.get_submodule(name)
-                th = (self.theta or {}).get(name)
-                th = torch.zeros_like(m.weight[k]) if th is None else th.to(m.weight)
-                w_in = m.weight[k].clone()
-                m.weight[k] = w_in + th
-                m.weight[c] = w_in - th
-                if m.bias is not None:
-                    m.bias[c] = m.bias[k]
-            for name in g.channelwise:
-                m = model.get_submodule(name)
-                for t in (m.weight, m.bias, getattr(m, "running_mean", None), getattr(m, "running_var", None)):
-                    if t is not None:
-                        t[c] = t[k]
-            for name, per in g.consumers:
-                w = model.get_submodule(name).weight
-                half = w[:, k * per:(k + 1) * per] / 2
-                w[:, k * per:(k + 1) * per] = half
-                w[:, c * per:(c + 1) * per] = half
-        edit.after = model.arch
-        return edit
+        thetas = {k: v[None] for k, v in (self.theta or {}).items()}
+        return _split(model, self.group, [self.channel], thetas, "split_channel", f"{self.group}[{self.channel}]")
+
+
+@dataclass
+class SplitChannels:
+    """Split many channels of one group at once (no index shifting between them): the copy of
+    ``channels[i]`` becomes channel ``width + i``. ``thetas`` maps a producer to a tensor of shape
+    ``(len(channels), *filter_shape)``; row ``i`` is channel ``channels[i]``'s theta."""
+    group: str
+    channels: list[int]
+    thetas: dict[str, torch.Tensor] | None = None
+
+    def describe(self, model) -> str:
+        w = group_width(model, self.group)
+        return f"split channels {list(self.channels)} of {self.group}: {w} -> {w + len(self.channels)} channels"
+
+    def apply(self, model) -> Edit:
+        return _split(model, self.group, self.channels, self.thetas, "split_channels",
+                      f"{self.group}{list(self.channels)}")
 
 
 @dataclass
@@ -271,12 +356,20 @@ class PruneChannel:
         return f"prune channel {self.channel} of {self.group}: {w} -> {w - 1} channels"
 
     def apply(self, model) -> Edit:
-        g, c = _checked_channel(model, self.group, self.channel)
-        if c == 1:
+        if group_width(model, self.group) == 1 and self.channel == 0:
             raise GrowkitError(f"cannot prune the last channel of {self.group}")
-        edit = Edit("prune_channel", f"{self.group}[{self.channel}]", model.arch, "")
-        keep = torch.tensor([i for i in range(c) if i != self.channel])
-        _Reindexer(model, g, keep, edit).run()
-        edit.after = model.arch
-        return edit
+        return _prune(model, self.group, [self.channel], "prune_channel", f"{self.group}[{self.channel}]")
 
+
+@dataclass
+class PruneChannels:
+    """Remove many channels of one group at once; the others keep their order."""
+    group: str
+    channels: list[int]
+
+    def describe(self, model) -> str:
+        w = group_width(model, self.group)
+        return f"prune channels {list(self.channels)} of {self.group}: {w} -> {w - len(self.channels)} channels"
+
+    def apply(self, model) -> Edit:
+        return _prune(model, self.group, self.channels, "prune_channels", f"{self.group}{list(self.channels)}")

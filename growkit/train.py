@@ -156,15 +156,14 @@ class Trainer:
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
     def _optimizer(self, lr):
-        c = self.cfg
-        return optim.sgd(self.model, lr, c.momentum, c.nesterov, c.weight_decay)
+        return optim.build(self.model, self.cfg, lr)
 
     def restore(self, state: dict) -> None:
         """Continue from a loaded checkpoint (see :func:`growkit.checkpoint.load`)."""
         self.model = self._place(from_spec(state["spec"]))
         self.model.load_state_dict(state["model"])
-        self.opt = self._optimizer(self.phases[min(state["loop"]["phase"], len(self.phases) - 1)].lr)
-        optim.load_state_by_name(self.model, self.opt, state["optimizer"])
+        lr = self.phases[min(state["loop"]["phase"], len(self.phases) - 1)].lr
+        self.opt = optim.restore(self.model, self.cfg, state["optimizer"], lr)
         if self.grower is not None and state["grower"] is not None:
             self.grower.load_state_dict(state["grower"])
         self.loop = LoopState(**state["loop"])
@@ -202,7 +201,7 @@ class Trainer:
                 if lr_fn is not None:
                     lr = lr_fn(step / n_steps)
                     for g in opt.param_groups:
-                        g["lr"] = lr
+                        g["lr"] = lr * g.get("lr_scale", 1.0)
                 with self._autocast():
                     out = model(x)
                     loss = F.cross_entropy(out, y)
@@ -247,6 +246,9 @@ class Trainer:
         old_shapes = {n: p.shape for n, p in self.model.named_parameters()}
         before = self.model.arch
         edits = [plan.apply(self.model) for plan in decision.plans]
+        if self.out is not None and self.cfg.snapshot_every:  # where old entries went, for trajectory plots
+            from .viz.trajectory import record_growth
+            record_growth(self.out, self.loop.epoch, edits)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.stats = model_stats(self.model)
@@ -265,7 +267,7 @@ class Trainer:
         if self.out is None:
             return
         ckpt.save(self.out / "checkpoint.pt", config=self.run_config, model=self.model,
-                  optimizer_state=optim.state_by_name(self.model, self.opt), loop=dataclasses.asdict(self.loop),
+                  optimizer=optim.export(self.model, self.opt), loop=dataclasses.asdict(self.loop),
                   grower=self.grower.state_dict() if self.grower is not None else None)
 
     def _skip_empty_phases(self) -> None:

@@ -39,3 +39,27 @@ def test_cuda_batched_surface_equals_cpu():
     to = lambda d: {k: v.cuda() for k, v in d.items()}  # noqa: E731
     gpu = L.surface(mc, to(d1), to(d2), xs, xs, x.cuda(), y.cuda(), center=to(w), points_per_batch=8)
     assert np.abs(gpu["loss"] - cpu["loss"]).max() < 1e-6
+
+
+def test_cuda_adam_state_carried_across_width_edits_stays_on_the_device():
+    from growkit import models as M
+    from growkit import optim, surgery as S
+    torch.manual_seed(0)
+    m = M.create("VGG16", widths=4, in_channels=1, image_size=8).cuda()
+    opt = optim.build(m, TrainConfig(optimizer="adam"), 1e-3)
+    x = torch.randn(4, 1, 8, 8, device="cuda")
+    m(x).sum().backward()
+    opt.step()
+    old = {n: {k: v.clone() for k, v in s.items()} for n, s in optim.state_by_name(m, opt).items()}
+    shapes = {n: p.shape for n, p in m.named_parameters()}
+    edits = [S.Widen("layers.2", 2).apply(m), S.SplitChannels("layers.2", [0, 5]).apply(m),
+             S.PruneChannel("layers.3", 1).apply(m)]
+    m.cuda()
+    new = optim.carry(m, opt, edits, old, shapes)
+    s = optim.state_by_name(m, new)["layers.2.conv.weight"]
+    assert s["exp_avg"].is_cuda and s["exp_avg"].shape[0] == 8
+    assert torch.equal(s["exp_avg"][:4], old["layers.2.conv.weight"]["exp_avg"])
+    assert torch.count_nonzero(s["exp_avg"][4:]) == 0
+    m.zero_grad()
+    m(x).sum().backward()
+    new.step()

@@ -130,3 +130,26 @@ def test_flops_counted_on_meta_leave_bn_statistics_alone():
     before = {k: v.clone() for k, v in m.state_dict().items()}
     M.count_flops(m, training=True)
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+def test_model_names_are_case_insensitive():
+    assert M.create("vgg16", widths=4, **dict(in_channels=1, image_size=8)).spec["name"] == "VGG16"
+    m = M.create("basic3resnet-1-2-1")
+    assert m.arch == "Basic3ResNet-1-2-1"
+    assert M.from_spec({**m.spec, "name": "BASIC3RESNET"}).spec == m.spec
+    assert M.canonical_name("resnet20") == "ResNet20" and M.canonical_name("nosuchnet") == "nosuchnet"
+    with pytest.raises(GrowkitError, match="unknown model 'nosuchnet'"):
+        M.create("nosuchnet")
+
+
+def test_vgg16_with_a_512_hidden_layer_is_the_adenel_autogrow_vgg_of_14_99m():
+    # 13 convs 3x3 without bias, each followed by BN (2 per channel); fc 512->512 (+bias), fc 512->10 (+bias)
+    cfg = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+    convs = 3 * 64 * 9 + 64 * 64 * 9 + 64 * 128 * 9 + 128 * 128 * 9 + 128 * 256 * 9 + 2 * 256 * 256 * 9 \
+        + 256 * 512 * 9 + 5 * 512 * 512 * 9
+    assert convs == 14_710_464
+    bns = 2 * sum(cfg)
+    fcs = 512 * 512 + 512 + 512 * 10 + 10
+    assert convs + bns + fcs == 14_986_698
+    assert M.create("VGG16", hidden=[512], num_classes=10, image_size=32).num_params() == 14_986_698
+    assert round(14_986_698 / 1e6, 2) == 14.99

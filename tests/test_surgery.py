@@ -186,3 +186,97 @@ def test_plans_describe_before_acting():
         "append a basic block to stage 2: Basic3ResNet-1-1-1 -> Basic3ResNet-1-1-2"
     assert m.depths == [1, 1, 1]
     assert "16 -> 17" in S.SplitChannel("stem", 0).describe(m)
+
+
+def test_batched_split_matches_hand_built_weights():
+    """Channels [4, 1] of LeNet5's conv1: the copies go to 6 and 7, in that order."""
+    m = small("LeNet5")
+    W1, b1 = m.conv1.weight.detach().clone(), m.conv1.bias.detach().clone()
+    W2 = m.conv2.weight.detach().clone()
+    th = torch.randn(2, *W1.shape[1:])
+    S.SplitChannels("conv1", [4, 1], thetas={"conv1": th}).apply(m)
+    exp1 = torch.cat([W1, W1[4:5] - th[0:1], W1[1:2] - th[1:2]])
+    exp1[4] = W1[4] + th[0]
+    exp1[1] = W1[1] + th[1]
+    exp2 = torch.cat([W2, W2[:, 4:5] / 2, W2[:, 1:2] / 2], dim=1)
+    exp2[:, 4] = W2[:, 4] / 2
+    exp2[:, 1] = W2[:, 1] / 2
+    torch.testing.assert_close(m.conv1.weight, exp1, rtol=0, atol=0)
+    torch.testing.assert_close(m.conv1.bias, torch.cat([b1, b1[4:5], b1[1:2]]), rtol=0, atol=0)
+    torch.testing.assert_close(m.conv2.weight, exp2, rtol=0, atol=0)
+    assert m.conv1.out_channels == 8 and m.conv2.in_channels == 8
+
+
+def test_batched_split_copies_bn_and_splits_flatten_consumer_blocks():
+    m = small("VGG16", hidden=[5])
+    bn = m.layers[12].bn
+    g, b, rm, rv = (t.detach().clone() for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var))
+    fc = m.classifier[0].weight.detach().clone()
+    S.SplitChannels("layers.12", [5, 0, 3]).apply(m)
+    for new, old in ((bn.weight, g), (bn.bias, b), (bn.running_mean, rm), (bn.running_var, rv)):
+        torch.testing.assert_close(new, torch.cat([old, old[[5, 0, 3]]]), rtol=0, atol=0)
+    half = fc.clone()
+    half[:, [5, 0, 3]] /= 2
+    torch.testing.assert_close(m.classifier[0].weight, torch.cat([half, fc[:, [5, 0, 3]] / 2], 1), rtol=0, atol=0)
+    lenet = small("LeNet5")
+    per, W = lenet.flat, lenet.fc1.weight.detach().clone()
+    S.SplitChannels("conv2", [2, 7]).apply(lenet)
+    blk = lambda c: slice(c * per, (c + 1) * per)  # noqa: E731
+    exp = torch.cat([W, W[:, blk(2)] / 2, W[:, blk(7)] / 2], 1)
+    exp[:, blk(2)] /= 2
+    exp[:, blk(7)] /= 2
+    torch.testing.assert_close(lenet.fc1.weight, exp, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name,group", list(every_group()))
+def test_batched_split_with_zero_theta_preserves_function(name, group):
+    m = small(name)
+    w = S.group_width(m, group)
+    assert_preserved(m, S.SplitChannels(group, sorted({w - 1, 0})))
+
+
+@pytest.mark.parametrize("name,group", [("VGG16", "layers.3"), ("MobileNetV1", "blocks.4.pw"),
+                                        ("LeNet5", "conv2"), ("Basic3ResNet", "stages.1.0")])
+def test_batched_prune_equals_zeroing_those_channels_outgoing_weights(name, group):
+    m = small(name)
+    g = m.channel_groups()[group]
+    gone = [4, 1]
+    reference = copy.deepcopy(m)
+    with torch.no_grad():
+        for cons, per in g.consumers:
+            for c in gone:
+                reference.get_submodule(cons).weight[:, c * per:(c + 1) * per] = 0
+    pruned = copy.deepcopy(m)
+    edit = S.PruneChannels(group, gone).apply(pruned)
+    w = S.group_width(m, group)
+    assert S.group_width(pruned, group) == w - 2
+    assert edit.remap[f"{g.producers[0]}.weight"][0].tolist() == [c for c in range(w) if c not in gone]
+    for train in (True, False):
+        torch.testing.assert_close(outputs(pruned, train), outputs(reference, train), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("plan,msg", [
+    (S.SplitChannels("conv1", [1, 2, 1]), r"channels \[1\] of conv1 given more than once"),
+    (S.PruneChannels("conv1", [0, 0]), "given more than once"),
+    (S.SplitChannels("conv1", [6]), "channel 6 out of range for conv1 \\(6 channels\\)"),
+    (S.PruneChannels("conv1", [-1]), "out of range"),
+    (S.PruneChannels("conv1", list(range(6))), "cannot prune every channel of conv1"),
+    (S.SplitChannels("conv1", []), "at least one channel"),
+    (S.SplitChannels("conv1", [0, 1], {"conv1": torch.zeros(1, 1, 5, 5)}), r"must have shape \(2, 1, 5, 5\)"),
+    (S.SplitChannels("conv1", [0], {"conv2": torch.zeros(1, 6, 5, 5)}), "not producers of conv1"),
+])
+def test_bad_batched_plans_raise_one_line_errors_and_leave_the_model_alone(plan, msg):
+    from growkit.errors import GrowkitError
+    m = small("LeNet5")
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    with pytest.raises(GrowkitError, match=msg) as e:
+        plan.apply(m)
+    assert "\n" not in str(e.value)
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+def test_batched_plans_describe_before_acting():
+    m = small("LeNet5")
+    assert S.SplitChannels("conv1", [4, 1]).describe(m) == "split channels [4, 1] of conv1: 6 -> 8 channels"
+    assert S.PruneChannels("conv2", [0, 3, 5]).describe(m) == "prune channels [0, 3, 5] of conv2: 16 -> 13 channels"
+    assert m.conv1.out_channels == 6

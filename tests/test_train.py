@@ -188,3 +188,70 @@ def test_cpu_training_is_deterministic():
     a = Trainer(cfg).fit()
     b = Trainer(cfg).fit()
     assert a["val_acc"] == b["val_acc"] and a["train_loss"] == b["train_loss"]
+
+
+WIDTH_RUN = '''
+import json, sys
+from pathlib import Path
+from growkit import checkpoint, surgery as S
+from growkit.config import TrainConfig
+from growkit.growers.base import Decision, Grower
+from growkit.train import Phase, Trainer
+
+
+class Widths(Grower):
+    """Width edits on adjacent groups at epochs 1-3 of the growing phase, several per step."""
+    def decide(self, *a):
+        epoch = a[0] if isinstance(a[0], int) else a[0].epoch
+        plans = {1: [S.Widen("layers.1", 2), S.Widen("layers.2", 1), S.SplitChannels("layers.1", [0, 5])],
+                 2: [S.PruneChannels("layers.1", [1, 6]), S.SplitChannel("layers.2", 0), S.Widen("layers.3", 3)],
+                 3: [S.SplitChannels("layers.12", [1, 2]), S.PruneChannel("layers.12", 0)]}.get(epoch, [])
+        return Decision(plans, done=epoch >= 3)
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, s):
+        pass
+
+
+out, kind = Path(sys.argv[1]), sys.argv[2]
+lr = 0.05 if kind == "sgd" else 2e-3
+cfg = TrainConfig(model="VGG16", widths=4, model_kw={"hidden": [6]}, optimizer=kind,
+                  decay_bn_bias=kind == "sgd", batch_size=64, epochs=5, seed=7, progress=False, eval_test=False)
+t = Trainer(cfg, out, phases=[Phase("grow", lr, grows=True), Phase("finetune", lr, "staircase", epochs=2)],
+            grower=Widths())
+if (out / "checkpoint.pt").exists():
+    t.restore(checkpoint.load(out / "checkpoint.pt"))
+print(json.dumps(t.fit()["train_loss"]))
+'''
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_sigkill_mid_width_growth_then_resume_is_bit_for_bit(tmp_path, kind):
+    script = tmp_path / "width_run.py"
+    script.write_text(WIDTH_RUN)
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    for d in (full, cut):
+        d.mkdir()
+    run = lambda d: subprocess.Popen([sys.executable, script, d, kind], stdout=subprocess.PIPE,  # noqa: E731
+                                     stderr=subprocess.PIPE, text=True)
+    p = run(full)
+    out_full, err = p.communicate()
+    assert p.returncode == 0, err
+    p = run(cut)
+    _kill_after_rows(p, cut, 2)  # after the first growth step, before the second and third
+    assert p.returncode == -signal.SIGKILL
+    r = subprocess.run([sys.executable, script, cut, kind], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == out_full
+    a, b = checkpoint.load(full / "checkpoint.pt"), checkpoint.load(cut / "checkpoint.pt")
+    assert a["loop"]["epoch"] == b["loop"]["epoch"] == 5 and a["spec"] == b["spec"]
+    assert a["spec"]["widths"][:4] == [4, 6, 6, 7] and a["spec"]["widths"][12] == 5
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    oa, ob = a["optimizer"], b["optimizer"]
+    assert oa["kind"] == ob["kind"] == kind and oa["groups"] == ob["groups"]
+    assert oa["state"].keys() == ob["state"].keys()
+    for n, s in oa["state"].items():
+        assert s.keys() == ob["state"][n].keys() and all(torch.equal(v, ob["state"][n][k]) for k, v in s.items())
+    assert _comparable(_rows(cut)) == _comparable(_rows(full))

@@ -192,3 +192,61 @@ def test_off_plane_share_is_the_uncaptured_part_of_the_squared_distances():
     tr = T.pca_trajectory(snaps, ignore_1d=False, center=final)
     # squared distances: 9 + 9 + 4 + 4 + 1 + 1 = 28, of which z holds 1 + 1 = 2
     assert tr.off_plane_share == pytest.approx(2 / 28)
+
+
+def test_embed_places_entries_after_prunes_and_splits_by_hand(tmp_path):
+    """Growth at epoch 1: prune conv1 channels 1 and 3, then split channel 0; growth at epoch 2: split
+    channels [2, 0], widen conv2 by 1. Hand placement of the epoch-0 and epoch-1 snapshots."""
+    from growkit.errors import GrowkitError
+    from growkit.surgery import PruneChannels, SplitChannel, SplitChannels
+    torch.manual_seed(0)
+    m = M.create("LeNet5", in_channels=1, image_size=8)
+    T.save_snapshot(tmp_path, 0, m, dtype=torch.float64)
+    p0 = L.params_of(m)
+    e = [PruneChannels("conv1", [1, 3]).apply(m), SplitChannel("conv1", 0).apply(m)]
+    T.record_growth(tmp_path, 1, e)
+    T.save_snapshot(tmp_path, 1, m, dtype=torch.float64)
+    p1 = L.params_of(m)
+    e = [SplitChannels("conv1", [2, 0]).apply(m), Widen("conv2", 1).apply(m)]
+    T.record_growth(tmp_path, 2, e)
+    T.save_snapshot(tmp_path, 2, m, dtype=torch.float64)
+    snaps = T.load_snapshots(tmp_path)
+    final = snaps[-1].params
+    per = m.flat
+    # conv1 channels: 0..5 -> prune 1,3 -> [0,2,4,5] -> split 0 -> [0,2,4,5,new] -> split [2,0] -> + 2 new
+    e0 = T.embed(snaps[0].params, final, T.maps_to(snaps[0]))
+    assert torch.equal(e0["conv1.weight"][:4], p0["conv1.weight"][[0, 2, 4, 5]].double())
+    assert torch.count_nonzero(e0["conv1.weight"][4:]) == 0 and e0["conv1.weight"].shape[0] == 7
+    assert torch.equal(e0["conv1.bias"], torch.cat([p0["conv1.bias"][[0, 2, 4, 5]], torch.zeros(3)]).double())
+    assert torch.equal(e0["conv2.weight"][:16, :4], p0["conv2.weight"][:, [0, 2, 4, 5]].double())
+    assert torch.count_nonzero(e0["conv2.weight"][16:]) == 0 and torch.count_nonzero(e0["conv2.weight"][:, 4:]) == 0
+    assert torch.equal(e0["fc1.weight"][:, :16 * per], p0["fc1.weight"].double())  # conv2 grew at the end
+    assert torch.count_nonzero(e0["fc1.weight"][:, 16 * per:]) == 0
+    assert torch.equal(e0["fc3.weight"], p0["fc3.weight"].double())
+    # the epoch-1 snapshot only goes through the second growth: its 5 conv1 channels keep their places
+    e1 = T.embed(snaps[1].params, final, T.maps_to(snaps[1]))
+    assert torch.equal(e1["conv1.weight"][:5], p1["conv1.weight"].double())
+    assert torch.count_nonzero(e1["conv1.weight"][5:]) == 0
+    assert T.maps_to(snaps[2]) is None and torch.equal(T.embed(snaps[2].params, final)["conv1.weight"],
+                                                       final["conv1.weight"])
+    tr = T.pca_trajectory(snaps, ignore_1d=False)
+    w = torch.cat([final[n].reshape(-1) for n in final])
+    d0 = torch.cat([e0[n].reshape(-1) for n in final]) - w
+    assert tr.distance[0] == pytest.approx(d0.norm().item())
+    # a parameter the final net lacks is an error, never dropped
+    with pytest.raises(GrowkitError, match="no place in the final net: ghost"):
+        T.embed({**p0, "ghost": torch.zeros(2)}, final, T.maps_to(snaps[0]))
+    T.prune_snapshots(tmp_path, 1)
+    assert [s.epoch for s in T.load_snapshots(tmp_path)] == [0, 1] and T.load_growths(tmp_path)[-1].epoch == 1
+
+
+def test_a_run_with_snapshots_records_its_growths(tmp_path):
+    from growkit.config import AutoGrowConfig, TrainConfig
+    from growkit import runs
+    torch.set_default_dtype(torch.float32)  # a real run (the fixture restores the default afterwards)
+    cfg = TrainConfig(epochs=1, progress=False, eval_test=False, snapshot_every=2, widths=[4, 4, 8],
+                      model_kw={"stem_width": 4})
+    runs.autogrow(cfg, AutoGrowConfig(K=1, J=100, max_grow_epochs=2, finetune_epochs=1), tmp_path / "r")
+    gs = T.load_growths(tmp_path / "r")
+    assert [g.epoch for g in gs] == [1, 2] and all(g.edit.new for g in gs)
+    assert [s.epoch for s in T.load_snapshots(tmp_path / "r")] == [0, 2]

@@ -18,7 +18,7 @@ from .base import ChannelGroup, GrowableNet
 from .depth import FAMILIES, DepthNet
 from .width import VGG, VGG_CFG, LeNet5, MobileNetV1
 
-__all__ = ["ChannelGroup", "GrowableNet", "DepthNet", "create", "from_spec", "list_models",
+__all__ = ["ChannelGroup", "GrowableNet", "DepthNet", "create", "from_spec", "list_models", "canonical_name",
            "count_flops", "model_stats"]
 
 _REGISTRY: dict[str, Callable[..., GrowableNet]] = {}
@@ -84,9 +84,17 @@ def parse_depths(text: str) -> list[int]:
     return depths
 
 
+def canonical_name(name: str) -> str:
+    """The registered spelling of a model name, matched case-insensitively (``vgg16`` -> ``VGG16``);
+    unknown names are returned unchanged."""
+    base, sep, suffix = str(name).partition("-")
+    return {k.lower(): k for k in _REGISTRY}.get(base.lower(), base) + sep + suffix
+
+
 def create(name: str, **spec) -> GrowableNet:
-    """Build a registered model. Unknown names, unknown keys and bad values raise GrowkitError."""
-    base, _, suffix = str(name).partition("-")
+    """Build a registered model (names are case-insensitive). Unknown names, unknown keys and bad
+    values raise GrowkitError."""
+    base, _, suffix = canonical_name(name).partition("-")
     if suffix:
         if base not in FAMILIES:
             raise GrowkitError(f"only depth families take a -D-D-D suffix, got {name!r}")

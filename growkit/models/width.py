@@ -2,7 +2,8 @@
 
 * ``VGG16`` / ``VGG19``: the CIFAR-style VGG of the AdeNeL and Gauss-Newton
   papers (3x3 conv-BN-ReLU, 2x2 max-pools, global average pool, linear
-  classifier, optional hidden linear layers). A max-pool is skipped once the
+  classifier, optional hidden linear layers; ``hidden=[512]`` is the papers' 14.99M-parameter
+  VGG-16 on CIFAR-10). A max-pool is skipped once the
   map is 1x1, so the same net runs on 8x8 digits.
 * ``MobileNetV1``: 3x3 conv then 13 depthwise-separable blocks (CIFAR strides;
   the first conv has stride 2 on ImageNet-size inputs). The widths are those of

@@ -5,9 +5,15 @@ parameters, by name, every N epochs to ``<run>/trajectory/e00012.pt``
 (epoch 0 = the initial net). A snapshot taken before a growth has fewer (or
 narrower) parameters than the final net. To put all snapshots in one space we
 embed each into the *final* network's parameter space and **zero-pad what did
-not exist yet** (the paper's rule): a missing parameter is all zeros; a
-narrower one is placed in the leading corner (new channels are appended at
-the end by :class:`growkit.surgery.Widen`).
+not exist yet** (the paper's rule): a missing parameter is all zeros. Where
+an old entry lands is told by the growth records: at every growth the trainer
+calls :func:`record_growth`, which stores the step's composed index maps
+(``trajectory/growth_e00012.pt``); a snapshot is carried through every later
+growth's maps, so prunes and splits (which move or drop channels) place each
+surviving entry at its final position and new entries at 0. Without records
+(runs that only appended channels) a narrower parameter goes in the leading
+corner. A snapshot parameter with no place in the final net is an error, never
+dropped silently.
 
 :func:`pca_trajectory` then takes the differences ``w_i - w_final``, fits a
 2-component PCA (scikit-learn's full SVD, deterministic; data centred as
@@ -21,11 +27,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..errors import GrowkitError
+from ..surgery import Edit, compose_remaps, remap_tensor
 
 Params = dict[str, torch.Tensor]
 SNAPSHOTS = "trajectory"
@@ -43,11 +52,34 @@ def save_snapshot(run_dir: str | Path, epoch: int, model: torch.nn.Module, dtype
     return path
 
 
+def record_growth(run_dir: str | Path, epoch: int, edits) -> Path:
+    """Store the composed index maps of the growth at ``epoch`` (after that epoch's training, before
+    its snapshot), so :func:`embed` can place older snapshots in the grown net."""
+    comp = compose_remaps(edits)
+    d = Path(run_dir) / SNAPSHOTS
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"growth_e{epoch:05d}.pt"
+    payload = {"epoch": epoch, "new": list(comp.new),
+               "remap": {n: [i.to(torch.long) for i in idx] for n, idx in comp.remap.items()}}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def prune_snapshots(run_dir: str | Path, last_epoch: int) -> None:
-    """Delete snapshots newer than the checkpoint a run resumes from."""
-    for f in (Path(run_dir) / SNAPSHOTS).glob("e*.pt"):
-        if int(f.stem[1:]) > last_epoch:
+    """Delete snapshots and growth records newer than the checkpoint a run resumes from."""
+    d = Path(run_dir) / SNAPSHOTS
+    for f in [*d.glob("e*.pt"), *d.glob("growth_e*.pt")]:
+        if int(f.stem.rpartition("e")[2]) > last_epoch:
             f.unlink()
+
+
+@dataclass
+class Growth:
+    """One growth step's composed index maps (see :func:`record_growth`)."""
+    epoch: int
+    edit: Edit
 
 
 @dataclass
@@ -56,30 +88,66 @@ class Snapshot:
     arch: str
     spec: dict
     params: Params
+    growths: list[Growth] = field(default_factory=list)  # the run's growths after this snapshot, in order
+
+
+def load_growths(run_dir: str | Path) -> list[Growth]:
+    out = []
+    for f in sorted((Path(run_dir) / SNAPSHOTS).glob("growth_e*.pt")):
+        raw = torch.load(f, map_location="cpu", weights_only=True)
+        remap = {n: tuple(idx) for n, idx in raw["remap"].items()}
+        out.append(Growth(raw["epoch"], Edit("growth", f"epoch {raw['epoch']}", "", "", list(raw["new"]), remap)))
+    return out
 
 
 def load_snapshots(run_dir: str | Path) -> list[Snapshot]:
+    growths = load_growths(run_dir)
     out = []
     for f in sorted((Path(run_dir) / SNAPSHOTS).glob("e*.pt")):
         raw = torch.load(f, map_location="cpu", weights_only=True)
-        out.append(Snapshot(raw["epoch"], raw["arch"], json.loads(raw["spec_json"]), raw["params"]))
+        later = [g for g in growths if g.epoch > raw["epoch"]]
+        out.append(Snapshot(raw["epoch"], raw["arch"], json.loads(raw["spec_json"]), raw["params"], later))
     if not out:
-        from ..errors import GrowkitError
         raise GrowkitError(f"no trajectory snapshots in {run_dir} (train with snapshot_every > 0)")
     return out
 
 
-def embed(params: Params, like: Params) -> Params:
-    """``params`` in the space of ``like``: equal shapes copied, smaller ones zero-padded, missing ones zero."""
+def maps_to(snapshot: Snapshot, final_epoch: int | None = None) -> Edit | None:
+    """The composed index maps from ``snapshot`` to the net at ``final_epoch`` (None: the last growth);
+    None when the run left no growth records."""
+    gs = [g for g in snapshot.growths if final_epoch is None or g.epoch <= final_epoch]
+    return compose_remaps([g.edit for g in gs]) if gs else None
+
+
+def embed(params: Params, like: Params, maps: Edit | None = None) -> Params:
+    """``params`` in the space of ``like``. With ``maps`` (composed index maps from ``params``' net to
+    ``like``'s): a reshaped parameter's old entries go where the maps say, new entries and new
+    parameters are 0. Without: equal shapes copied, smaller ones in the leading corner, missing ones 0.
+    A parameter of ``params`` with no place in ``like`` raises :class:`GrowkitError`."""
+    lost = sorted(set(params) - set(like))
+    if lost:
+        raise GrowkitError(f"snapshot parameters with no place in the final net: {', '.join(lost[:5])}")
+    new = set(maps.new) if maps is not None else set()
+    remap = maps.remap if maps is not None else {}
     out = {}
     for name, ref in like.items():
-        z = torch.zeros_like(ref)
         p = params.get(name)
-        if p is not None:
+        if p is None or name in new:
+            out[name] = torch.zeros_like(ref)
+        elif name in remap:
+            idx = remap[name]
+            if tuple(len(i) for i in idx) != tuple(ref.shape) or p.dim() != len(idx):
+                raise GrowkitError(f"{name}: index maps {tuple(len(i) for i in idx)} do not take "
+                                   f"{tuple(p.shape)} to {tuple(ref.shape)}")
+            out[name] = remap_tensor(p.to(ref), idx)
+        elif maps is not None and p.shape != ref.shape:
+            raise GrowkitError(f"{name}: {tuple(p.shape)} became {tuple(ref.shape)} without an index map")
+        else:
             if p.dim() != ref.dim() or any(a > b for a, b in zip(p.shape, ref.shape)):
-                raise ValueError(f"{name}: {tuple(p.shape)} does not fit into {tuple(ref.shape)}")
+                raise GrowkitError(f"{name}: {tuple(p.shape)} does not fit into {tuple(ref.shape)}")
+            z = torch.zeros_like(ref)
             z[tuple(slice(0, n) for n in p.shape)] = p.to(ref)
-        out[name] = z
+            out[name] = z
     return out
 
 
@@ -130,7 +198,9 @@ def pca_trajectory(snapshots: list[Snapshot], ignore_1d: bool = True, center: Pa
     final = center if center is not None else snapshots[-1].params
     names = [n for n in final if not (ignore_1d and final[n].dim() <= 1)]
     w_final = flatten(final, names).double()
-    diffs = torch.stack([flatten(embed(s.params, final), names).double() - w_final for s in snapshots])
+    last = snapshots[-1].epoch if center is None else None
+    diffs = torch.stack([flatten(embed(s.params, final, maps_to(s, last)), names).double() - w_final
+                         for s in snapshots])
     X = diffs.numpy()
     pca = PCA(n_components=2, svd_solver="full").fit(X)  # LAPACK: the same plane on every run and machine
     comps = pca.components_ / np.linalg.norm(pca.components_, axis=1, keepdims=True)
