@@ -255,3 +255,12 @@ def surface(model: nn.Module, d1: Params, d2: Params | None, xs, ys, x: torch.Te
     shape = (len(ys), len(xs))
     return {"x": xs.numpy(), "y": ys.numpy(), "loss": loss.view(shape).numpy(), "acc": acc.view(shape).numpy(),
             "bn": bn, "n_images": len(y)}
+
+
+def basin_share(surf: dict, rise: float = 1.0) -> float:
+    """Share of a surface's grid whose loss is within ``rise`` (nats) of the loss at its centre: a width of the
+    minimum comparable between two surfaces drawn on the same grid (Figure 6's "wider minimum")."""
+    import numpy as np
+    loss = np.asarray(surf["loss"])
+    iy, ix = int(np.argmin(np.abs(surf["y"]))), int(np.argmin(np.abs(surf["x"])))
+    return float((loss <= loss[iy, ix] + rise).mean())
