@@ -239,3 +239,14 @@ def test_size(run_dir) -> int:
     """Images in a run's test split (one image = 100 / n points)."""
     d = load_data(run_dir)
     return d.size("test")
+
+
+def recovery_after_growth(rows: list[dict], growth_epochs, within: int, floor: float) -> tuple[int, int]:
+    """(growths after which the validation accuracy got back to its value just before the growth, minus
+    ``floor``, within ``within`` epochs; all growths). The paper: "the loss and accuracy rapidly recover"."""
+    acc = {r["epoch"]: r["val_acc"] for r in rows}
+    ok = 0
+    for g in growth_epochs:
+        after = [acc[e] for e in range(g + 1, g + within + 1) if e in acc]
+        ok += bool(after) and max(after) >= acc[g] - floor
+    return ok, len(list(growth_epochs))
