@@ -2,9 +2,13 @@
 
     growkit train     --model Basic3ResNet --depths 2-2-2 --dataset digits --epochs 20 --out runs/r1
     growkit autogrow  --model Basic3ResNet --dataset digits --policy periodic --K 3 --init gau --out runs/g1
+    growkit network-morphism --depths 1-1-1 --target-depths 2-2-2 --shallow-epochs 10 --out runs/m1
     growkit resume    runs/g1
     growkit figures   --profile cpu
     growkit models | datasets
+
+One subcommand per registered method (:mod:`growkit.methods`); its flags are generated
+from the config dataclasses' fields (:mod:`growkit.flags`).
 
 Bad input (unknown names, impossible values, a non-empty --out, missing data
 files) prints one line and exits with code 2; a NaN/inf loss stops the run
@@ -23,60 +27,29 @@ class _Parser(argparse.ArgumentParser):
         raise GrowkitError(f"{self.prog}: {message}")
 
 
-def _int_list(text: str):
-    """'3' -> 3, '16-32-64' -> [16, 32, 64]."""
-    try:
-        parts = [int(t) for t in text.split("-")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or N-N-..., got {text!r}") from None
-    return parts[0] if len(parts) == 1 else parts
-
-
-def _depths(text: str):
-    v = _int_list(text)
-    return [v] if isinstance(v, int) else v
-
-
-def _floats(text: str):
-    try:
-        return [float(t) for t in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _common(p: argparse.ArgumentParser, epochs_default):
-    p.add_argument("--model", default="Basic3ResNet", help="registered model name (see `growkit models`)")
-    p.add_argument("--widths", type=_int_list, help="filters per layer: N (uniform) or N-N-...")
-    p.add_argument("--dataset", default="digits", help="dataset name (see `growkit datasets`)")
-    p.add_argument("--data-root", help="folder holding the dataset files (default: $GROWKIT_DATA or ./data)")
-    p.add_argument("--download", action="store_true", help="download the dataset if missing (needs internet)")
-    p.add_argument("--fraction", type=float, default=1.0, help="share of the training split to use")
-    p.add_argument("--val-fraction", type=float, help="share of the official training set held out for validation")
-    p.add_argument("--epochs", type=int, default=epochs_default, help="training epochs")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, help="base learning rate (default 0.1, or 0.01 for plain nets)")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--nesterov", action="store_true")
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--milestones", type=_floats, default=[0.5, 0.75], help="staircase decay points, as fractions")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    p.add_argument("--no-test", action="store_true", help="do not evaluate the test split each epoch")
-    p.add_argument("--snapshot-every", type=int, default=0, help="parameter snapshots for trajectory plots")
-    p.add_argument("--no-progress", action="store_true")
+def _add_method(sub, method) -> None:
+    """One subcommand per registered method: the train flags (as the method shows them), then its own."""
+    from . import flags
+    from .config import TrainConfig
+    p = sub.add_parser(method.name, help=method.help)
+    train_fields = flags.add_flags(p, TrainConfig, "train", method.train_flags)
+    own = flags.add_flags(p, method.config, "method") if method.config is not None else []
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--overwrite", action="store_true", help="replace the growkit run already in --out")
+    p.set_defaults(func=cmd_method, method=method, train_fields=train_fields, own_fields=own)
 
 
-def _train_config(a, **extra):
+def cmd_method(a) -> int:
+    from . import flags, runs
     from .config import TrainConfig
-    return TrainConfig(model=a.model, widths=a.widths, dataset=a.dataset, data_root=a.data_root,
-                       download=a.download, fraction=a.fraction, val_fraction=a.val_fraction, epochs=a.epochs,
-                       batch_size=a.batch_size, lr=a.lr, momentum=a.momentum, nesterov=a.nesterov,
-                       weight_decay=a.weight_decay, milestones=a.milestones, seed=a.seed, device=a.device,
-                       precision=a.precision, eval_test=not a.no_test, snapshot_every=a.snapshot_every,
-                       progress=not a.no_progress, **extra)
+    m = a.method
+    cfg = TrainConfig(**flags.values(a, "train", a.train_fields))
+    options = m.config(**flags.values(a, "method", a.own_fields)) if m.config is not None else None
+    r = runs.run(m.name, cfg, options, a.out, overwrite=a.overwrite)
+    _report(r, a.out)
+    if "delta" in r:
+        print(f"from scratch: test {r['scratch_test_acc']:.2f}%, delta {r['delta']:+.2f} points")
+    return 0
 
 
 def _report(result: dict, out: str) -> None:
@@ -84,28 +57,6 @@ def _report(result: dict, out: str) -> None:
     test = f", test {test:.2f}%" if test is not None else ""
     print(f"{result.get('found', result['arch'])}: val {result['val_acc']:.2f}%{test}, "
           f"{result['params']:,} params, {result['wall_s']:.1f} s -> {out}/result.json")
-
-
-def cmd_train(a) -> int:
-    from . import runs
-    cfg = _train_config(a, depths=a.depths, schedule=a.schedule)
-    _report(runs.train(cfg, a.out, overwrite=a.overwrite), a.out)
-    return 0
-
-
-def cmd_autogrow(a) -> int:
-    from . import runs
-    from .config import AutoGrowConfig
-    ag = AutoGrowConfig(policy=a.policy, K=a.K, J=a.J, tau=a.tau, init=a.init, init_std=a.init_std,
-                        grow_schedule=a.grow_schedule, finetune_epochs=a.finetune, max_depth=a.max_depth,
-                        max_grow_epochs=a.max_grow_epochs, scale_J_by_fraction=a.scale_J,
-                        scratch=a.scratch, scratch_epochs=a.scratch_epochs)
-    cfg = _train_config(a, depths=a.seed_depths)
-    r = runs.autogrow(cfg, ag, a.out, overwrite=a.overwrite)
-    _report(r, a.out)
-    if "delta" in r:
-        print(f"from scratch: test {r['scratch_test_acc']:.2f}%, delta {r['delta']:+.2f} points")
-    return 0
 
 
 def cmd_resume(a) -> int:
@@ -137,29 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="growkit", description="Grow neural networks while they train.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    t = sub.add_parser("train", help="train a fixed architecture")
-    _common(t, 20)
-    t.add_argument("--depths", type=_depths, help="blocks per stage of a depth net, e.g. 2-2-2")
-    t.add_argument("--schedule", default="staircase", help="constant, staircase or cosine")
-    t.set_defaults(func=cmd_train)
-
-    g = sub.add_parser("autogrow", help="grow the depth of a net with AutoGrow")
-    _common(g, 20)
-    g.add_argument("--policy", default="periodic", help="periodic (p-AutoGrow) or convergent (c-AutoGrow)")
-    g.add_argument("--K", type=int, default=3, help="growth interval in epochs")
-    g.add_argument("--J", type=int, help="stopping window of periodic growth, J >> K (default 10 K)")
-    g.add_argument("--tau", type=float, default=0.05, help="minimum accuracy gain, in percent")
-    g.add_argument("--init", default="gau", help="zero, adam, uni, gau or identity")
-    g.add_argument("--init-std", type=float, default=1.0)
-    g.add_argument("--grow-schedule", default="constant", help="constant, or staircase restarting every K epochs")
-    g.add_argument("--seed-depths", type=_depths, help="seed net depths (default 1-1-1)")
-    g.add_argument("--finetune", type=int, default=20, help="fine-tuning epochs N")
-    g.add_argument("--max-depth", type=int, help="cap of blocks per sub-network")
-    g.add_argument("--max-grow-epochs", type=int, default=2000)
-    g.add_argument("--scale-J", action="store_true", help="divide J by --fraction as well as K")
-    g.add_argument("--scratch", action="store_true", help="also train the found net from scratch (Delta)")
-    g.add_argument("--scratch-epochs", type=int, help="epochs of the scratch baseline (default: --finetune)")
-    g.set_defaults(func=cmd_autogrow)
+    from . import methods
+    for name in methods.names():
+        _add_method(sub, methods.get(name))
 
     r = sub.add_parser("resume", help="continue an interrupted run")
     r.add_argument("dir")

@@ -8,12 +8,13 @@ before anything is written to disk.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import GrowkitError
+from . import flags as F
+from .flags import opt
 
 SCHEDULES = ("constant", "staircase", "cosine")
-INITIALIZERS = ("zero", "adam", "uni", "uni01", "gau", "identity")  # growkit.growers.initializers
 
 
 def _from_dict(cls, d: dict):
@@ -24,48 +25,64 @@ def _from_dict(cls, d: dict):
     return cls(**d)
 
 
+class _Record:
+    """JSON round trip of a config dataclass: what config.json and checkpoints store."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return _from_dict(cls, d)
+
+
 def _check(ok: bool, msg: str) -> None:
     if not ok:
         raise GrowkitError(msg)
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Record):
     # model: a registered name; depth nets take depths, width nets take widths
-    model: str = "Basic3ResNet"
-    depths: list[int] | None = None
-    widths: list[int] | int | None = None
-    model_kw: dict = field(default_factory=dict)  # further spec keys, e.g. {"stem_width": 8}
+    model: str = opt("Basic3ResNet", help="registered model name (see `growkit models`)")
+    depths: list[int] | None = opt(None, parse=F.depths, help="blocks per stage of a depth net, e.g. 2-2-2")
+    widths: list[int] | int | None = opt(None, parse=F.int_list, help="filters per layer: N (uniform) or N-N-...")
+    model_kw: dict = opt(default_factory=dict, cli=False)  # further spec keys, e.g. {"stem_width": 8}
     # data
-    dataset: str = "digits"
-    data_root: str | None = None  # default: $GROWKIT_DATA or ./data
-    download: bool = False
-    fraction: float = 1.0  # share of the training split used (the paper's Table 8)
-    val_fraction: float | None = None  # None: the dataset's default
-    split_seed: int = 0  # fixes the train/val(/test for digits) split independently of `seed`
-    augment: bool = True
+    dataset: str = opt("digits", help="dataset name (see `growkit datasets`)")
+    data_root: str | None = opt(None, help="folder holding the dataset files (default: $GROWKIT_DATA or ./data)")
+    download: bool = opt(False, help="download the dataset if missing (needs internet)")
+    fraction: float = opt(1.0, help="share of the training split to use")  # the paper's Table 8
+    val_fraction: float | None = opt(None, help="share of the official training set held out for validation "
+                                                "(default: the dataset's)")
+    split_seed: int = opt(0, help="seed of the train/val split, independent of --seed")
+    augment: bool = opt(True, flag="--no-augment", help="no random crops and flips")
     # optimisation (defaults: the AutoGrow baselines' SGD)
-    optimizer: str = "sgd"  # a registered kind (growkit.optim.kinds()): sgd | adam | ...
-    optimizer_kw: dict = field(default_factory=dict)  # kind-specific options, e.g. {"betas": [0.9, 0.99]}
-    decay_bn_bias: bool = True  # False: no weight decay on BatchNorm parameters and biases
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float | None = None  # None: the papers' default, 0.1 (0.01 for plain nets); see resolved()
+    optimizer: str = opt("sgd", help="optimizer kind: sgd or adam (see growkit.optim.kinds())")
+    optimizer_kw: dict = opt(default_factory=dict, parse=F.json_object,  # e.g. {"betas": [0.9, 0.99]}
+                             help='the kind\'s options as JSON, e.g. \'{"betas": [0.9, 0.99]}\'')
+    decay_bn_bias: bool = opt(True, flag="--no-decay-bn-bias", help="no weight decay on BatchNorm parameters "
+                                                                     "and biases")
+    epochs: int = opt(20, help="training epochs")
+    batch_size: int = opt(128, help="images per step")
+    lr: float | None = opt(None, help="base learning rate (default 0.1, or 0.01 for plain nets)")  # resolved()
     momentum: float = 0.9
     nesterov: bool = False
-    weight_decay: float | None = None  # None: the authors' value for the dataset, set when the config is made:
-    # 1e-4 on ImageNet (their imagenet/ code), 5e-4 elsewhere (their cifar10/ code)
-    schedule: str = "staircase"  # constant | staircase | cosine
-    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # staircase decays, as epoch fractions
-    gamma: float = 0.1
+    weight_decay: float | None = opt(None, help="weight decay (default: the authors' 1e-4 on imagenet, 5e-4 "
+                                                "elsewhere)")  # resolved in __post_init__
+    schedule: str = opt("staircase", help="constant, staircase or cosine")
+    milestones: list[float] = opt(default_factory=lambda: [0.5, 0.75], parse=F.floats,
+                                  help="staircase decay points, as fractions")
+    gamma: float = opt(0.1, help="staircase decay factor")
     # run
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU | fp32 | bf16
-    channels_last: bool | None = None  # None: on CUDA only
-    eval_test: bool = True  # report test accuracy every epoch (never used for decisions)
-    snapshot_every: int = 0  # save a parameter snapshot every N epochs for trajectory plots (0: off)
-    progress: bool = True
+    device: str = opt("auto", help="auto, cpu or cuda")  # or cuda:N
+    precision: str = opt("auto", choices=["auto", "fp32", "bf16"])  # auto: bf16 autocast on CUDA, fp32 on CPU
+    channels_last: bool | None = opt(None, cli=False)  # None: on CUDA only
+    eval_test: bool = opt(True, flag="--no-test", help="do not evaluate the test split each epoch")
+    # (test accuracy is reported every epoch, never used for decisions)
+    snapshot_every: int = opt(0, help="parameter snapshots for trajectory plots")  # every N epochs; 0: off
+    progress: bool = opt(True, flag="--no-progress", help="no progress bar")
 
     def validate(self) -> "TrainConfig":
         _check(self.epochs > 0, f"epochs must be > 0, got {self.epochs}")
@@ -100,44 +117,40 @@ class TrainConfig:
         plain = self.model.split("-")[0].lower() in ("plain3net", "plain4net")
         return dataclasses.replace(self, lr=0.01 if plain else 0.1)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        return _from_dict(cls, d)
-
 
 @dataclass
-class AutoGrowConfig:
+class AutoGrowConfig(_Record):
     """AutoGrow (Algorithm 1). Seed depths are ``TrainConfig.depths``; K, J in epochs; tau in %."""
-    policy: str = "periodic"  # periodic (p-AutoGrow) | convergent (c-AutoGrow)
-    K: int = 3  # growth interval / convergence window
+    policy: str = opt("periodic", help="periodic (p-AutoGrow) or convergent (c-AutoGrow)")
+    K: int = opt(3, help="growth interval in epochs")  # also the convergence window
     # periodic stopping window, at least 2 K. None: the paper's rule, J = T, the epochs at the largest rate of
     # the baseline schedule: int(first milestone * finetune_epochs), e.g. 100 of 200 (CIFAR), 30 of 90 (ImageNet),
     # 10 of the 20 fine-tuning epochs of the digits default
-    J: int | None = None
-    tau: float = 0.05  # minimum gain of the running max of validation accuracy, in percent
-    init: str = "gau"  # zero | adam | uni | uni01 | gau | identity (growkit's, for plain nets)
-    init_std: float = 1.0  # standard deviation of uni / gau; the upper bound of uni01 (the authors' U(0, 1))
+    J: int | None = opt(None, help="stopping window of periodic growth, at least 2 K (default: the epochs at the "
+                                   "largest rate of the fine-tuning schedule, the paper's T)")
+    tau: float = opt(0.05, help="minimum accuracy gain, in percent")  # of the running max of val accuracy
+    init: str = opt("gau", help="zero, adam, uni (paper text), uni01 (authors' U(0,1)), gau, or identity "
+                                "(growkit's, for plain nets)")
+    init_std: float = opt(1.0, help="standard deviation of uni / gau; the upper bound of uni01")
     # The learning rate is TrainConfig.lr (0.1 residual / 0.01 plain by default), for growing and fine-tuning.
-    grow_schedule: str = "constant"  # constant (p-AutoGrow) | staircase (restart every K epochs, c-AutoGrow)
-    finetune_epochs: int = 20  # N: staircase fine-tuning of the found net
-    max_depth: int | None = None  # optional cap of blocks per sub-network
-    max_grow_epochs: int = 2000  # safety bound on the growing phase
-    scale_J_by_fraction: bool = True  # the data fraction divides K (the paper's rule) and, by default, J as well
-    adam_lr: float = 1e-3
-    adam_max_epochs: int = 10
-    adam_tolerance: float = 0.0  # AdamInit stops when train acc >= shallower net's - tolerance (points)
-    scratch: bool = False  # also train the found net from scratch for the Delta column
-    scratch_epochs: int | None = None  # None: finetune_epochs
+    grow_schedule: str = opt("constant", help="constant, or staircase restarting every K epochs")
+    finetune_epochs: int = opt(20, flag="--finetune", help="fine-tuning epochs N")  # staircase, of the found net
+    max_depth: int | None = opt(None, help="cap of blocks per sub-network")
+    max_grow_epochs: int = opt(2000, help="safety bound on the growing phase")
+    scale_J_by_fraction: bool = opt(True, flag="--no-scale-J", help="keep J as given when --fraction divides K")
+    adam_lr: float = opt(1e-3, help="AdamInit's learning rate")
+    adam_max_epochs: int = opt(10, help="AdamInit's epoch budget")
+    adam_tolerance: float = opt(0.0, help="AdamInit stops at the shallower net's train accuracy minus this")
+    scratch: bool = opt(False, help="also train the found net from scratch (Delta)")
+    scratch_epochs: int | None = opt(None, help="epochs of the scratch baseline (default: --finetune)")
 
     def validate(self) -> "AutoGrowConfig":
         _check(self.policy in ("periodic", "convergent"), f"policy must be periodic or convergent, got {self.policy!r}")
         _check(self.K > 0, f"K must be > 0, got {self.K}")
         _check(self.J is None or self.J > 0, f"J must be > 0, got {self.J}")
         _check(self.tau >= 0, f"tau must be >= 0, got {self.tau}")
-        _check(self.init in INITIALIZERS, f"init must be one of {', '.join(INITIALIZERS)}, got {self.init!r}")
+        from .growers.initializers import names
+        _check(self.init in names(), f"init must be one of {', '.join(names())}, got {self.init!r}")
         _check(self.init_std > 0, f"init_std must be > 0, got {self.init_std}")
         _check(self.grow_schedule in ("constant", "staircase"),
                f"grow_schedule must be constant or staircase, got {self.grow_schedule!r}")
@@ -149,9 +162,22 @@ class AutoGrowConfig:
                f"scratch_epochs must be > 0, got {self.scratch_epochs}")
         return self
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "AutoGrowConfig":
-        return _from_dict(cls, d)
+@dataclass
+class NetworkMorphismConfig(_Record):
+    """Network Morphism (AutoGrow Table 2): train the shallower net (``TrainConfig.depths``) for
+    ``shallow_epochs``, stack blocks up to ``target_depths``, train ``deeper_epochs`` more."""
+    target_depths: list[int] | None = opt(None, parse=F.depths, required=True,
+                                          help="depths of the deeper net, e.g. 2-3-1")
+    shallow_epochs: int = opt(10, help="epochs of the shallower net")
+    deeper_epochs: int = opt(10, help="epochs of the deeper net after the morphism")
+    init: str = opt("zero", help="initializer of the new blocks: zero or adam keep the function")
+    init_std: float = opt(1.0, help="standard deviation of uni / gau")
+
+    def validate(self) -> "NetworkMorphismConfig":
+        _check(self.target_depths is not None and len(self.target_depths) > 0, "target_depths is required")
+        _check(min(self.shallow_epochs, self.deeper_epochs) > 0, "shallow_epochs and deeper_epochs must be > 0")
+        from .growers.initializers import names
+        _check(self.init in names(), f"init must be one of {', '.join(names())}, got {self.init!r}")
+        _check(self.init_std > 0, f"init_std must be > 0, got {self.init_std}")
+        return self

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import runs
-from .config import AutoGrowConfig, TrainConfig
+from . import methods, runs
+from .config import AutoGrowConfig, NetworkMorphismConfig, TrainConfig
+from .errors import GrowkitError
 from .records import read_json, read_metrics
 
 _IGNORED = {"progress"}  # config keys that do not change results
@@ -25,8 +26,16 @@ def _essential(rc: dict) -> dict:
 
 
 def _same(stored: dict, wanted: dict) -> bool:
+    """Equal up to the environment, progress bars, command aliases and option defaults added since, and run by
+    the same growkit code (a hash of its source files: a code fix reruns)."""
     from .records import code_hash
-    return stored.get("environment", {}).get("code") == code_hash() and _essential(stored) == _essential(wanted)
+    if stored.get("environment", {}).get("code") != code_hash():
+        return False
+    try:
+        stored = methods.normalize(stored)
+    except (GrowkitError, KeyError, TypeError, AttributeError):  # a foreign or older config: not the same run
+        return False
+    return _essential(stored) == _essential(methods.normalize(wanted))
 
 
 def _cached(out: Path, wanted: dict):
@@ -42,36 +51,29 @@ def _train_cfg(train: dict) -> TrainConfig:
     return TrainConfig(**{"progress": False, **train}).validate().resolved()
 
 
-def train(runs_dir, name: str, **train) -> dict:
+def _named(runs_dir, name: str, method: str, cfg: TrainConfig, options=None, **kw) -> dict:
+    """Reuse, resume or (re)start run ``name`` of ``method``."""
     out = Path(runs_dir) / name
-    cfg = _train_cfg(train)
-    hit = _cached(out, {"command": "train", "train": cfg.to_dict()})
-    return hit if hit is not None else runs.train(cfg, out, overwrite=True)
+    hit = _cached(out, methods.get(method).run_config(cfg, options))
+    return hit if hit is not None else runs.run(method, cfg, options, out, overwrite=True, **kw)
+
+
+def train(runs_dir, name: str, **train) -> dict:
+    return _named(runs_dir, name, "train", _train_cfg(train))
 
 
 def autogrow(runs_dir, name: str, *, train: dict, autogrow: dict, callbacks=(), grower_hook=None) -> dict:
-    out = Path(runs_dir) / name
-    cfg, ag = _train_cfg(train), AutoGrowConfig(**autogrow).validate()
-    from .growers.autogrow import make
-    _, _, resolved = make(cfg, ag)
-    hit = _cached(out, {"command": "autogrow", "train": resolved.to_dict(), "autogrow": ag.to_dict()})
-    if hit is not None:
-        return hit
-    return runs.autogrow(cfg, ag, out, overwrite=True, callbacks=callbacks, grower_hook=grower_hook)
+    return _named(runs_dir, name, "autogrow", _train_cfg(train), AutoGrowConfig(**autogrow),
+                  callbacks=callbacks, grower_hook=grower_hook)
 
 
-def morph(runs_dir, name: str, *, train: dict, target_depths, shallow_epochs: int, deeper_epochs: int,
-          init: str = "zero") -> dict:
-    out = Path(runs_dir) / name
-    cfg = _train_cfg({**train, "epochs": shallow_epochs + deeper_epochs})
-    wanted = {"command": "morph", "train": cfg.to_dict(),
-              "morph": {"target_depths": list(target_depths), "shallow_epochs": shallow_epochs,
-                        "deeper_epochs": deeper_epochs, "init": init}}
-    hit = _cached(out, wanted)
-    if hit is not None:
-        return hit
-    return runs.morph(cfg, list(target_depths), out, shallow_epochs=shallow_epochs, deeper_epochs=deeper_epochs,
-                      init=init, overwrite=True)
+def network_morphism(runs_dir, name: str, *, train: dict, target_depths, shallow_epochs: int, deeper_epochs: int,
+                     init: str = "zero", init_std: float = 1.0) -> dict:
+    nm = NetworkMorphismConfig(list(target_depths), shallow_epochs, deeper_epochs, init, init_std)
+    return _named(runs_dir, name, "network-morphism", _train_cfg(train), nm)
+
+
+morph = network_morphism  # the former name
 
 
 def metrics(runs_dir, name: str) -> list[dict]:

@@ -1,25 +1,25 @@
 """The one training loop every method uses.
 
-A run is a list of :class:`Phase` objects (``train``; or ``grow`` then
-``finetune``), each with its learning-rate schedule. After every epoch the
-loop evaluates on the validation split (and the test split, for reporting
-only), and in a growing phase asks the grower what to do. Growth is applied in
-memory: surgery edits the model, the grower's initializer sets the new
-weights, and the optimizer state is carried by parameter name (no disk
-round-trip, no state lost). Then a metrics row is appended and an atomic
-checkpoint written, so a kill at any point loses at most the current epoch.
+A run is a list of :class:`~growkit.schedule.Phase` objects (``train``; or
+``grow`` then ``finetune``), each with its learning-rate schedule. After every
+epoch the loop evaluates on the validation split (and the test split, for
+reporting only), and in a growing phase asks the grower what to do, through a
+read-only :class:`~growkit.growers.view.GrowerView`. Growth is applied in
+memory: surgery edits the model, the optimizer state is carried by parameter
+name (no disk round-trip, no state lost) and the grower's initializer sets the
+new weights. Then the callbacks see the metrics row (the run directory's
+:class:`~growkit.callbacks.Recorder` appends it to metrics.jsonl) and an atomic
+checkpoint is written, so a kill at any point loses at most the current epoch.
 
-Fast path on CUDA: the data already lives on the GPU (see :mod:`growkit.data`),
-bf16 autocast (parameters, BatchNorm and its statistics stay fp32),
-channels_last, and no host sync inside an epoch (losses and hits are summed on
-the device and read once per epoch). On CPU: fp32, seeded and deterministic.
+The passes over the data (objective, precision, no host sync inside an epoch)
+live in :mod:`growkit.passes`.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import inspect
+import itertools
 import math
-import sys
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -27,42 +27,18 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from . import checkpoint as ckpt
 from . import data as data_mod
 from . import optim
+from .callbacks import CallbackList, ProgressBar, Recorder
 from .config import TrainConfig
 from .errors import GrowkitError, NonFiniteLoss
+from .growers.view import GrowerView, ViewServices
 from .models import create, from_spec, model_stats
-from .records import MetricsLog, environment
-
-
-@dataclass
-class Phase:
-    name: str
-    lr: float
-    schedule: str = "constant"  # constant | staircase | cosine
-    epochs: int | None = None  # a growing phase ends after `epochs` or when the grower is done
-    # (with epochs None: when the grower is done, at most max_epochs)
-    period: int | None = None  # restart the schedule every `period` epochs (c-AutoGrow's staircase)
-    max_epochs: int | None = None
-    milestones: tuple[float, ...] = (0.5, 0.75)
-    gamma: float = 0.1
-    grows: bool = False  # the grower is consulted after each epoch of this phase
-
-    def lr_at(self, t: float) -> float:
-        """Learning rate ``t`` epochs (fractional) into the phase."""
-        total = self.period or self.epochs or 1
-        if self.period:
-            t = t % self.period
-        if self.schedule == "constant":
-            return self.lr
-        if self.schedule == "staircase":  # decays at whole epochs int(m * total), as the AutoGrow code does
-            e = int(t)
-            return self.lr * self.gamma ** sum(e >= max(1, int(m * total)) for m in self.milestones)
-        return 0.5 * self.lr * (1.0 + math.cos(math.pi * min(t / total, 1.0)))
-
+from .passes import Objective, Passes
+from .records import environment
+from .schedule import Phase
 
 @dataclass
 class LoopState:
@@ -109,24 +85,38 @@ def build_model(cfg: TrainConfig, info):
                   image_size=info.image_size)
 
 
-class GrowthContext:
-    """What a grower's initializer may use: training only chosen parameters with its own
-    optimizer (AdamInit), and the record of the epoch that triggered the growth."""
+def GrowthContext(trainer: "Trainer", row: dict) -> GrowerView:
+    """The view an initializer gets after a growth (kept for callers of the older name)."""
+    return trainer.view(row)
 
-    def __init__(self, trainer: "Trainer", row: dict):
-        self.trainer, self.row = trainer, row
-        self.extra_epochs = 0
 
-    def train_epoch(self, params, optimizer) -> tuple[float, float]:
-        self.extra_epochs += 1
-        t = self.trainer
-        seed = derive_seed(t.cfg.seed, t.loop.epoch, "init", self.extra_epochs)
-        return t.train_epoch(optimizer, None, seed, trainable=params)
+def _to_device(obj, device: torch.device):
+    """Checkpointed state (nested dicts / lists holding tensors) with every tensor on ``device``."""
+    if torch.is_tensor(obj):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_device(v, device) for v in obj]
+    return obj
+
+
+def _legacy_decide(decide) -> bool:
+    """True for the older signature ``decide(epoch, row, model)`` (two or more required positionals)."""
+    try:
+        params = inspect.signature(decide).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(p.kind in kinds and p.default is inspect.Parameter.empty for p in params) >= 2
 
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, out: str | Path | None = None, *, phases: list[Phase] | None = None,
-                 grower=None, data=None, run_config: dict | None = None, callbacks=()):
+                 grower=None, data=None, run_config: dict | None = None, callbacks=(),
+                 objective: Objective | None = None):
+        """``callbacks``: :class:`~growkit.callbacks.Callback` objects (after the run directory's recorder and
+        the progress bar); ``objective(model, x, y) -> loss``: what is minimised (default cross-entropy)."""
         self.cfg = cfg = cfg.validate().resolved()
         self.device = resolve_device(cfg.device)
         cuda = self.device.type == "cuda"
@@ -138,17 +128,27 @@ class Trainer:
         self.out = Path(out) if out is not None else None
         self.run_config = run_config or {"command": "train", "train": cfg.to_dict(),
                                          "environment": environment(self.device)}
-        self.callbacks = list(callbacks)
+        self.callbacks = list(callbacks)  # the caller's (a nested scratch run gets these, not the recorder)
+        own = ([Recorder(self.out, cfg.snapshot_every)] if self.out is not None else []) + \
+            ([ProgressBar()] if cfg.progress else [])
+        self.hooks = CallbackList(own + self.callbacks)
         self.data = data if data is not None else load_data(cfg, self.device, self.channels_last)
         if grower is not None and self.data.size("val") == 0:
             raise GrowkitError("growing needs a validation split: val_fraction must be > 0")
+        self.passes = Passes(self.data, self.device, self.amp, cfg.batch_size, objective)
         self.loop = LoopState()
+        self.extras: dict = {}  # method data saved in every checkpoint (JSON values and tensors) and restored
+        self.growth_edits: list = []  # the edits of the latest growth step
         if cuda:
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(cfg.seed)
         self.model = self._place(build_model(cfg, self.data.info))
         self.opt = self._optimizer(self.phases[0].lr)
         self.stats = model_stats(self.model)
+
+    @property
+    def objective(self) -> Objective:
+        return self.passes.objective
 
     # ------------------------------------------------------------------ setup
     def _place(self, model):
@@ -159,158 +159,105 @@ class Trainer:
         return optim.build(self.model, self.cfg, lr)
 
     def restore(self, state: dict) -> None:
-        """Continue from a loaded checkpoint (see :func:`growkit.checkpoint.load`)."""
+        """Continue from a loaded checkpoint (see :func:`growkit.checkpoint.load`); the recorder truncates
+        the run directory's records to it when :meth:`fit` starts."""
         self.model = self._place(from_spec(state["spec"]))
         self.model.load_state_dict(state["model"])
         lr = self.phases[min(state["loop"]["phase"], len(self.phases) - 1)].lr
         self.opt = optim.restore(self.model, self.cfg, state["optimizer"], lr)
         if self.grower is not None and state["grower"] is not None:
-            self.grower.load_state_dict(state["grower"])
+            self.grower.load_state_dict(_to_device(state["grower"], self.device))
+        self.extras = _to_device(state.get("extras") or {}, self.device)
         self.loop = LoopState(**state["loop"])
         self.stats = model_stats(self.model)
         ckpt.restore_rng(state["rng"])
-        if self.out is not None:
-            MetricsLog(self.out / "metrics.jsonl").truncate(self.loop.epoch)
-            if self.cfg.snapshot_every:
-                from .viz.trajectory import prune_snapshots
-                prune_snapshots(self.out, self.loop.epoch)
 
-    # ------------------------------------------------------------------ one epoch
-    def _autocast(self):
-        if not self.amp:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
-
-    def train_epoch(self, opt, lr_fn: Callable[[float], float] | None, seed: int,
-                    trainable=None) -> tuple[float, float]:
-        """One pass over the training split. ``trainable``: train only these parameters."""
-        model, bs = self.model, self.cfg.batch_size
-        model.train()
-        n_steps = max(1, math.ceil(self.data.size("train") / bs))
-        loss_sum = torch.zeros((), device=self.device)
-        hits = torch.zeros((), device=self.device, dtype=torch.long)
-        count = 0
-        frozen = []
-        if trainable is not None:
-            keep = {id(p) for p in trainable}
-            frozen = [p for p in model.parameters() if id(p) not in keep and p.requires_grad]
-            for p in frozen:
-                p.requires_grad_(False)
-        try:
-            for step, (x, y) in enumerate(self.data.train_batches(bs, seed)):
-                if lr_fn is not None:
-                    lr = lr_fn(step / n_steps)
-                    for g in opt.param_groups:
-                        g["lr"] = lr * g.get("lr_scale", 1.0)
-                with self._autocast():
-                    out = model(x)
-                    loss = F.cross_entropy(out, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += loss.detach().float() * len(y)
-                hits += (out.argmax(1) == y).sum()
-                count += len(y)
-        finally:
-            for p in frozen:
-                p.requires_grad_(True)
+    # ------------------------------------------------------------------ passes
+    def train_epoch(self, opt, lr_fn: Callable[[float], float] | None, seed: int, trainable=None,
+                    on_batch=None) -> tuple[float, float]:
+        """One pass over the training split (``trainable``: only these parameters); counts its FLOPs."""
+        loss_sum, hits, count = self.passes.train_epoch(self.model, opt, lr_fn, seed, trainable, on_batch)
         self.loop.train_flops += self.stats["train_flops_per_image"] * count
         loss = (loss_sum / max(count, 1)).item()
         if not math.isfinite(loss):
             raise NonFiniteLoss(f"the training loss became {loss} at epoch {self.loop.epoch + 1}")
         return loss, 100.0 * hits.item() / max(count, 1)
 
-    @torch.no_grad()
     def evaluate(self, split: str) -> tuple[float | None, float | None, float | None]:
         """Mean loss, top-1 and top-5 accuracy (%) on a split (top-5 None with 5 classes or fewer)."""
-        if self.data.size(split) == 0:
-            return None, None, None
-        self.model.eval()
-        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
-        hits = torch.zeros((), device=self.device, dtype=torch.long)
-        hits5 = torch.zeros((), device=self.device, dtype=torch.long)
-        top5 = self.data.info.num_classes > 5
-        for x, y in self.data.eval_batches(split):
-            with self._autocast():
-                out = self.model(x)
-            loss_sum += F.cross_entropy(out.float(), y, reduction="sum").double()
-            hits += (out.argmax(1) == y).sum()
-            if top5:
-                hits5 += (out.topk(5, dim=1).indices == y[:, None]).any(1).sum()
-        n = self.data.size(split)
-        return loss_sum.item() / n, 100.0 * hits.item() / n, (100.0 * hits5.item() / n if top5 else None)
+        return self.passes.evaluate(self.model, split)
 
     # ------------------------------------------------------------------ growth
+    def view(self, row: dict, epoch: int | None = None) -> GrowerView:
+        """The read-only view a grower gets: no test fields, no trainer; data through services."""
+        count = itertools.count(1)
+
+        def train_only(params, optimizer):  # AdamInit's epochs: own seeds, FLOPs counted
+            seed = derive_seed(self.cfg.seed, self.loop.epoch, "init", next(count))
+            return self.train_epoch(optimizer, None, seed, trainable=params)
+
+        return GrowerView(epoch=self.loop.epoch - self.loop.phase_start if epoch is None else epoch,
+                          global_epoch=self.loop.epoch, row=row, model=self.model, data_info=self.data.info,
+                          optimizer_state=lambda: optim.state_by_name(self.model, self.opt),
+                          services=ViewServices(self.passes, self.cfg.seed, train_only))
+
+    def _decide(self, view: GrowerView):
+        if _legacy_decide(self.grower.decide):
+            return self.grower.decide(view.epoch, view.row, view.model)
+        return self.grower.decide(view)
+
     def _grow(self, decision, row: dict) -> dict:
         old_state = optim.state_by_name(self.model, self.opt)
         old_shapes = {n: p.shape for n, p in self.model.named_parameters()}
         before = self.model.arch
         edits = [plan.apply(self.model) for plan in decision.plans]
-        if self.out is not None and self.cfg.snapshot_every:  # where old entries went, for trajectory plots
-            from .viz.trajectory import record_growth
-            record_growth(self.out, self.loop.epoch, edits)
+        self.growth_edits = edits  # for callbacks (the recorder stores their index maps for trajectories)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.stats = model_stats(self.model)
-        ctx = GrowthContext(self, row)
-        info = self.grower.initialize(self.model, edits, ctx) or {}
         self.opt = optim.carry(self.model, self.opt, edits, old_state, old_shapes)
+        info = self.grower.initialize(self.model, edits, self.view(row)) or {}
         event = {"epoch": self.loop.epoch, "before": before, "after": self.model.arch,
                  "edits": [e.summary() for e in edits], **decision.info, **info}
         self.loop.events.append(event)
-        for cb in self.callbacks:
-            getattr(cb, "on_growth", lambda *a: None)(self, event)
+        self.hooks("on_growth", self, event)
         return event
 
     # ------------------------------------------------------------------ the loop
     def _checkpoint(self) -> None:
         if self.out is None:
             return
-        ckpt.save(self.out / "checkpoint.pt", config=self.run_config, model=self.model,
+        path = self.out / "checkpoint.pt"
+        ckpt.save(path, config=self.run_config, model=self.model,
                   optimizer=optim.export(self.model, self.opt), loop=dataclasses.asdict(self.loop),
-                  grower=self.grower.state_dict() if self.grower is not None else None)
+                  grower=self.grower.state_dict() if self.grower is not None else None, extras=self.extras)
+        self.hooks("on_checkpoint", self, path)
 
     def _skip_empty_phases(self) -> None:
         while self.loop.phase < len(self.phases) and self.phases[self.loop.phase].epochs == 0:
             self.loop.phase += 1
 
     def fit(self) -> dict:
-        log = MetricsLog(self.out / "metrics.jsonl") if self.out is not None else None
-        snap = self.out is not None and self.cfg.snapshot_every > 0
-        if snap:
-            from .viz.trajectory import save_snapshot
-            if self.loop.epoch == 0:
-                save_snapshot(self.out, 0, self.model)
         self._skip_empty_phases()
-        bar = None
-        if self.cfg.progress and self.loop.phase < len(self.phases):
-            from tqdm.auto import tqdm
-            bar = tqdm(initial=self.loop.epoch, unit="epoch", file=sys.stderr, dynamic_ncols=True)
+        self.hooks("on_fit_start", self)
         try:
             while self.loop.phase < len(self.phases):
                 row = self._epoch()
-                if log is not None:
-                    log.append(row)
+                self.hooks("on_epoch", self, row)  # the recorder appends the row before the checkpoint
                 self._checkpoint()
-                if snap and self.loop.epoch % self.cfg.snapshot_every == 0:
-                    save_snapshot(self.out, self.loop.epoch, self.model)
-                for cb in self.callbacks:
-                    getattr(cb, "on_epoch", lambda *a: None)(self, row)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix_str(f"{row['phase']} {row['arch']} val {row['val_acc']:.2f}%", refresh=False)
         finally:
-            if bar is not None:
-                bar.close()
+            self.hooks("on_fit_end", self)
         return self.result()
 
     def _epoch(self) -> dict:
         phase = self.phases[self.loop.phase]
+        self.hooks("on_epoch_start", self)
         e0 = self.loop.epoch - self.loop.phase_start
         t0 = time.perf_counter()
         lr = phase.lr_at(e0)
         tr_loss, tr_acc = self.train_epoch(self.opt, lambda s: phase.lr_at(e0 + s),
-                                           derive_seed(self.cfg.seed, self.loop.epoch))
+                                           derive_seed(self.cfg.seed, self.loop.epoch),
+                                           on_batch=self.hooks.batch_hook(self))
         val_loss, val_acc, _ = self.evaluate("val")
         test_loss, test_acc, test_top5 = self.evaluate("test") if self.cfg.eval_test else (None, None, None)
         self.loop.epoch += 1
@@ -323,7 +270,7 @@ class Trainer:
         done, events = False, []
         in_phase = self.loop.epoch - self.loop.phase_start
         if phase.grows and self.grower is not None:
-            decision = self.grower.decide(in_phase, row, self.model)
+            decision = self._decide(self.view(row, in_phase))
             if decision.plans:
                 events.append(self._grow(decision, row))
             limit = phase.epochs if phase.epochs is not None else phase.max_epochs
@@ -351,4 +298,3 @@ class Trainer:
                 "train_flops": self.loop.train_flops, "wall_s": self.loop.wall_s,
                 "phase_wall_s": dict(self.loop.phase_wall_s), "growth_events": list(self.loop.events),
                 "config": self.run_config, "environment": environment(self.device)}
-

@@ -1,5 +1,7 @@
 """Growers: policies that decide when and where a network grows, and initializers of new weights."""
 from .autogrow import AutoGrow
 from .base import Decision, Grower
+from .network_morphism import NetworkMorphism
+from .view import GrowerView
 
-__all__ = ["AutoGrow", "Decision", "Grower"]
+__all__ = ["AutoGrow", "Decision", "Grower", "GrowerView", "NetworkMorphism"]

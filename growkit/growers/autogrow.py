@@ -40,8 +40,8 @@ import dataclasses
 from ..config import AutoGrowConfig, TrainConfig
 from ..errors import GrowkitError
 from ..surgery import AppendBlock
-from ..train import Phase
-from .base import Decision, Grower
+from ..schedule import Phase
+from .base import Decision, Grower, as_view
 from .initializers import check_family, initialize_block
 
 
@@ -91,9 +91,11 @@ class AutoGrow(Grower):
         later = [s for s in ring if s > stage]
         return later[0] if later else ring[0]
 
-    def decide(self, epoch: int, row: dict, model) -> Decision:
+    def decide(self, view, row=None, model=None) -> Decision:
+        view = as_view(view, row, model)
+        epoch, model = view.epoch, view.model
         st, cfg = self.state, self.cfg
-        acc = row["val_acc"]
+        acc = view.row["val_acc"]
         st["running_max"].append(max(st["running_max"][-1], acc) if st["running_max"] else acc)
         if self.stop_requested:
             st["growing"] = []
@@ -132,12 +134,12 @@ class AutoGrow(Grower):
         st["checks"].append(check)
         return Decision(plans=plans, done=not st["growing"], info=info)
 
-    def initialize(self, model, edits, ctx) -> dict:
+    def initialize(self, model, edits, view) -> dict:
         out = {"init": self.cfg.init}
         adam = {"lr": self.cfg.adam_lr, "max_epochs": self.cfg.adam_max_epochs,
                 "tolerance": self.cfg.adam_tolerance}
         for e in edits:
-            out.update(initialize_block(self.cfg.init, model, model.get_submodule(e.where), ctx,
+            out.update(initialize_block(self.cfg.init, model, model.get_submodule(e.where), view,
                                         std=self.cfg.init_std, adam=adam))
         return out
 

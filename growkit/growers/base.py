@@ -3,18 +3,28 @@
 A grower has two separate parts, never mixed:
 
 * a **policy**, :meth:`Grower.decide`, called after every epoch's validation of
-  a growing phase: it says *when* and *where* to grow by returning surgery
-  plans (and whether growing is finished);
+  a growing phase with a read-only :class:`~growkit.growers.view.GrowerView`
+  (epoch, the metrics row without test fields, the model, optimizer state by
+  name, training batches and a gradient probe): it says *when* and *where* to
+  grow by returning surgery plans (and whether growing is finished);
 * an **initializer**, :meth:`Grower.initialize`, called after the trainer has
-  applied the plans: it sets *what* the new weights are.
+  applied the plans and carried the optimizer state: it sets *what* the new
+  weights are, reading data through the view it gets.
 
 Growers never touch the optimizer (the trainer carries its state) and keep
-their state JSON-ready so it goes into every checkpoint.
+their state in :meth:`Grower.state_dict` (JSON values and tensors), which goes
+into every checkpoint.
+
+The older call ``decide(epoch, row, model)`` still works: growers written for it
+get those three (the row without test fields); growers of this package accept
+both (see :func:`as_view`).
 """
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+
+from .view import GrowerView, legacy_view
 
 
 @dataclass
@@ -22,6 +32,13 @@ class Decision:
     plans: list = field(default_factory=list)  # surgery plans to apply now
     done: bool = False  # growing is finished: move on to the next phase
     info: dict = field(default_factory=dict)  # what the growth record should say about this decision
+
+
+def as_view(view, row=None, model=None) -> GrowerView:
+    """``decide(view)``, or the older ``decide(epoch, row, model)`` as a data-less view."""
+    if isinstance(view, GrowerView):
+        return view
+    return legacy_view(view, row if row is not None else {}, model)
 
 
 class Grower:
@@ -38,15 +55,16 @@ class Grower:
     def stop_requested(self) -> bool:
         return self._stop.is_set()
 
-    def decide(self, epoch: int, row: dict, model) -> Decision:
-        """``epoch``: epochs completed in the growing phase; ``row``: that epoch's metrics."""
+    def decide(self, view: GrowerView) -> Decision:
+        """``view.epoch``: epochs completed in the growing phase; ``view.row``: that epoch's metrics."""
         raise NotImplementedError
 
-    def initialize(self, model, edits, ctx) -> dict | None:
+    def initialize(self, model, edits, view: GrowerView | None) -> dict | None:
         """Set the new weights of the applied ``edits``; return facts for the growth record."""
         return None
 
     def state_dict(self) -> dict:
+        """JSON-ready values and tensors (checkpoints store both)."""
         raise NotImplementedError
 
     def load_state_dict(self, state: dict) -> None:

@@ -33,11 +33,11 @@ ZeroInit on a plain net would cut the signal, so it is refused up front
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn as nn
 
-from ..config import INITIALIZERS  # noqa: F401  (the names, kept beside the config that validates them)
 from ..errors import GrowkitError
 
 PAPER_NAMES = {"zero": "ZeroInit", "adam": "AdamInit", "uni": "UniInit", "uni01": "UniInit U(0,1)",
@@ -49,6 +49,24 @@ def check_family(kind: str, plain: bool) -> None:
     if plain and kind == "zero":
         raise GrowkitError("init zero is refused on a plain net: a zero BN cuts the signal (the paper sets the "
                            "last BN of residual blocks only; plain blocks keep their default with gau/uni/adam)")
+
+
+# name -> fn(model, block, view, std, adam) -> facts for the growth record; see register().
+_REGISTRY: dict[str, Callable] = {}
+
+
+def register(name: str):
+    """Register an initializer of a new block under ``name`` (what ``--init`` accepts)."""
+    def deco(fn):
+        if name in _REGISTRY:
+            raise ValueError(f"initializer {name!r} is already registered")
+        _REGISTRY[name] = fn
+        return fn
+    return deco
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
 
 
 def zero_(bn: nn.BatchNorm2d) -> None:
@@ -114,38 +132,106 @@ def identity_(model, block, data) -> None:
     bn.bias.copy_(mean)
 
 
-def adam_(bn: nn.BatchNorm2d, ctx, target_acc: float, lr: float = 1e-3, max_epochs: int = 10,
-          tolerance: float = 0.0) -> dict:
-    """Train only ``bn`` with Adam until the training accuracy reaches ``target_acc - tolerance``."""
-    params = [bn.weight, bn.bias]
+def adam_joint_(bns: dict, view, target_acc: float, lr: float = 1e-3, max_epochs: int = 10,
+                tolerance: float = 0.0) -> dict:
+    """AdamInit over several new blocks at once (the paper: everything frozen but the new last BNs, which one
+    Adam trains together): ``bns`` maps each block's name to its last BN. Epochs run until the training
+    accuracy reaches ``target_acc - tolerance`` or ``max_epochs``; each epoch costs one epoch of training.
+    Returns the shared outcome and, under ``adam_blocks``, every block's own (its gamma and beta after)."""
+    params = [p for bn in bns.values() for p in (bn.weight, bn.bias)]
     opt = torch.optim.Adam(params, lr=lr)
     acc, epochs = None, 0
     for epochs in range(1, max_epochs + 1):
-        _, acc = ctx.train_epoch(params, opt)
+        _, acc = view.train_epoch(params, opt)
         if acc >= target_acc - tolerance:
             break
+    blocks = {name: {"gamma_mean": bn.weight.mean().item(), "gamma_min": bn.weight.min().item(),
+                     "beta_mean": bn.bias.mean().item(), "gamma_moved": (bn.weight - 1).abs().mean().item()}
+              for name, bn in bns.items()}
     return {"adam_epochs": epochs, "adam_train_acc": acc, "adam_target_acc": target_acc,
-            "adam_reached": acc is not None and acc >= target_acc - tolerance}
+            "adam_reached": acc is not None and acc >= target_acc - tolerance, "adam_blocks": blocks,
+            "adam_joint": len(bns)}
 
 
-def initialize_block(kind: str, model, block, ctx=None, *, std: float = 1.0, adam: dict | None = None) -> dict:
-    """Apply initializer ``kind`` to a freshly appended ``block``; returns facts for the record.
-    A plain block keeps its default initialisation unless ``kind`` is growkit's ``identity``."""
-    if not getattr(block, "residual", True) and kind != "identity":
-        return {"plain_default_init": True}
-    bn = block.last_bn
-    if kind == "zero":
-        zero_(bn)
-    elif kind == "uni":
-        uniform_(bn, std)
-    elif kind == "uni01":
-        uniform01_(bn, std)
-    elif kind == "gau":
-        gaussian_(bn, std)
-    elif kind == "identity":
-        identity_(model, block, ctx.trainer.data)
-    elif kind == "adam":
-        return adam_(bn, ctx, ctx.row["train_acc"], **(adam or {}))
-    else:
-        raise ValueError(f"unknown initializer {kind!r}")
+def adam_(bn: nn.BatchNorm2d, view, target_acc: float, lr: float = 1e-3, max_epochs: int = 10,
+          tolerance: float = 0.0) -> dict:
+    """Train only ``bn`` with Adam until the training accuracy reaches ``target_acc - tolerance``."""
+    out = adam_joint_({"block": bn}, view, target_acc, lr, max_epochs, tolerance)
+    return {k: v for k, v in out.items() if k not in ("adam_blocks", "adam_joint")}
+
+
+@register("zero")
+def _zero(model, block, view, std, adam) -> dict:
+    zero_(block.last_bn)
     return {}
+
+
+@register("adam")
+def _adam(model, block, view, std, adam) -> dict:
+    return adam_(block.last_bn, view, view.row["train_acc"], **(adam or {}))
+
+
+@register("uni")
+def _uni(model, block, view, std, adam) -> dict:
+    uniform_(block.last_bn, std)
+    return {}
+
+
+@register("uni01")
+def _uni01(model, block, view, std, adam) -> dict:
+    uniform01_(block.last_bn, std)
+    return {}
+
+
+@register("gau")
+def _gau(model, block, view, std, adam) -> dict:
+    gaussian_(block.last_bn, std)
+    return {}
+
+
+@register("identity")
+def _identity(model, block, view, std, adam) -> dict:
+    identity_(model, block, view)  # the view's eval_batches("train"): the whole split, unaugmented
+    return {}
+
+
+INITIALIZERS = names()
+
+
+def _keeps_default(kind: str, block) -> bool:
+    """A plain block keeps its default initialisation unless ``kind`` is growkit's ``identity``."""
+    return not getattr(block, "residual", True) and kind != "identity"
+
+
+def initialize_block(kind: str, model, block, view=None, *, std: float = 1.0, adam: dict | None = None) -> dict:
+    """Apply initializer ``kind`` to a freshly appended ``block``; returns facts for the record.
+    ``view``: the grower's view (AdamInit trains through it, identity measures statistics through it).
+    A plain block keeps its default initialisation unless ``kind`` is growkit's ``identity``."""
+    fn = _REGISTRY.get(kind)
+    if fn is None:
+        raise ValueError(f"unknown initializer {kind!r}; registered: {', '.join(_REGISTRY)}")
+    if _keeps_default(kind, block):
+        return {"plain_default_init": True}
+    return fn(model, block, view, std, adam)
+
+
+def initialize_blocks(kind: str, model, wheres: list[str], view=None, *, std: float = 1.0,
+                      adam: dict | None = None) -> dict:
+    """Initialise several new blocks of one growth step; the record keeps every block's outcome under
+    ``blocks``. AdamInit trains all their last BNs in **one** joint Adam run (the paper's procedure for a
+    morphism that adds several blocks), not one run per block."""
+    blocks = {w: model.get_submodule(w) for w in wheres}
+    out = {"init": kind, "blocks": {}}
+    if kind == "adam":
+        trained = {w: b.last_bn for w, b in blocks.items() if not _keeps_default(kind, b)}
+        for w in blocks:
+            out["blocks"][w] = {"plain_default_init": True} if w not in trained else {}
+        if trained:
+            joint = adam_joint_(trained, view, view.row["train_acc"], **(adam or {}))
+            for w, facts in joint.pop("adam_blocks").items():
+                out["blocks"][w] = facts
+            out.update(joint)
+        return out
+    for w, b in blocks.items():
+        out["blocks"][w] = initialize_block(kind, model, b, view, std=std, adam=adam)
+    return out

@@ -25,6 +25,8 @@ from __future__ import annotations
 import io
 import threading
 
+from ..callbacks import Callback
+
 
 class StillRunning(Exception):
     """Raised by ``result_now()`` while the run goes on; IPython shows only the message."""
@@ -33,7 +35,7 @@ class StillRunning(Exception):
         return [str(self)]
 
 
-class LiveGrowthView:
+class LiveGrowthView(Callback):
     def __init__(self, n_stages: int, max_depth_bar: int = 20, title: str = "AutoGrow"):
         import ipywidgets as W
         self.rows, self.growth = [], []

@@ -1,0 +1,6 @@
+"""``python -m growkit ...``: the ``growkit`` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

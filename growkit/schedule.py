@@ -1,0 +1,36 @@
+"""Phases of a run and their learning-rate schedules.
+
+A run is a list of :class:`Phase` objects (``train``; or ``grow`` then
+``finetune``), each with its learning-rate schedule. A growing phase consults the
+grower after every epoch and ends when the grower is done or its epoch limit is hit.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass
+class Phase:
+    name: str
+    lr: float
+    schedule: str = "constant"  # constant | staircase | cosine
+    epochs: int | None = None  # a growing phase ends after `epochs` or when the grower is done
+    # (with epochs None: when the grower is done, at most max_epochs)
+    period: int | None = None  # restart the schedule every `period` epochs (c-AutoGrow's staircase)
+    max_epochs: int | None = None
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = 0.1
+    grows: bool = False  # the grower is consulted after each epoch of this phase
+
+    def lr_at(self, t: float) -> float:
+        """Learning rate ``t`` epochs (fractional) into the phase."""
+        total = self.period or self.epochs or 1
+        if self.period:
+            t = t % self.period
+        if self.schedule == "constant":
+            return self.lr
+        if self.schedule == "staircase":  # decays at whole epochs int(m * total), as the AutoGrow code does
+            e = int(t)
+            return self.lr * self.gamma ** sum(e >= max(1, int(m * total)) for m in self.milestones)
+        return 0.5 * self.lr * (1.0 + math.cos(math.pi * min(t / total, 1.0)))
