@@ -46,14 +46,11 @@ def test_identity_stays_available_for_plain_blocks():
     m, edit = plain_grown()
     blk = m.get_submodule(edit.where)
 
-    class Data:
+    class View:  # what identity reads from the grower's view: the training split
         def eval_batches(self, split):
             yield torch.randn(32, 1, 8, 8), None
 
-    class Ctx:
-        trainer = type("T", (), {"data": Data()})()
-
-    info = AutoGrow(AutoGrowConfig(init="identity"), 3).initialize(m, [edit], Ctx())
+    info = AutoGrow(AutoGrowConfig(init="identity"), 3).initialize(m, [edit], View())
     assert "plain_default_init" not in info
     assert not torch.equal(blk.bn1.weight, torch.ones_like(blk.bn1.weight))
 
@@ -119,3 +116,48 @@ def test_weight_decay_is_the_authors_per_dataset_in_runs_and_scratch_baselines(d
     assert TrainConfig(dataset=dataset, weight_decay=0.0).resolved().weight_decay == 0.0  # explicit values stay
     # no paper profile overrides it
     assert not any("weight_decay" in p["paper"] for p in PROFILES.values())
+
+
+class ScriptedView:
+    """A grower view whose AdamInit epochs are scripted: records every (params, optimizer) it is given."""
+
+    def __init__(self, accs, train_acc=90.0):
+        self.accs, self.calls, self.row = list(accs), [], {"train_acc": train_acc}
+
+    def train_epoch(self, params, opt):
+        self.calls.append((list(params), opt))
+        with torch.no_grad():  # an Adam-like nudge, so every block's outcome differs from its default
+            for p in params:
+                p.add_(0.01)
+        return 0.0, self.accs.pop(0)
+
+
+def test_joint_adam_init_trains_all_new_bns_in_one_optimizer():
+    from growkit.growers.network_morphism import NetworkMorphism
+    torch.manual_seed(0)
+    m = M.create("Basic3ResNet-1-1-1", in_channels=1, image_size=8)
+    grower = NetworkMorphism([2, 3, 1], after=1, init="adam")
+    edits = [p.apply(m) for p in grower.decide(1, {}, m).plans]  # (epoch, row, model): a data-less view
+    wheres = [e.where for e in edits]
+    assert wheres == ["stages.0.1", "stages.1.1", "stages.1.2"]
+    view = ScriptedView([50.0, 95.0])  # reaches the shallower net's 90 % at the second epoch
+    info = grower.initialize(m, edits, view)
+    # one Adam over the six tensors of the three last BNs, the same optimizer every epoch
+    assert len(view.calls) == 2 and view.calls[0][1] is view.calls[1][1]
+    assert isinstance(view.calls[0][1], torch.optim.Adam)
+    expected = [p for w in wheres for p in (m.get_submodule(w).bn2.weight, m.get_submodule(w).bn2.bias)]
+    assert len(view.calls[0][0]) == 6 and all(a is b for a, b in zip(view.calls[0][0], expected))
+    assert view.calls[0][1].param_groups[0]["params"] == view.calls[0][0]
+    assert info["adam_joint"] == 3 and info["adam_epochs"] == 2 and info["adam_reached"]
+    # the record keeps every block's outcome
+    assert set(info["blocks"]) == set(wheres)
+    for w in wheres:
+        assert info["blocks"][w]["gamma_mean"] == pytest.approx(1.02, abs=1e-6)  # default 1, two nudges
+
+
+def test_network_morphism_refuses_zero_init_on_a_plain_net():
+    from growkit import methods
+    from growkit.config import NetworkMorphismConfig
+    with pytest.raises(GrowkitError, match="plain net"):
+        methods.get("network-morphism").build(TrainConfig(model="Plain3Net", depths=[1, 1, 1]).resolved(),
+                                              NetworkMorphismConfig([2, 2, 2], 1, 1, "zero"))

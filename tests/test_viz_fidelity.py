@@ -60,6 +60,8 @@ def test_trajectory_end_and_surface_centre_are_the_final_checkpoint(tmp_path):
     # growth at epochs 1-4 (the last one after the last multiple of 3), one fine-tuning epoch: 5 epochs in all
     res = runs.autogrow(cfg, AutoGrowConfig(K=1, J=100, max_grow_epochs=4, finetune_epochs=1), tmp_path / "r")
     assert res["epochs"] == 5 and [e["epoch"] for e in res["growth_events"]][-1] == 4
+    snaps = T.load_snapshots(tmp_path / "r")
+    assert [sn.epoch for sn in snaps] == [0, 3, 5]  # every 3 epochs, and always the final one
     traj, surf = X.trajectory_surface(tmp_path / "r", grid=3, images=32)
     assert traj.epochs[-1] == 5 and traj.archs[-1] == res["found"]
     assert np.array_equal(traj.coords[-1], [0.0, 0.0])
