@@ -161,3 +161,11 @@ def test_network_morphism_refuses_zero_init_on_a_plain_net():
     with pytest.raises(GrowkitError, match="plain net"):
         methods.get("network-morphism").build(TrainConfig(model="Plain3Net", depths=[1, 1, 1]).resolved(),
                                               NetworkMorphismConfig([2, 2, 2], 1, 1, "zero"))
+
+
+def test_J_below_2K_exits_2_before_anything_is_written(cli, tmp_path):
+    out = tmp_path / "j"
+    r = cli("autogrow", "--K", "3", "--J", "5", "--out", out, "--no-progress")
+    assert r.returncode == 2 and not out.exists() and r.stderr.count("\n") == 1 and "below 2 K" in r.stderr
+    r = cli("autogrow", "--K", "3", "--fraction", "0.25", "--J", "20", "--no-scale-J", "--out", out, "--no-progress")
+    assert r.returncode == 2 and "J = 20 is below 2 K = 24" in r.stderr  # K = 3 / 0.25 = 12
