@@ -220,7 +220,8 @@ def seeded_row(results: list[dict], bases: list[dict] | None = None, **extra) ->
     from .report import pm
     accs = [r["test_acc"] for r in results]
     depths = [depth_of(r) for r in results]
-    row = {**extra, "found nets": ", ".join("-".join(map(str, r["depths"])) for r in results),
+    row = {**extra, "found nets": ", ".join("-".join(map(str, r.get("depths") or r["spec"]["depths"]))
+                                            for r in results),
            "accu %": pm(accs), "depth (blocks)": pm(depths, 1)}
     if bases:
         for kind in ("matched", "converged"):

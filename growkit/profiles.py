@@ -20,11 +20,11 @@ PROFILES: dict[str, dict[str, dict]] = {
         "paper": dict(live=False, dataset="cifar10", device="cuda", J=30, finetune=60),
     },
     "autogrow_01_morphism": {
-        "smoke": dict(pairs=[["Basic3ResNet", [1, 1, 1], [2, 1, 1]]], inits=["zero"], shallow_epochs=1,
-                      deeper_epochs=1, surface_grid=3, surface_images=32),
+        "smoke": dict(pairs=[["Basic3ResNet", [1, 1, 1], [2, 2, 1]]], inits=["zero", "adam"], seeds=[0],
+                      shallow_epochs=1, deeper_epochs=1, converged_epochs=2, surface_grid=3, surface_images=32),
         "cpu": {},
         "paper": dict(dataset="cifar10", device="cuda", shallow_epochs=200, deeper_epochs=200, width_scale={},
-                      snapshot_every=4, surface_grid=31, surface_images=5000),
+                      seeds=[0], converged_epochs=200, snapshot_every=4, surface_grid=31, surface_images=5000),
     },
     "autogrow_02_c_autogrow": {
         "smoke": dict(schedules=["staircase", "constant"], inits=["zero", "gau"], seeds=[0], K=1, finetune=1,

@@ -52,7 +52,7 @@ def test_every_notebook_has_all_three_profiles_naming_real_parameters(path):
 # What each notebook must write under the smoke profile: figure/table names -> expected table rows.
 EXPECTED = {
     "00_quickstart": {"quickstart_growth_curves.png": None},
-    "autogrow_01_morphism": {"autogrow_table2_morphism.csv": 1, "autogrow_fig2_trajectories_morphism_vs_scratch.png": None},
+    "autogrow_01_morphism": {"autogrow_table2_morphism.csv": 2, "autogrow_fig2_trajectories_morphism_vs_scratch.png": None},
     "autogrow_02_c_autogrow": {"autogrow_table3_c_autogrow.csv": 4},
     "autogrow_03_adaptability": {"autogrow_table4_adaptability.csv": 1, "autogrow_table9_plain_nets.csv": 3},
     "autogrow_04_interval": {"autogrow_table5_interval_K.csv": 2},
