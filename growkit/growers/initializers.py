@@ -40,10 +40,6 @@ import torch.nn as nn
 
 from ..errors import GrowkitError
 
-PAPER_NAMES = {"zero": "ZeroInit", "adam": "AdamInit", "uni": "UniInit", "uni01": "UniInit U(0,1)",
-               "gau": "GauInit", "identity": "IdentityInit (growkit)"}
-
-
 def check_family(kind: str, plain: bool) -> None:
     """Refuse an initializer that cannot mean anything sensible for the net being grown."""
     if plain and kind == "zero":
