@@ -1,5 +1,5 @@
 """AdeNeL: width growing from a thin seed, driven by the support set of an inverse scale space
-(Zhong, Liu and Fu, BMVC 2022; paper 002). The policy lives in :mod:`.adenel_policy`, the
+(Zhong, Liu and Fu; paper 002). The policy lives in :mod:`.adenel_policy`, the
 optimizer in :mod:`growkit.lbi`; this module holds the config, the grower and its replay.
 
 The grower reads Gamma from the optimizer state it is shown (never the optimizer itself): every J
