@@ -1,21 +1,30 @@
-"""The same 21x21 loss surface, point by point (as tomgoldstein/loss-landscape does) vs batched (growkit).
+"""One loss surface evaluated five ways, to say where growkit's speed comes from.
 
-Reference (loss-landscape's plot_surface.crunch + evaluation.eval_loss): for every
-grid point, write theta* + a d1 + b d2 into the model's parameters, then run
-eval_loss: model.eval(), a DataLoader (2 workers, batch 128) over a
-torchvision-style dataset with per-image ToTensor/Normalize, and loss.item()
-and correct.item() after every batch.
+Rows, all on the same trained net, directions and images, in one process:
 
-growkit: growkit.viz.landscape.surface over the same images held as one
-resident tensor, BatchNorm folded into the convs, points evaluated
-``points_per_batch`` at a time under vmap (the device's default, and a
-vmap chunk of 21 for comparison).
+* ``reference_dataloader``: as tomgoldstein/loss-landscape does it (plot_surface.crunch +
+  evaluation.eval_loss): for every grid point write theta* + a d1 + b d2 into the model, then
+  model.eval() and a DataLoader (2 workers, batch 128, started afresh for every point) over a
+  torchvision-style dataset with per-image ToTensor/Normalize, loss.item() and correct.item()
+  after every batch;
+* ``reference_persistent_workers``: the same with ``persistent_workers=True`` (no worker start-up
+  per point);
+* ``reference_resident``: the same point-by-point loop (weights written into the model, BN not
+  folded, ``.item()`` per batch) over the images held as one normalised tensor on the device:
+  no DataLoader at all;
+* ``growkit_pointwise``: growkit.viz.landscape.surface one point at a time (BN folded into the
+  convs once per point, no host sync until the grid is done);
+* ``growkit_vmap``: growkit's evaluation in vmap chunks, the chunk size *measured* first
+  (:func:`growkit.viz.landscape.time_points_per_batch`; the sweep is printed).
 
-Both on the same trained net, directions and images, in one process; prints
-JSON with seconds, ratios and the largest absolute difference of the losses.
+So ``reference_dataloader / reference_resident`` is the part of the ratio that comes from the data
+path, and ``reference_resident / growkit_*`` the part that comes from the evaluation itself
+(folded BN, no per-batch sync, batching). Sizes beyond the dataset's training split repeat its
+images (``tiled_from`` says how many distinct ones there are).
 
-    python bench/landscape_speed.py            # CPU, digits
-    python bench/landscape_speed.py --device cuda
+    python bench/landscape_speed.py --images 512 --grid 5         # a quick check
+    python bench/landscape_speed.py --images 5000,10000            # the reference sizes (CPU: slow)
+    python bench/landscape_speed.py --device cuda --images 5000,10000
 """
 from __future__ import annotations
 
@@ -49,7 +58,8 @@ class PILImages(torch.utils.data.Dataset):
         return self.tf(img), int(self.y[i])
 
 
-def reference_surface(model, center, d1, d2, xs, ys, loader, device):
+def reference_surface(model, center, d1, d2, xs, ys, batches, device):
+    """loss-landscape's loop; ``batches()`` yields (inputs, targets) for one pass over the images."""
     losses = np.zeros((len(ys), len(xs)))
     model.eval()
     for j, b in enumerate(ys):
@@ -58,7 +68,7 @@ def reference_surface(model, center, d1, d2, xs, ys, loader, device):
                 p.data = center[n] + float(a) * d1[n] + float(b) * d2[n]
             total, correct, seen = 0.0, 0, 0
             with torch.no_grad():
-                for inputs, targets in loader:  # evaluation.eval_loss
+                for inputs, targets in batches():  # evaluation.eval_loss
                     inputs, targets = inputs.to(device), targets.to(device)
                     out = model(inputs)
                     total += F.cross_entropy(out, targets).item() * len(targets)
@@ -78,14 +88,69 @@ def timed(fn, device):
     return out, time.perf_counter() - t0
 
 
+def images(data, n: int):
+    """``n`` normalised training images (the split repeated when it is smaller) and how many are distinct."""
+    x, y = data.subset("train", n)
+    distinct = len(y)
+    if n > distinct:
+        reps = -(-n // distinct)
+        x, y = x.repeat(reps, 1, 1, 1)[:n], y.repeat(reps)[:n]
+    return x.contiguous(), y, distinct
+
+
+def one_size(model, data, n, xs, ys, dev, candidates, probe_points):
+    center = L.params_of(model)
+    d1, d2 = L.random_direction(center, 1), L.random_direction(center, 2)
+    x, y, distinct = images(data, n)
+    mean, std = data.mean, data.std
+    scale = torch.tensor(std).view(1, -1, 1, 1) * 255
+    shift = torch.tensor(mean).view(1, -1, 1, 1) * 255
+    pics = (x.cpu().float() * scale + shift).round().clamp(0, 255).to(torch.uint8).numpy()
+    ds = PILImages(pics, y.cpu().numpy(), mean, std)
+    fresh = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=False, num_workers=2)
+    persistent = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=False, num_workers=2,
+                                             persistent_workers=True)
+    resident = lambda: ((x[s:s + 128], y[s:s + 128]) for s in range(0, len(y), 128))  # noqa: E731
+    rows, ref = {}, None
+    for name, batches in (("reference_dataloader", lambda: iter(fresh)),
+                          ("reference_persistent_workers", lambda: iter(persistent)),
+                          ("reference_resident", resident)):
+        losses, sec = timed(lambda: reference_surface(model, center, d1, d2, xs, ys, batches, dev), dev)
+        ref = losses if ref is None else ref
+        rows[name] = {"seconds": round(sec, 3), "losses": losses}
+    for n_, p_ in model.named_parameters():
+        p_.data = center[n_].clone()
+
+    ev = L.SurfaceEvaluator(model, center)
+    sweep = L.time_points_per_batch(ev, d1, d2, x, y, candidates=candidates, probe_points=probe_points)
+    best = min(sweep, key=sweep.get)
+    for name, G in (("growkit_pointwise", 1), ("growkit_vmap", best)):
+        res, sec = timed(lambda: L.surface(model, d1, d2, xs, ys, x, y, center=center, points_per_batch=G), dev)
+        rows[name] = {"seconds": round(sec, 3), "points_per_batch": G, "losses": res["loss"]}
+    base = rows["reference_dataloader"]["seconds"]
+    out = []
+    for name, r in rows.items():
+        diff = np.abs(r.pop("losses") - ref)
+        out.append({"row": name, **r, "speedup_vs_reference": round(base / max(r["seconds"], 1e-9), 2),
+                    "max_rel_diff": float((diff / np.abs(ref)).max())})
+    t = {r["row"]: r["seconds"] for r in out}
+    split = {"data_path": round(t["reference_dataloader"] / t["reference_resident"], 2),
+             "evaluation_pointwise": round(t["reference_resident"] / t["growkit_pointwise"], 2),
+             "evaluation_vmap": round(t["reference_resident"] / t["growkit_vmap"], 2)}
+    return {"images": n, "tiled_from": distinct, "rows": out, "ratio_split": split,
+            "vmap_sweep_s_per_point": {str(k): round(v, 6) for k, v in sweep.items()}}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="auto")
     p.add_argument("--model", default="Basic3ResNet-2-2-2")
     p.add_argument("--dataset", default="digits")
-    p.add_argument("--images", type=int, default=512)
+    p.add_argument("--images", default="5000,10000", help="comma-separated numbers of images")
     p.add_argument("--grid", type=int, default=21)
     p.add_argument("--train-epochs", type=int, default=5)
+    p.add_argument("--chunks", default="1,2,4,8,16,32,64", help="vmap chunk sizes to measure")
+    p.add_argument("--probe-points", type=int, default=32, help="grid points per chunk-size measurement")
     a = p.parse_args()
     dev = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
                        ("cpu" if a.device == "auto" else a.device))
@@ -93,33 +158,11 @@ def main():
                             progress=False, eval_test=False, precision="fp32", channels_last=False))
     t.fit()
     model = t.model.float().eval()
-    x, y = t.data.subset("train", a.images)
-    center = L.params_of(model)
-    d1, d2 = L.random_direction(center, 1), L.random_direction(center, 2)
     xs = ys = np.linspace(-1, 1, a.grid)
-
-    # the same images, as the uint8 pictures a torchvision dataset would decode
-    mean, std = t.data.mean, t.data.std
-    scale = torch.tensor(std).view(1, -1, 1, 1) * 255
-    shift = torch.tensor(mean).view(1, -1, 1, 1) * 255
-    pics = (x.cpu().float() * scale + shift).round().clamp(0, 255).to(torch.uint8).numpy()
-    loader = torch.utils.data.DataLoader(PILImages(pics, y.cpu().numpy(), mean, std), batch_size=128,
-                                         shuffle=False, num_workers=2)
-    ref, t_ref = timed(lambda: reference_surface(model, center, d1, d2, xs, ys, loader, dev), dev)
-    for n, p_ in model.named_parameters():
-        p_.data = center[n].clone()
-
-    rows = []
-    default_G = 1 if dev.type == "cpu" else 32
-    for G in sorted({default_G, 21}):
-        res, t_ours = timed(lambda: L.surface(model, d1, d2, xs, ys, x, y, center=center, points_per_batch=G), dev)
-        rows.append({"points_per_batch": G, "default": G == default_G, "seconds": round(t_ours, 3),
-                     "speedup": round(t_ref / t_ours, 2),
-                     "max_abs_diff": float(np.abs(res["loss"] - ref).max()),
-                     "max_rel_diff": float((np.abs(res["loss"] - ref) / np.abs(ref)).max())})
+    chunks = tuple(int(c) for c in a.chunks.split(","))
+    sizes = [one_size(model, t.data, int(n), xs, ys, dev, chunks, a.probe_points) for n in a.images.split(",")]
     print(json.dumps({"benchmark": "landscape_speed", **environment(dev), "model": a.model, "dataset": a.dataset,
-                      "images": a.images, "grid": f"{a.grid}x{a.grid}", "reference_seconds": round(t_ref, 3),
-                      "batched": rows}, indent=2))
+                      "grid": f"{a.grid}x{a.grid}", "sizes": sizes}, indent=2))
 
 
 if __name__ == "__main__":

@@ -7,13 +7,18 @@ format, and two host syncs per step (loss.item(), correct.item()).
 
 growkit loop: growkit.train.Trainer.train_epoch over growkit.data.ResidentData
 (uint8 on the device, batched crop/flip), bf16 autocast and channels_last on
-CUDA, one host sync per epoch.
+CUDA, one host sync per epoch. A second growkit row runs the same loop in fp32
+without channels_last, so on a GPU the ratio of that row is the data path and
+host syncs alone, and the gap between the two growkit rows is precision and
+memory format (on a CPU both rows are fp32).
 
-Same model, batch size, images and device, measured in the same process;
-prints JSON with images/second of both and their ratio.
+Same model, batch size, images and device, measured in the same process, the
+three loops' epochs alternated; prints JSON with the median images/second of
+each loop over the timed epochs (and their range) and the ratios.
 
     python bench/train_throughput.py                      # CPU: digits and CIFAR-shaped
     python bench/train_throughput.py --device cuda --n-images 50000
+    python bench/train_throughput.py --epochs 2 --n-images 256   # a quick check that it runs
 """
 from __future__ import annotations
 
@@ -70,6 +75,8 @@ def reference_epoch(model, loader, opt, device):
 
 
 def bench_one(name, x, y, info, model_name, batch, epochs, device):
+    """Median images/s of the reference loop, growkit's default loop and growkit in fp32, epochs alternated
+    (reference, growkit, growkit fp32, reference, ...) so drifts of a shared machine hit every loop alike."""
     from torchvision import transforms as T
 
     mean = (x.astype(np.float64) / 255).mean(axis=(0, 2, 3))
@@ -80,37 +87,43 @@ def bench_one(name, x, y, info, model_name, batch, epochs, device):
     tf += [T.ToTensor(), T.Normalize(mean.tolist(), std.tolist())]
     loader = torch.utils.data.DataLoader(PILImages(x.transpose(0, 2, 3, 1), y, T.Compose(tf)), batch_size=batch,
                                          shuffle=True, num_workers=2, persistent_workers=True)
-
-    def fresh_model():
-        torch.manual_seed(0)
-        return models.create(model_name, in_channels=info.channels, num_classes=info.num_classes,
-                             image_size=info.image_size).to(device)
-
-    # reference
-    model = fresh_model()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    reference_epoch(model, loader, opt, device)  # warm-up (workers, cudnn autotune)
-    t0 = time.perf_counter()
-    seen = sum(reference_epoch(model, loader, opt, device) for _ in range(epochs))
-    ref = seen / (time.perf_counter() - t0)
 
-    # growkit
-    cfg = TrainConfig(model=model_name, dataset=info.name, batch_size=batch, device=str(device), progress=False,
-                      lr=0.1, eval_test=False)
-    data = ResidentData(info, (x, y), (x[:0], y[:0]), (x[:0], y[:0]), device=device,
-                        channels_last=device.type == "cuda")
-    tr = Trainer(cfg, data=data)
-    tr.train_epoch(tr.opt, None, seed=0)  # warm-up
-    sync(device)
-    t0 = time.perf_counter()
-    for e in range(epochs):
-        tr.train_epoch(tr.opt, None, seed=e + 1)
-    sync(device)
-    ours = epochs * data.size("train") / (time.perf_counter() - t0)
-    return {"data": name, "model": model_name, "batch": batch, "images": int(len(y)), "epochs": epochs,
-            "growkit_img_s": round(ours, 1), "reference_img_s": round(ref, 1), "ratio": round(ours / ref, 2)}
+    # reference
+    torch.manual_seed(0)
+    model = models.create(model_name, in_channels=info.channels, num_classes=info.num_classes,
+                          image_size=info.image_size).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+
+    def growkit_trainer(precision, channels_last):
+        cfg = TrainConfig(model=model_name, dataset=info.name, batch_size=batch, device=str(device), progress=False,
+                          lr=0.1, eval_test=False, precision=precision, channels_last=channels_last)
+        data = ResidentData(info, (x, y), (x[:0], y[:0]), (x[:0], y[:0]), device=device,
+                            channels_last=bool(channels_last))
+        return Trainer(cfg, data=data)
+
+    cuda = device.type == "cuda"
+    loops = {"reference": lambda e: reference_epoch(model, loader, opt, device)}
+    for key, prec, cl in (("growkit", "auto", cuda), ("growkit_fp32", "fp32", False)):
+        tr = growkit_trainer(prec, cl)
+        loops[key] = (lambda e, tr=tr: (tr.train_epoch(tr.opt, None, seed=e), tr.data.size("train"))[1])
+    rates = {k: [] for k in loops}
+    for e in range(epochs + 1):  # epoch 0 is a warm-up for every loop (workers, cuDNN autotuning)
+        for key, run in loops.items():
+            sync(device)
+            t0 = time.perf_counter()
+            seen = run(e)
+            sync(device)
+            if e:
+                rates[key].append(seen / (time.perf_counter() - t0))
+    med = {k: float(np.median(v)) for k, v in rates.items()}
+    return {"data": name, "model": model_name, "batch": batch, "images": int(len(y)), "timed_epochs": epochs,
+            "reference_img_s": round(med["reference"], 1), "growkit_img_s": round(med["growkit"], 1),
+            "growkit_fp32_img_s": round(med["growkit_fp32"], 1),
+            "ratio": round(med["growkit"] / med["reference"], 2),
+            "ratio_fp32": round(med["growkit_fp32"] / med["reference"], 2),
+            "spread_img_s": {k: [round(min(v), 1), round(max(v), 1)] for k, v in rates.items()}}
 
 
 def main():
@@ -119,7 +132,7 @@ def main():
     p.add_argument("--model", default="Basic3ResNet-3-3-3")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--n-images", type=int, default=2048, help="CIFAR-shaped random images")
-    p.add_argument("--epochs", type=int, default=2, help="timed epochs (after one warm-up epoch)")
+    p.add_argument("--epochs", type=int, default=10, help="timed epochs per loop (after one warm-up epoch)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     a = p.parse_args()
     device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else

@@ -77,8 +77,8 @@ class CallbackList:
 
 
 class Recorder(Callback):
-    """metrics.jsonl (a row per epoch), and with ``snapshot_every`` the ``trajectory/`` snapshots and
-    growth records (index maps of every growth step)."""
+    """metrics.jsonl (a row per epoch), and with ``snapshot_every`` the ``trajectory/`` snapshots (every N
+    epochs and the final epoch) and growth records (index maps of every growth step)."""
 
     def __init__(self, out: str | Path, snapshot_every: int = 0):
         self.out, self.snapshot_every = Path(out), snapshot_every
@@ -109,7 +109,10 @@ class Recorder(Callback):
         self.log.append(row)
 
     def on_checkpoint(self, trainer, path: Path) -> None:
-        if self.snapshot_every and trainer.loop.epoch % self.snapshot_every == 0:
+        # every N epochs, and always the final epoch: the trajectory then ends at the final checkpoint,
+        # the origin of its PCA plane and the centre of the loss contours
+        finished = trainer.loop.phase >= len(trainer.phases)
+        if self.snapshot_every and (trainer.loop.epoch % self.snapshot_every == 0 or finished):
             from .viz.trajectory import save_snapshot
             save_snapshot(self.out, trainer.loop.epoch, trainer.model)
 

@@ -207,7 +207,8 @@ class TrainConfig(_Record):
     lr: float | None = opt(None, help="base learning rate (default 0.1, or 0.01 for plain nets)")  # resolved()
     momentum: float = 0.9
     nesterov: bool = False
-    weight_decay: float = 5e-4
+    weight_decay: float | None = opt(None, help="weight decay (default: the authors' 1e-4 on imagenet, 5e-4 "
+                                                "elsewhere)")  # resolved in __post_init__
     schedule: str = opt("staircase", help="constant, staircase or cosine")
     milestones: list[float] = opt(default_factory=lambda: [0.5, 0.75], parse=F.floats,
                                   help="staircase decay points, as fractions")
@@ -246,8 +247,15 @@ class TrainConfig(_Record):
         _check_model_fits(self)
         return self
 
+    def __post_init__(self):
+        # Resolved at once (not in resolved()) so that every consumer, e.g. optim.build(model, TrainConfig(), lr),
+        # sees a number. A config copied with another dataset keeps the value it already has.
+        if self.weight_decay is None:
+            self.weight_decay = 1e-4 if str(self.dataset).lower() == "imagenet" else 5e-4
+
     def resolved(self) -> "TrainConfig":
-        """Fill the defaults that depend on other fields (what config.json records)."""
+        """Fill the defaults that depend on other fields (what config.json records): the paper's rate (0.1 for
+        ResNets, 0.01 for plain nets); the weight decay was set when the config was made."""
         if self.lr is not None:
             return self
         plain = self.model.split("-")[0].lower() in ("plain3net", "plain4net")
@@ -259,16 +267,21 @@ class AutoGrowConfig(_Record):
     """AutoGrow (Algorithm 1). Seed depths are ``TrainConfig.depths``; K, J in epochs; tau in %."""
     policy: str = opt("periodic", help="periodic (p-AutoGrow) or convergent (c-AutoGrow)")
     K: int = opt(3, help="growth interval in epochs")  # also the convergence window
-    J: int | None = opt(None, help="stopping window of periodic growth, J >> K (default 10 K)")
+    # periodic stopping window, at least 2 K. None: the paper's rule, J = T, the epochs at the largest rate of
+    # the baseline schedule: int(first milestone * finetune_epochs), e.g. 100 of 200 (CIFAR), 30 of 90 (ImageNet),
+    # 10 of the 20 fine-tuning epochs of the digits default
+    J: int | None = opt(None, help="stopping window of periodic growth, at least 2 K (default: the epochs at the "
+                                   "largest rate of the fine-tuning schedule, the paper's T)")
     tau: float = opt(0.05, help="minimum accuracy gain, in percent")  # of the running max of val accuracy
-    init: str = opt("gau", help="zero, adam, uni, gau or identity")
-    init_std: float = opt(1.0, help="standard deviation of UniInit / GauInit")
+    init: str = opt("gau", help="zero, adam, uni (paper text), uni01 (authors' U(0,1)), gau, or identity "
+                                "(growkit's, for plain nets)")
+    init_std: float = opt(1.0, help="standard deviation of uni / gau; the upper bound of uni01")
     # The learning rate is TrainConfig.lr (0.1 residual / 0.01 plain by default), for growing and fine-tuning.
     grow_schedule: str = opt("constant", help="constant, or staircase restarting every K epochs")
     finetune_epochs: int = opt(20, flag="--finetune", help="fine-tuning epochs N")  # staircase, of the found net
     max_depth: int | None = opt(None, help="cap of blocks per sub-network")
     max_grow_epochs: int = opt(2000, help="safety bound on the growing phase")
-    scale_J_by_fraction: bool = opt(False, flag="--scale-J", help="divide J by --fraction as well as K")
+    scale_J_by_fraction: bool = opt(True, flag="--no-scale-J", help="keep J as given when --fraction divides K")
     adam_lr: float = opt(1e-3, help="AdamInit's learning rate")
     adam_max_epochs: int = opt(10, help="AdamInit's epoch budget")
     adam_tolerance: float = opt(0.0, help="AdamInit stops at the shallower net's train accuracy minus this")

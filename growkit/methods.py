@@ -137,6 +137,10 @@ def _network_morphism(train: TrainConfig, nm: NetworkMorphismConfig):
     shallow, target = train.depths or [], nm.target_depths
     if len(target) != len(shallow) or any(t < d for t, d in zip(target, shallow)):
         raise GrowkitError(f"target depths {target} must extend the shallower depths {shallow}")
+    from .growers.initializers import check_family
+    from .models.depth import FAMILIES
+    family = FAMILIES.get(train.model.split("-")[0])
+    check_family(nm.init, plain=family is not None and family[0] == "plain")
     train = dataclasses.replace(train, epochs=nm.shallow_epochs + nm.deeper_epochs)
     grower = NetworkMorphism(target, nm.shallow_epochs, nm.init, nm.init_std)
     ms, g = tuple(train.milestones), train.gamma
@@ -166,3 +170,30 @@ from .growers.learn_to_grow import L2GConfig  # noqa: E402
 
 register(Method("learn-to-grow", "continual learning: per layer and task, reuse, adapt or add new parameters "
                 "(Li et al., ICML 2019)", _no_build, L2GConfig, own_loop=l2g_runs))
+
+
+def _gauss_newton(train: TrainConfig, options):
+    from .gn_method import build
+    return build(train, options)
+
+
+def _gauss_newton_summary(result: dict, trainer, options, out: Path) -> dict:
+    from .gn_method import summarize
+    return summarize(result, trainer, options, out)
+
+
+def _gauss_newton_config():
+    from .gn_method import GaussNewtonConfig
+    return GaussNewtonConfig
+
+
+register(Method("gauss-newton", "grow the width of a VGG / MobileNet seed with Gauss-Newton split and prune "
+                "morphisms (Algorithm 1), then retrain the found net from scratch", _gauss_newton,
+                _gauss_newton_config(), summarize=_gauss_newton_summary,
+                train_flags={"widths": {"flag": "--seed-width",
+                                        "help": "seed width: N (uniform) or N-N-... (default: VGG 16, MobileNetV1 32)"},
+                             "epochs": None, "batch_size": None, "optimizer": None, "optimizer_kw": None,
+                             "momentum": None, "nesterov": None, "weight_decay": None}))
+
+
+from . import adenel_method as _adenel  # noqa: E402,F401  registers adenel, adenel-replay and l1-prune

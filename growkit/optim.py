@@ -57,6 +57,9 @@ class OptimizerKind:
         """State of a parameter with no history (empty: the torch optimizer initialises it lazily)."""
         return {}
 
+    def after_carry(self, opt: torch.optim.Optimizer, edits: list[Edit]) -> None:
+        """Called once the state is carried (e.g. LBI's option to restart Z and Gamma after a growth)."""
+
     def remap_other(self, key: str, value: torch.Tensor, name: str, index: tuple[torch.Tensor, ...],
                     param: torch.Tensor) -> torch.Tensor:
         """A state tensor not shaped like its (reshaped) parameter. Scalars (e.g. Adam's step) are kept;
@@ -277,6 +280,7 @@ def carry(model: nn.Module, opt: torch.optim.Optimizer, edits: list[Edit],
     new_opt = _attach(kind.make(_regroup(model, opt.param_groups)), kind.name)
     load_state_by_name(model, new_opt, carried_state(old_state, old_shapes, edits, model, kind,
                                                      _group_of(new_opt)))
+    kind.after_carry(new_opt, edits)
     return new_opt
 
 
@@ -304,3 +308,8 @@ def restore(model: nn.Module, cfg, exported: dict, lr: float) -> torch.optim.Opt
     load_state_by_name(model, opt, {n: {k: (v.clone() if torch.is_tensor(v) else v) for k, v in s.items()}
                                     for n, s in exported["state"].items()})
     return opt
+
+
+from . import lbi as _lbi  # noqa: E402  the lbi kind (growkit.lbi imports this module lazily)
+
+_lbi.register_kind()

@@ -6,6 +6,8 @@ whole lines with fsync (a resume truncates rows the checkpoint has not seen).
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import os
@@ -153,6 +155,17 @@ def git_commit() -> str:
     return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
 
 
+@functools.lru_cache(maxsize=1)
+def code_hash() -> str:
+    """A hash of growkit's own source files: what a run's results depend on. It changes with every commit
+    (or uncommitted edit) that changes the code, and not with one that changes only the docs or notebooks."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -161,7 +174,7 @@ def device_name(device: torch.device) -> str:
 
 def environment(device: torch.device) -> dict:
     from . import __version__
-    return {"growkit": __version__, "git_commit": git_commit(), "torch": torch.__version__,
+    return {"growkit": __version__, "git_commit": git_commit(), "code": code_hash(), "torch": torch.__version__,
             "python": sys.version.split()[0], "device": device_name(device)}
 
 

@@ -16,12 +16,20 @@ from pathlib import Path
 PAPER_DATASETS = {"cifar10", "cifar100", "svhn", "mnist", "fashionmnist", "imagenet"}
 
 
-def caption(title: str, *, dataset: str | list[str], profile: str, note: str = "") -> str:
+def caption(title: str, *, dataset: str | list[str], profile: str, note: str = "", width_scale=None) -> str:
+    """``width_scale``: a factor, or {model family: factor}, of the nets' stage widths against the paper's
+    (named in the caption wherever it is not 1)."""
     names = [dataset] if isinstance(dataset, str) else list(dataset)
     today = dt.date.today().isoformat()
     text = f"{title}. Dataset: {', '.join(names)}; profile: {profile}; {today}."
     if any(n not in PAPER_DATASETS for n in names):
         text += " Digits (8x8 scans, CPU scale): a check of the procedure, not the paper's CIFAR/ImageNet numbers."
+    elif profile in ("cpu", "smoke"):
+        text += f" Run with the {profile} profile's short schedules and windows, not the paper's setting."
+    scales = width_scale if isinstance(width_scale, dict) else ({"all nets": width_scale} if width_scale else {})
+    narrow = [f"{net} at {w:g}x" for net, w in scales.items() if w != 1]
+    if narrow:
+        text += f" Widths against the paper's: {', '.join(narrow)}."
     return f"{text} {note}".strip()
 
 
@@ -75,3 +83,152 @@ def read_caption(path: Path) -> str:
         with Image.open(path) as im:
             return im.info.get("Description", "")
     return ""
+
+
+# ----------------------------------------------------------------------------- seeds, noise, verdicts
+
+def spread(values) -> dict:
+    """Mean, sample standard deviation (0 for one value), min, max and count of ``values`` (None ignored)."""
+    import statistics
+    v = [float(x) for x in values if x is not None]
+    if not v:
+        return {"mean": None, "sd": None, "min": None, "max": None, "n": 0}
+    return {"mean": statistics.fmean(v), "sd": statistics.stdev(v) if len(v) > 1 else 0.0,
+            "min": min(v), "max": max(v), "n": len(v)}
+
+
+def pm(values, digits: int = 2) -> str:
+    """``mean ± sd`` over seeds (``n = 1``: the value alone)."""
+    s = spread(values)
+    if s["n"] == 0:
+        return ""
+    if s["n"] == 1:
+        return f"{s['mean']:.{digits}f}"
+    return f"{s['mean']:.{digits}f} ± {s['sd']:.{digits}f}"
+
+
+def noise_points(n_test: int) -> float:
+    """What one test image is worth, in accuracy points (digits: 100 / 360 = 0.28)."""
+    return 100.0 / max(int(n_test), 1)
+
+
+def within_noise(a, b, floor: float) -> bool:
+    """Are two sets of seeded values indistinguishable? Their means differ by less than two standard errors
+    of the difference, or by less than ``floor`` (one test image in points, one block for depths)."""
+    sa, sb = spread(a), spread(b)
+    se = ((sa["sd"] ** 2) / max(sa["n"], 1) + (sb["sd"] ** 2) / max(sb["n"], 1)) ** 0.5
+    return abs(sa["mean"] - sb["mean"]) < max(2 * se, floor)
+
+
+def best_claim(groups: dict, target: str, floor: float, *, higher: bool = True) -> tuple[bool | None, str]:
+    """Is ``target`` the best of ``groups`` (name -> seeded values)? True if its mean is the best, None if
+    another is better but within noise, False if another is better beyond noise; and the numbers."""
+    means = {k: spread(v)["mean"] for k, v in groups.items()}
+    best = (max if higher else min)(means, key=means.get)
+    detail = f"{target} {pm(groups[target])}; best {best} {pm(groups[best])}"
+    if means[target] == means[best]:  # best, or tied with the best
+        return True, ", ".join(f"{k} {pm(v)}" for k, v in groups.items())
+    return (None if within_noise(groups[target], groups[best], floor) else False), detail
+
+
+def noise_note(n_test: int, seeds) -> str:
+    seeds = list(seeds)
+    return (f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))}), mean ± sample "
+            f"standard deviation; one test image = {noise_points(n_test):.2f} points; differences below two "
+            f"standard errors (or one image) are within noise.")
+
+
+def verdict(holds: bool | None, claim: str, detail: str = "") -> str:
+    """The computed 'agrees / disagrees with the paper' line of a table or figure."""
+    head = {True: "Agrees with the paper", False: "Disagrees with the paper",
+            None: "Within noise, neither agrees nor disagrees with the paper"}[holds]
+    return f"{head}: {claim}" + (f" ({detail})." if detail else ".")
+
+
+PAPER_VS_KIT = "paper_vs_kit"
+
+
+def record_paper_vs_kit(figures_dir, name: str, rows: list[dict]) -> Path:
+    """Keep what one table says against the paper: rows of ``quantity``, ``paper``, ``kit``, ``verdict``.
+    One JSON per table (notebooks may run in parallel); :func:`write_paper_vs_kit` renders them all."""
+    import json
+    d = Path(figures_dir) / PAPER_VS_KIT
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"{name}.json"
+    path.write_text(json.dumps({"table": name, "rows": rows}, indent=1) + "\n")
+    return path
+
+
+def write_paper_vs_kit(figures_dir, order=None) -> Path | None:
+    """figures/paper_vs_kit.md: the paper's value and the kit's side by side, table by table."""
+    import json
+    d = Path(figures_dir) / PAPER_VS_KIT
+    if not d.is_dir():
+        return None
+    entries = [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))]
+    rank = {n: i for i, n in enumerate(order or [])}
+    entries.sort(key=lambda e: (rank.get(e["table"], len(rank)), e["table"]))
+    lines = ["# The paper's values and the kit's", "",
+             "Per table and figure: what the paper reports (CIFAR/ImageNet unless it says otherwise) and what this "
+             "kit measured under the profile named in the table's caption (digits on a CPU for the committed "
+             "figures). The verdicts are computed by the notebooks from the numbers.", ""]
+    for e in entries:
+        lines += [f"## {e['table']}", "", "| quantity | paper | kit | verdict |", "|---|---|---|---|"]
+        lines += [f"| {r['quantity']} | {r['paper']} | {r['kit']} | {r['verdict']} |" for r in e["rows"]]
+        lines.append("")
+    out = Path(figures_dir) / f"{PAPER_VS_KIT}.md"
+    out.write_text("\n".join(lines))
+    return out
+
+
+def same_claim(a, b, floor: float, rel: float = 0.0, names=("a", "b")) -> tuple[bool, str]:
+    """Do two seeded sets agree ("about the same")? Within noise (see :func:`within_noise`), or within ``rel``
+    of the first's mean (the paper's own 'same depth' pairs differ by up to 10 %)."""
+    sa, sb = spread(a), spread(b)
+    holds = within_noise(a, b, floor) or abs(sa["mean"] - sb["mean"]) <= rel * abs(sa["mean"])
+    return holds, f"{names[0]} {pm(a)} vs {names[1]} {pm(b)}"
+
+
+def monotone_claim(groups: dict, floor: float, *, decreasing: bool = True) -> tuple[bool | None, str]:
+    """Do the seeded values fall (``decreasing``) or rise along the order of ``groups``? False if any step goes
+    the other way beyond noise, True if none does and at least one step goes the right way beyond noise,
+    None if every step is within noise."""
+    keys = list(groups)
+    means = {k: spread(groups[k])["mean"] for k in keys}
+    right = wrong = 0
+    for a, b in zip(keys, keys[1:]):
+        if within_noise(groups[a], groups[b], floor):
+            continue
+        if (means[b] < means[a]) == decreasing:
+            right += 1
+        else:
+            wrong += 1
+    holds = False if wrong else (True if right else None)
+    return holds, "; ".join(f"{k}: {pm(groups[k])}" for k in keys)
+
+
+def judge(figures_dir, name: str, claims: list[dict], *, n_test: int, seeds) -> str:
+    """Compute each claim's verdict, record it for paper_vs_kit.md, and return the caption note.
+
+    A claim: ``claim`` (the paper's statement), ``paper`` (its value, as text), and either ``groups``
+    (name -> seeded values) with ``target`` (which should be best; ``higher``; ``unit`` "points" or
+    "blocks" sets the noise floor), or ``same`` (two seeded sets that should agree; ``rel``: the relative
+    tolerance), or ``order`` (seeded sets that should fall along the dict's order, or rise with
+    ``decreasing=False``), or a precomputed ``holds`` (True / False / None) with ``kit`` (text)."""
+    lines, rows = [], []
+    for c in claims:
+        floor = noise_points(n_test) if c.get("unit", "points") == "points" else 1.0
+        if "groups" in c:
+            holds, kit = best_claim(c["groups"], c["target"], floor, higher=c.get("higher", True))
+        elif "order" in c:
+            holds, kit = monotone_claim(c["order"], floor, decreasing=c.get("decreasing", True))
+        elif "same" in c:
+            (na, a), (nb, b) = c["same"].items()
+            holds, kit = same_claim(a, b, floor, c.get("rel", 0.0), (na, nb))
+        else:
+            holds, kit = c["holds"], c["kit"]
+        line = verdict(holds, c["claim"], kit)
+        lines.append(line)
+        rows.append({"quantity": c["claim"], "paper": c["paper"], "kit": kit, "verdict": line.split(":")[0]})
+    record_paper_vs_kit(figures_dir, name, rows)
+    return " ".join(lines + [noise_note(n_test, seeds)])

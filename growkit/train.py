@@ -206,6 +206,13 @@ class Trainer:
             return self.grower.decide(view.epoch, view.row, view.model)
         return self.grower.decide(view)
 
+    def _grower_epoch(self, phase, e0: int):
+        """A grower may spend an epoch of its growing phase on parameters of its own, the net frozen
+        (Gauss-Newton's morphism phases), through ``replaces_epoch(view) -> (train loss, train acc %)
+        or None``; the epoch is then evaluated, recorded, timed and checkpointed like any other."""
+        fn = getattr(self.grower, "replaces_epoch", None) if phase.grows and self.grower is not None else None
+        return None if fn is None else fn(self.view(self.loop.last_row or {}, e0))
+
     def _grow(self, decision, row: dict) -> dict:
         old_state = optim.state_by_name(self.model, self.opt)
         old_shapes = {n: p.shape for n, p in self.model.named_parameters()}
@@ -255,9 +262,13 @@ class Trainer:
         e0 = self.loop.epoch - self.loop.phase_start
         t0 = time.perf_counter()
         lr = phase.lr_at(e0)
-        tr_loss, tr_acc = self.train_epoch(self.opt, lambda s: phase.lr_at(e0 + s),
-                                           derive_seed(self.cfg.seed, self.loop.epoch),
-                                           on_batch=self.hooks.batch_hook(self))
+        instead = self._grower_epoch(phase, e0)
+        if instead is None:
+            tr_loss, tr_acc = self.train_epoch(self.opt, lambda s: phase.lr_at(e0 + s),
+                                               derive_seed(self.cfg.seed, self.loop.epoch),
+                                               on_batch=self.hooks.batch_hook(self))
+        else:
+            tr_loss, tr_acc = instead
         val_loss, val_acc, _ = self.evaluate("val")
         test_loss, test_acc, test_top5 = self.evaluate("test") if self.cfg.eval_test else (None, None, None)
         self.loop.epoch += 1

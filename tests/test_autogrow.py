@@ -7,7 +7,8 @@ import torch
 
 from growkit import models as M
 from growkit.config import AutoGrowConfig, TrainConfig
-from growkit.growers.autogrow import AutoGrow
+from growkit.errors import GrowkitError
+from growkit.growers.autogrow import AutoGrow, make
 from growkit.growers import initializers as I
 from growkit.surgery import AppendBlock
 
@@ -62,10 +63,10 @@ def test_convergent_growth_and_stopping_by_hand():
 
 
 def test_tau_is_in_percent_points():
-    # gains of 0.04 points are below tau = 0.05: stops fire as if the accuracy were flat
-    accs = [50 + 0.04 * i for i in range(8)]
-    log = drive(AutoGrowConfig(policy="periodic", K=1, J=1, tau=0.05), accs)
-    assert log[:4] == [(1, "grow", 0), (2, "stop", 0), (2, "grow", 1), (3, "stop", 1)]
+    # gains of 0.04 points in J = 2 epochs are below tau = 0.05: stops fire as if the accuracy were flat
+    accs = [50 + 0.02 * i for i in range(8)]
+    log = drive(AutoGrowConfig(policy="periodic", K=1, J=2, tau=0.05), accs)
+    assert log[:4] == [(1, "grow", 0), (2, "grow", 1), (3, "stop", 1), (3, "grow", 2)]
 
 
 def test_max_depth_removes_a_subnetwork_from_the_ring():
@@ -73,11 +74,50 @@ def test_max_depth_removes_a_subnetwork_from_the_ring():
     assert log == [(1, "grow", 0), (2, "grow", 1), (3, "grow", 2), (3, "done", (2, 2, 2))]
 
 
-def test_fraction_divides_K():
-    g = AutoGrow(AutoGrowConfig(K=3, J=30), 3, fraction=0.25)
-    assert (g.K, g.J) == (12, 30)
-    g = AutoGrow(AutoGrowConfig(K=3, J=30, scale_J_by_fraction=True), 3, fraction=0.5)
-    assert (g.K, g.J) == (6, 60)
+def test_fraction_divides_K_and_J():
+    g = AutoGrow(AutoGrowConfig(K=3, J=10), 3, fraction=0.25)
+    assert (g.K, g.J) == (12, 40)  # the window keeps its size relative to K (Table 8 at 25 %)
+    g = AutoGrow(AutoGrowConfig(K=3, J=30, scale_J_by_fraction=False), 3, fraction=0.5)
+    assert (g.K, g.J) == (6, 30)
+    with pytest.raises(GrowkitError, match="below 2 K"):
+        AutoGrow(AutoGrowConfig(K=3, J=10, scale_J_by_fraction=False), 3, fraction=0.25)
+
+
+@pytest.mark.parametrize("finetune, milestone, J", [(200, 0.5, 100), (90, 1 / 3, 30), (20, 0.5, 10)])
+def test_default_J_is_the_epochs_at_the_largest_rate_of_the_baseline(finetune, milestone, J):
+    # the paper: J = T = 100 on CIFAR (200 epochs, decay at 100), 30 on ImageNet (90 epochs, decay at 30)
+    g = AutoGrow(AutoGrowConfig(K=3, finetune_epochs=finetune), 3, first_milestone=milestone)
+    assert g.J == J
+
+
+def test_default_J_follows_the_training_milestones_through_make():
+    g, _, _ = make(TrainConfig(model="Basic3ResNet", milestones=[1 / 3, 2 / 3]), AutoGrowConfig(finetune_epochs=90))
+    assert g.J == 30
+
+
+@pytest.mark.parametrize("K, J, policy, ok", [(3, 6, "periodic", True), (3, 5, "periodic", False),
+                                              (10, 10, "periodic", False), (10, None, "convergent", True)])
+def test_J_below_2K_is_refused_for_periodic_growth(K, J, policy, ok):
+    cfg = AutoGrowConfig(K=K, J=J, policy=policy)
+    if ok:
+        AutoGrow(cfg, 3)
+    else:
+        with pytest.raises(GrowkitError, match="below 2 K"):
+            AutoGrow(cfg, 3)
+
+
+@pytest.mark.parametrize("cap, seed, expected", [(1, [1, 1, 1], (1, 1, 1)), (2, [1, 1, 1], (2, 2, 2)),
+                                                 (3, [3, 1, 5], (3, 3, 5))])
+def test_max_depth_is_a_cap_the_found_net_never_exceeds(cap, seed, expected):
+    model = M.create("Basic3ResNet-" + "-".join(map(str, seed)), in_channels=1, image_size=8)
+    g = AutoGrow(AutoGrowConfig(policy="periodic", K=1, J=100, max_depth=cap), 3)
+    for epoch in range(1, 30):  # accuracy always rising: only the cap can stop growth
+        d = g.decide(epoch, {"val_acc": 10.0 + epoch}, model)
+        for plan in d.plans:
+            plan.apply(model)
+        if d.done:
+            break
+    assert d.done and tuple(model.depths) == expected
 
 
 def test_request_stop_ends_growing():

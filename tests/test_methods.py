@@ -38,10 +38,12 @@ def test_flags_parse_lists_switches_and_respelled_names():
                       "--no-progress", "--nesterov", "--lr", "0.05", "--no-augment", "--split-seed", "4")
     assert (t.depths, t.widths, t.milestones, t.eval_test, t.progress, t.nesterov, t.lr, t.augment,
             t.split_seed) == ([2, 3, 4], 16, [0.3, 0.6], False, False, True, 0.05, False, 4)
-    _, t, ag = _parsed("autogrow", "--seed-depths", "1-2-1", "--finetune", "5", "--scale-J", "--K", "4",
+    _, t, ag = _parsed("autogrow", "--seed-depths", "1-2-1", "--finetune", "5", "--no-scale-J", "--K", "4",
                        "--J", "9", "--adam-lr", "0.01")
     assert t.depths == [1, 2, 1] and (ag.finetune_epochs, ag.scale_J_by_fraction, ag.K, ag.J, ag.adam_lr) == \
-        (5, True, 4, 9, 0.01)
+        (5, False, 4, 9, 0.01)
+    _, t, ag = _parsed("autogrow", "--dataset", "imagenet")
+    assert ag.scale_J_by_fraction is True and t.weight_decay == 1e-4  # the defaults: J scales; the authors' decay
     a, _, _ = _parsed("train")
     assert "depths" in a.train_fields
     a, _, _ = _parsed("autogrow")  # autogrow has no --depths and no --schedule: seed depths, phases' schedules

@@ -249,4 +249,4 @@ def test_a_run_with_snapshots_records_its_growths(tmp_path):
     runs.autogrow(cfg, AutoGrowConfig(K=1, J=100, max_grow_epochs=2, finetune_epochs=1), tmp_path / "r")
     gs = T.load_growths(tmp_path / "r")
     assert [g.epoch for g in gs] == [1, 2] and all(g.edit.new for g in gs)
-    assert [s.epoch for s in T.load_snapshots(tmp_path / "r")] == [0, 2]
+    assert [s.epoch for s in T.load_snapshots(tmp_path / "r")] == [0, 2, 3]  # and the final epoch

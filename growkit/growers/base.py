@@ -59,6 +59,10 @@ class Grower:
         """``view.epoch``: epochs completed in the growing phase; ``view.row``: that epoch's metrics."""
         raise NotImplementedError
 
+    # Optional: ``replaces_epoch(view) -> (train loss, train acc %) | None``, asked before each epoch of a
+    # growing phase; a tuple means the grower spent the epoch on parameters of its own with the net
+    # frozen (Gauss-Newton's morphism phases) and the trainer does not train the net that epoch.
+
     def initialize(self, model, edits, view: GrowerView | None) -> dict | None:
         """Set the new weights of the applied ``edits``; return facts for the growth record."""
         return None

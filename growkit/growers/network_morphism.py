@@ -2,7 +2,8 @@
 
 Train a shallower net, then stack sub-modules on top of every sub-network at
 once to reach a deeper net, initialise them (ZeroInit or AdamInit: the
-shallower net's function is kept), and go on training the deeper net. As a
+shallower net's function is kept; AdamInit trains all the new last BNs in one
+joint Adam run), and go on training the deeper net. As a
 grower: one decision, ``after`` epochs into a growing phase that lasts exactly
 ``after`` epochs.
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from ..surgery import AppendBlock
 from .base import Decision, Grower, as_view
-from .initializers import initialize_block
+from .initializers import initialize_blocks
 
 
 class NetworkMorphism(Grower):
@@ -35,11 +36,9 @@ class NetworkMorphism(Grower):
         return Decision(plans=plans, done=True, info={"depths": self.target})
 
     def initialize(self, model, edits, view) -> dict:
-        out = {"init": self.init}
-        for e in edits:
-            out.update(initialize_block(self.init, model, model.get_submodule(e.where), view, std=self.std,
-                                        adam=self.adam))
-        return out
+        """Every new block at once: AdamInit trains all their last BNs in one joint Adam run (everything else
+        frozen), as the paper describes; the record keeps every block's outcome under ``blocks``."""
+        return initialize_blocks(self.init, model, [e.where for e in edits], view, std=self.std, adam=self.adam)
 
     def state_dict(self) -> dict:
         return {"done": self.done}

@@ -49,6 +49,7 @@ class Block(nn.Module):
     is the one AutoGrow's initializers set (zero for ZeroInit, noise for GauInit)."""
 
     convs: tuple[str, ...] = ()
+    residual: bool = True  # AutoGrow's initializers set the last BN of residual sub-modules only
 
     @property
     def last_bn(self) -> nn.BatchNorm2d:
@@ -65,6 +66,7 @@ class Block(nn.Module):
 
 class PlainBlock(Block):
     convs = ("conv1",)
+    residual = False
 
     def __init__(self, cin: int, widths: list[int], stride: int = 1):
         super().__init__()

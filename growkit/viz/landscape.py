@@ -29,7 +29,8 @@ grouped convolution per layer for the whole chunk). On a GPU that fills the
 device with small nets; on a 2-core CPU one point at a time is fastest
 (grouped convolutions and larger intermediates cost more than they save), so
 the default there is 1: one forward per data batch over resident tensors, no
-host sync until the whole grid is done.
+host sync until the whole grid is done. :func:`time_points_per_batch` measures
+the best chunk for a given device, net and data instead of assuming one.
 """
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
+
+from ..errors import GrowkitError
 
 Params = dict[str, torch.Tensor]
 
@@ -94,12 +97,19 @@ def _replace_bn(model: nn.Module) -> nn.Module:
 def fold_conv_bn(model: nn.Module):
     """Trace ``model`` (eval mode) and drop every BatchNorm that directly follows a conv.
 
+    A conv or BN module called more than once (weight sharing) is refused with a
+    :class:`GrowkitError`: folding would change its other calls too.
+
     Returns (graph module, fold) where ``fold(params)`` maps the *original* parameters to the
     traced module's: the conv of each pair gets ``W * s`` and bias ``beta - mean * s (+ b * s)``
     with ``s = gamma / sqrt(var + eps)`` from the BN's running statistics.
     """
     gm = fx.symbolic_trace(copy.deepcopy(model).eval())
     mods = dict(gm.named_modules())
+    calls: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
     pairs = []
     for node in list(gm.graph.nodes):
         if node.op != "call_module" or not isinstance(mods[node.target], nn.BatchNorm2d):
@@ -107,6 +117,10 @@ def fold_conv_bn(model: nn.Module):
         src = node.args[0]
         if (isinstance(src, fx.Node) and src.op == "call_module" and isinstance(mods[src.target], nn.Conv2d)
                 and len(src.users) == 1):
+            shared = [t for t in (src.target, node.target) if calls[t] > 1]
+            if shared:  # the folded weights would also apply where the module is called without this BN
+                raise GrowkitError(f"cannot fold BatchNorm {node.target!r} into conv {src.target!r}: "
+                                   f"{shared[0]!r} is called {calls[shared[0]]} times; use bn='batch'")
             node.replace_all_uses_with(src)
             gm.graph.erase_node(node)
             pairs.append((src.target, node.target))
@@ -197,6 +211,34 @@ class SurfaceEvaluator:
         return (losses / len(y)).cpu(), (100.0 * hits / len(y)).cpu()
 
 
+def time_points_per_batch(ev: SurfaceEvaluator, d1: Params, d2: Params | None, x: torch.Tensor, y: torch.Tensor,
+                          candidates=(1, 2, 4, 8, 16, 32, 64), probe_points: int = 64, batch_size: int = 128,
+                          repeats: int = 2) -> dict[int, float]:
+    """Seconds per grid point for each vmap chunk size in ``candidates`` (best of ``repeats``, after a warm-up),
+    on ``max(G, probe_points)`` points. The best size depends on the device, the net and the batch, so it is
+    measured rather than fixed. A size that runs out of device memory ends the sweep (larger ones would too).
+    Costs about ``len(candidates) * (repeats + 1) * probe_points`` point evaluations."""
+    import time
+    dims = 2 if d2 is not None else 1
+    out = {}
+    for G in candidates:
+        n = max(G, probe_points)
+        coords = torch.linspace(-1, 1, n, dtype=torch.float64)[:, None].repeat(1, dims)
+        best = float("inf")
+        try:
+            for r in range(repeats + 1):
+                if x.device.type == "cuda":
+                    torch.cuda.synchronize(x.device)
+                t0 = time.perf_counter()
+                ev.evaluate(coords, d1, d2, x, y, batch_size, G)  # returns CPU tensors: synchronised
+                if r:  # the first pass is a warm-up (allocator, cuDNN autotuning)
+                    best = min(best, time.perf_counter() - t0)
+        except torch.OutOfMemoryError:
+            break
+        out[G] = best / n
+    return out
+
+
 def surface(model: nn.Module, d1: Params, d2: Params | None, xs, ys, x: torch.Tensor, y: torch.Tensor, *,
             center: Params | None = None, bn: str = "eval", batch_size: int = 128,
             points_per_batch: int | None = None) -> dict:
@@ -213,3 +255,12 @@ def surface(model: nn.Module, d1: Params, d2: Params | None, xs, ys, x: torch.Te
     shape = (len(ys), len(xs))
     return {"x": xs.numpy(), "y": ys.numpy(), "loss": loss.view(shape).numpy(), "acc": acc.view(shape).numpy(),
             "bn": bn, "n_images": len(y)}
+
+
+def basin_share(surf: dict, rise: float = 1.0) -> float:
+    """Share of a surface's grid whose loss is within ``rise`` (nats) of the loss at its centre: a width of the
+    minimum comparable between two surfaces drawn on the same grid (Figure 6's "wider minimum")."""
+    import numpy as np
+    loss = np.asarray(surf["loss"])
+    iy, ix = int(np.argmin(np.abs(surf["y"]))), int(np.argmin(np.abs(surf["x"])))
+    return float((loss <= loss[iy, ix] + rise).mean())

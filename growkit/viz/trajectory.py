@@ -16,8 +16,10 @@ corner. A snapshot parameter with no place in the final net is an error, never
 dropped silently.
 
 :func:`pca_trajectory` then takes the differences ``w_i - w_final``, fits a
-2-component PCA (scikit-learn; data centred as usual), and projects each
-difference on the two unit directions. The final net is the origin. Because a
+2-component PCA (scikit-learn's full SVD, deterministic; data centred as
+usual), and projects each difference on the two unit directions. The final net
+is the origin; :func:`growkit.experiments.trajectory_surface` takes it from the
+run's final checkpoint, which is also the centre of the loss contours. Because a
 2-D projection can mislead (the paper's own caveat), every point also gets its
 *residual*: the norm of the part of ``w_i - w_final`` off the plotted plane.
 """
@@ -200,7 +202,7 @@ def pca_trajectory(snapshots: list[Snapshot], ignore_1d: bool = True, center: Pa
     diffs = torch.stack([flatten(embed(s.params, final, maps_to(s, last)), names).double() - w_final
                          for s in snapshots])
     X = diffs.numpy()
-    pca = PCA(n_components=2).fit(X)
+    pca = PCA(n_components=2, svd_solver="full").fit(X)  # LAPACK: the same plane on every run and machine
     comps = pca.components_ / np.linalg.norm(pca.components_, axis=1, keepdims=True)
     coords = X @ comps.T
     resid = np.linalg.norm(X - coords @ comps, axis=1)
