@@ -12,14 +12,13 @@ Both land in nested run directories (``scratch_base/``, ``scratch_grow/``) that 
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .config import TrainConfig
+from .config import Record, TrainConfig
 from .errors import GrowkitError
 from .growers.adenel import AdeNeL, AdeNeLConfig, ReplayGrowth, summarize as adenel_summary
 from .growers.adenel_policy import planned_stats, train_cost, within
@@ -129,7 +128,7 @@ def summarize(res: dict, trainer, cfg: AdeNeLConfig, out: Path) -> dict:
 
 
 @dataclass
-class ReplayConfig:
+class ReplayConfig(Record):
     """``adenel-replay``: an AdeNeL growth schedule replayed with the run's (SGD) optimizer."""
     rounds: list = field(default_factory=list, metadata={"cli": False})
     done_epoch: int = field(default=0, metadata={"cli": False})
@@ -139,19 +138,13 @@ class ReplayConfig:
     finetune_lr: float = field(default=0.01, metadata={"help": "fine-tuning rate, x0.1 at 1/3 and 2/3"})
 
     def validate(self) -> "ReplayConfig":
+        self.check_fields()
         if self.done_epoch <= 0 or not isinstance(self.rounds, list):
             raise GrowkitError("adenel-replay needs the growth rounds and the epoch growth stopped at "
                                "(from an adenel run's result.json); it is started by `adenel --scratch`")
         if self.finetune_epochs < 0 or self.finetune_lr <= 0 or self.seed_width <= 0:
             raise GrowkitError("adenel-replay needs finetune_epochs >= 0, finetune_lr > 0, seed_width > 0")
         return self
-
-    def to_dict(self) -> dict:
-        return copy.deepcopy(dataclasses.asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ReplayConfig":
-        return cls(**d)
 
 
 def build_replay(train: TrainConfig, cfg: ReplayConfig):

@@ -26,8 +26,9 @@ def _from_dict(cls, d: dict):
     return cls(**d)
 
 
-class _Record:
-    """JSON round trip of a config dataclass: what config.json and checkpoints store."""
+class Record:
+    """JSON round trip of a config dataclass (what config.json and checkpoints store), and the generic
+    field checks every config's ``validate()`` starts with."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -35,6 +36,10 @@ class _Record:
     @classmethod
     def from_dict(cls, d: dict):
         return _from_dict(cls, d)
+
+    def check_fields(self) -> None:
+        """Types from the annotations; every number finite and within int64 (see :func:`_check_fields`)."""
+        _check_fields(self)
 
 
 def _check(ok: bool, msg: str) -> None:
@@ -181,7 +186,7 @@ def _check_model_fits(cfg: "TrainConfig") -> None:
 
 
 @dataclass
-class TrainConfig(_Record):
+class TrainConfig(Record):
     # model: a registered name; depth nets take depths, width nets take widths
     model: str = opt("Basic3ResNet", help="registered model name (see `growkit models`)")
     depths: list[int] | None = opt(None, parse=F.depths, help="blocks per stage of a depth net, e.g. 2-2-2")
@@ -263,7 +268,7 @@ class TrainConfig(_Record):
 
 
 @dataclass
-class AutoGrowConfig(_Record):
+class AutoGrowConfig(Record):
     """AutoGrow (Algorithm 1). Seed depths are ``TrainConfig.depths``; K, J in epochs; tau in %."""
     policy: str = opt("periodic", help="periodic (p-AutoGrow) or convergent (c-AutoGrow)")
     K: int = opt(3, help="growth interval in epochs")  # also the convergence window
@@ -311,7 +316,7 @@ class AutoGrowConfig(_Record):
 
 
 @dataclass
-class NetworkMorphismConfig(_Record):
+class NetworkMorphismConfig(Record):
     """Network Morphism (AutoGrow Table 2): train the shallower net (``TrainConfig.depths``) for
     ``shallow_epochs``, stack blocks up to ``target_depths``, train ``deeper_epochs`` more."""
     target_depths: list[int] | None = opt(None, parse=F.depths, required=True,

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import gn_estimate as gn
-from .config import TrainConfig, _check, _from_dict
+from .config import Record, TrainConfig, _check
 from .errors import GrowkitError
 from .flags import opt
 
 
 @dataclass
-class GaussNewtonConfig:
+class GaussNewtonConfig(Record):
     """Gauss-Newton morphisms (Algorithm 1). The seed net is ``TrainConfig.model`` / ``widths``."""
     lambda_p: float = opt(3e-7, flag="--lambda-p", help="loss-resource tradeoff: penalty per parameter")
     phases: int = opt(30, help="pairs of (model phase, morphism phase)")
@@ -37,6 +37,7 @@ class GaussNewtonConfig:
     scratch_epochs: int | None = opt(None, help="epochs of the retraining (default: phases x phase-epochs)")
 
     def validate(self) -> "GaussNewtonConfig":
+        self.check_fields()
         _check(self.lambda_p >= 0, f"lambda_p must be >= 0, got {self.lambda_p}")
         _check(self.phases > 0 and self.phase_epochs > 0,
                f"phases and phase_epochs must be > 0, got {self.phases}, {self.phase_epochs}")
@@ -46,13 +47,6 @@ class GaussNewtonConfig:
         _check(self.scratch_epochs is None or self.scratch_epochs > 0,
                f"scratch_epochs must be > 0, got {self.scratch_epochs}")
         return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "GaussNewtonConfig":
-        return _from_dict(cls, d)
 
 
 SEED_WIDTH = {"VGG": 16, "MOB": 32}  # the paper's uniform seeds: VGG-19 with 16 channels, MobileNetV1 with 32

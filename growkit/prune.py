@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .config import Record
 from .errors import GrowkitError
 from .growers.base import Decision, Grower
 from .surgery import PruneChannel, group_width
@@ -47,7 +48,7 @@ def l1_prune(model, targets: dict[str, int]) -> list:
 # ----------------------------------------------------------------------------- the l1-prune method
 
 @dataclass
-class L1PruneConfig:
+class L1PruneConfig(Record):
     """Train the full-size net, prune every conv channel group by L1 norm in one shot, fine-tune."""
     full_epochs: int = field(default=30, metadata={"help": "epochs of the full-size net before pruning"})
     ratio: float = field(default=0.5, metadata={"help": "share of channels kept in every conv group "
@@ -58,6 +59,7 @@ class L1PruneConfig:
     finetune_lr: float = field(default=0.01, metadata={"help": "fine-tuning rate, x0.1 at 1/3 and 2/3"})
 
     def validate(self) -> "L1PruneConfig":
+        self.check_fields()
         if self.full_epochs <= 0 or self.finetune_epochs < 0 or self.finetune_lr <= 0:
             raise GrowkitError("l1-prune needs full_epochs > 0, finetune_epochs >= 0, finetune_lr > 0")
         if not 0 < self.ratio <= 1:
@@ -65,13 +67,6 @@ class L1PruneConfig:
         if not all(isinstance(v, int) and v > 0 for v in self.targets.values()):
             raise GrowkitError(f"targets must map channel groups to positive widths, got {self.targets!r}")
         return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "L1PruneConfig":
-        return cls(**d)
 
 
 def conv_groups(model) -> list[str]:

@@ -375,6 +375,11 @@ CASES = [
     ("ag-device-meta", [*A, "--device", "meta", *OUT], None, "'meta' is not supported"),
     ("ag-lr-inf", [*A, "--lr", "inf", *OUT], None, "lr must be finite"),
     ("ag-out-proc", [*A, "--out", "/proc/self/growkit"], None, "under /proc"),
+    # every method's own options get the same generic checks (types, finiteness, int64)
+    ("gn-lambda-inf", ["gauss-newton", "--lambda-p", "inf", *OUT], None, "lambda_p must be finite"),
+    ("adenel-tau-nan", ["adenel", "--tau", "nan", *OUT], None, "tau must be finite"),
+    ("l1-prune-ratio-inf", ["l1-prune", "--ratio", "inf", *OUT], None, "ratio must be finite"),
+    ("l2g-cost-inf", ["learn-to-grow", "--cost", "inf", *OUT], None, "cost must be finite"),
     # resume: the run directory is checked before anything is trained or written
     ("resume-missing", ["resume", "{d}/nothing"], None, "does not exist"),
     ("resume-foreign", ["resume", "{d}/src"], s_foreign, "not a growkit run"),

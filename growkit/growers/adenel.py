@@ -10,11 +10,11 @@ fine-tunes the found net.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 
+from ..config import Record
 from ..errors import GrowkitError
 from ..flags import opt
 from ..lbi import filter_support
@@ -41,7 +41,7 @@ def _count(text: str) -> int:
 
 
 @dataclass
-class AdeNeLConfig:
+class AdeNeLConfig(Record):
     """AdeNeL's choices. Defaults follow the DessiLBI project's public grow-network example where
     the paper gives no value (kappa, nu, lr, J, tau, grow_by, fine-tuning epochs); the paper gives
     the seed widths (4/8/16) and the baselines' SGD settings."""
@@ -71,6 +71,7 @@ class AdeNeLConfig:
     scratch_epochs: int | None = opt(None, help="baselines' epochs (default: the AdeNeL run's total)")
 
     def validate(self) -> "AdeNeLConfig":
+        self.check_fields()
         _check(self.seed_width > 0, f"seed_width must be > 0, got {self.seed_width}")
         _check(0 <= self.tau < 1, f"tau must be in [0, 1), got {self.tau}")
         _check(self.J > 0, f"J must be > 0, got {self.J}")
@@ -92,17 +93,6 @@ class AdeNeLConfig:
         _check(self.scratch_epochs is None or self.scratch_epochs > 0,
                f"scratch_epochs must be > 0, got {self.scratch_epochs}")
         return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "AdeNeLConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise GrowkitError(f"unknown AdeNeLConfig keys: {', '.join(unknown)}")
-        return cls(**d)
 
     def optimizer_kw(self) -> dict:
         return {"kappa": self.kappa, "nu": self.nu, "lam": self.lam, "momentum": self.momentum,

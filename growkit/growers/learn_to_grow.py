@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from .. import continual
 from .. import flags
-from ..config import _Record
+from ..config import Record
 from ..flags import opt
 from ..errors import GrowkitError
 from .l2g_search import SearchNet, cosine_lr, search
@@ -55,7 +55,7 @@ METHODS = ("l2g", "separate", "frozen", "finetune")
 
 
 @dataclass
-class L2GConfig(_Record):
+class L2GConfig(Record):
     """Everything a Learn-to-Grow run needs (its flags are generated from these fields)."""
     dataset: str = opt("digits", help="dataset whose classes are split into tasks (see `growkit datasets`)")
     tasks: int = opt(5, help="number of tasks (the classes must split evenly)")
@@ -93,6 +93,7 @@ class L2GConfig(_Record):
     def validate(self) -> "L2GConfig":
         """One-line errors for every bad value, before anything is written."""
         from .. import optim
+        self.check_fields()
         optim.validate(self)
         if self.method not in METHODS:
             raise GrowkitError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
