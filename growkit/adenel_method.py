@@ -83,12 +83,7 @@ def found_net(spec: dict) -> dict:
 
 def _nested(sdir: Path, start, callbacks) -> dict:
     from . import runs
-    from .records import read_json
-    if (sdir / "result.json").exists():
-        return read_json(sdir / "result.json")
-    if (sdir / "config.json").exists():
-        return runs.resume(sdir, callbacks=callbacks)
-    return start()
+    return runs.nested(sdir, start, callbacks)
 
 
 def _brief(res: dict, n_train: int, ref_per_image: float, epochs: int) -> dict:

@@ -88,7 +88,6 @@ def scratch_config(train: TrainConfig, cfg: GaussNewtonConfig, spec: dict) -> Tr
 
 def summarize(result: dict, trainer, cfg: GaussNewtonConfig, out: Path) -> dict:
     from . import runs
-    from .records import read_json
     g = trainer.grower
     scores = g.last_scores or {}
     extra = {"search_wall_s": result["wall_s"], "rounds": list(g.rounds),
@@ -97,13 +96,8 @@ def summarize(result: dict, trainer, cfg: GaussNewtonConfig, out: Path) -> dict:
                                          else scores[k]) for k in scores}}
     if cfg.scratch:
         sdir = Path(out) / "scratch"
-        if (sdir / "result.json").exists():
-            s = read_json(sdir / "result.json")
-        elif (sdir / "config.json").exists():
-            s = runs.resume(sdir, callbacks=trainer.callbacks)
-        else:
-            s = runs.train(scratch_config(trainer.cfg, cfg, result["spec"]), sdir, data=trainer.data,
-                           callbacks=trainer.callbacks)
+        s = runs.nested(sdir, lambda: runs.train(scratch_config(trainer.cfg, cfg, result["spec"]), sdir,
+                                                 data=trainer.data, callbacks=trainer.callbacks), trainer.callbacks)
         extra.update(scratch_test_acc=s["test_acc"], scratch_val_acc=s["val_acc"], scratch_params=s["params"],
                      scratch_epochs=s["epochs"], scratch_wall_s=s["wall_s"])
     return extra

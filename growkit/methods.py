@@ -118,14 +118,8 @@ def _scratch(trainer, ag: AutoGrowConfig, res: dict, sdir: Path) -> dict:
     """The found net trained from scratch with the fine-tuning budget (the Delta columns)."""
     from . import runs
     from .growers.autogrow import scratch_config
-    from .records import read_json
-    if (sdir / "result.json").exists():
-        s = read_json(sdir / "result.json")
-    elif (sdir / "config.json").exists():
-        s = runs.resume(sdir, callbacks=trainer.callbacks)
-    else:
-        s = runs.train(scratch_config(trainer.cfg, ag, res["spec"]), sdir, data=trainer.data,
-                       callbacks=trainer.callbacks)
+    s = runs.nested(sdir, lambda: runs.train(scratch_config(trainer.cfg, ag, res["spec"]), sdir, data=trainer.data,
+                                             callbacks=trainer.callbacks), trainer.callbacks)
     return {"scratch_test_acc": s["test_acc"], "scratch_val_acc": s["val_acc"], "scratch_epochs": s["epochs"],
             "scratch_wall_s": s["wall_s"],
             "delta": None if s["test_acc"] is None else res["test_acc"] - s["test_acc"]}

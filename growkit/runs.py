@@ -121,6 +121,18 @@ def run(method: str, train_cfg: TrainConfig, method_cfg=None, out: str | Path | 
     return _finish(trainer, stage, stage.final)
 
 
+def nested(sdir: str | Path, start, callbacks=()) -> dict:
+    """A run inside another run's directory (a baseline, the found net from scratch): its result when it
+    finished, resumed when it was interrupted, else ``start()`` makes it. Resuming the outer run thus never
+    repeats finished work."""
+    sdir = Path(sdir)
+    if (sdir / "result.json").exists():
+        return read_result(sdir / "result.json")
+    if (sdir / "config.json").exists():
+        return resume(sdir, callbacks=callbacks)
+    return start()
+
+
 def train(cfg: TrainConfig, out: str | Path, *, overwrite: bool = False, callbacks=(), data=None) -> dict:
     return run("train", cfg, None, out, overwrite=overwrite, callbacks=callbacks, data=data)
 
