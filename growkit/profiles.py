@@ -117,7 +117,7 @@ PROFILES: dict[str, dict[str, dict]] = {
                       budget_fractions=[0.02, 0.04, 0.06, 0.08, 0.1]),
     },
     "adenel_03_vs_autogrow": {
-        "smoke": dict(autogrow_K=1, autogrow_J=1, autogrow_finetune=1, autogrow_max_grow_epochs=2, J=1, finetune=1,
+        "smoke": dict(autogrow_K=1, autogrow_J=2, autogrow_finetune=1, autogrow_max_grow_epochs=2, J=1, finetune=1,
                       max_grow_epochs=2, ties=["untied"]),
         "cpu": {},
         "paper": dict(dataset="cifar10", device="cuda", autogrow_K=3, autogrow_J=100, autogrow_finetune=200,
