@@ -13,6 +13,15 @@ import sys
 
 _count = 0
 _target = None
+_rc_path = None   # set by forked_cli: where the exit code is written before the process exits
+
+
+def _record_rc(rc: int) -> None:
+    """The forkserver relays a child's exit status over a socket and, rarely, loses it (the parent then
+    reads 255); the child therefore also writes its exit code to a file the harness prefers."""
+    if _rc_path is not None:
+        with open(_rc_path, "w") as f:
+            f.write(str(rc))
 
 
 def _point(kind: str, what) -> None:
@@ -21,6 +30,7 @@ def _point(kind: str, what) -> None:
     if _count == _target:
         sys.stderr.write(f"killpoint {_target}: before {kind} {what}\n")
         sys.stderr.flush()
+        _record_rc(137)
         os._exit(137)
 
 
@@ -78,18 +88,39 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
 
 
-def forked_cli(args, cwd, out_path, err_path, harness=False):
+def _exit_code(code) -> int:
+    """What ``sys.exit(code)`` makes the process exit with."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    sys.stderr.write(f"{code}\n")
+    return 1
+
+
+def forked_cli(args, cwd, out_path, err_path, harness=False, rc_path=None):
     """``growkit ARGS`` (or, with ``harness``, this module's command line) in a process forked from a
     server that has torch and growkit imported: the same ``growkit.cli.main`` a fresh interpreter runs,
     with fd 1 and 2 going to files, without paying ~2 s of imports per call. An uncaught exception
-    prints its traceback to the captured stderr, as Python would."""
+    prints its traceback to the captured stderr, as Python would. The exit code also goes to ``rc_path``."""
+    global _rc_path
+    _rc_path = rc_path
     for fd, path in ((1, out_path), (2, err_path)):
         f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(f, fd)
         os.close(f)
     os.chdir(cwd)
     args = [str(a) for a in args]
-    if harness:
-        sys.exit(main(args))
     from growkit.cli import main as cli
-    sys.exit(cli(args))
+    try:
+        rc = _exit_code(main(args) if harness else cli(args))
+    except SystemExit as e:
+        rc = _exit_code(e.code)
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        rc = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _record_rc(rc)
+    sys.exit(rc)

@@ -434,14 +434,16 @@ def _forked(args, cwd: Path, logs: Path, harness: bool = False) -> _Done:
     import killpoint
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["killpoint", "torch", "growkit.cli", "growkit.runs", "growkit.train"])
-    out, err = logs.with_suffix(".out"), logs.with_suffix(".err")
-    p = ctx.Process(target=killpoint.forked_cli, args=(args, str(cwd), str(out), str(err), harness))
+    out, err, rc = (logs.with_suffix(s) for s in (".out", ".err", ".rc"))
+    p = ctx.Process(target=killpoint.forked_cli, args=(args, str(cwd), str(out), str(err), harness, str(rc)))
     p.start()
     p.join(300)
     if p.exitcode is None:
         p.kill()
         p.join()
-    return _Done(p.exitcode, out.read_text(), err.read_text())
+    # the child's own record of its exit code: the forkserver's relay of it can be lost (exitcode 255)
+    code = int(rc.read_text()) if rc.exists() and rc.read_text() else p.exitcode
+    return _Done(code, out.read_text(), err.read_text())
 
 
 def _run_case(case, base: Path, fin: Path) -> dict:
