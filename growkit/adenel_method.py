@@ -32,9 +32,9 @@ def seed_widths(model: str, width: int):
     base = model.split("-")[0]
     if base == "LeNet5":
         return [width, width, 120, 84]
-    if base in ("ResNet20", "ResNet32") or base.startswith("VGG") or base == "MobileNetV1":
+    if base in ("ResNet18", "ResNet20", "ResNet32") or base.startswith("VGG") or base == "MobileNetV1":
         return width
-    raise GrowkitError(f"adenel grows LeNet5, VGG16/19, ResNet20/32 or MobileNetV1, not {model!r}")
+    raise GrowkitError(f"adenel grows LeNet5, VGG16/19, ResNet18/20/32 or MobileNetV1, not {model!r}")
 
 
 def seed_model(train: TrainConfig, width: int):

@@ -34,17 +34,24 @@ for _family in FAMILIES:
              DepthNet(_f, list(depths), widths, stem_width, block_widths, in_channels, num_classes, image_size))
 
 
-def _cifar_resnet(depth: int):
-    def build(widths=None, stem_width=None, block_widths=None, in_channels=3, num_classes=10, image_size=32):
+def _named_resnet(family: str, depths: list[int], num_classes: int = 10, image_size: int = 32):
+    """A fixed-depth ResNet registered for width growing: every block's widths live in the spec. The
+    defaults of ``num_classes`` / ``image_size`` are the net's home dataset (CIFAR-10 or ImageNet)."""
+    n_stages = FAMILIES[family][1]
+
+    def build(widths=None, stem_width=None, block_widths=None, in_channels=3, num_classes=num_classes,
+              image_size=image_size):
         if isinstance(widths, int):  # a uniform seed: every conv of the net gets `widths` filters
-            widths, stem_width = [widths] * 3, stem_width or widths
-        return DepthNet("Basic3ResNet", [depth] * 3, widths, stem_width, block_widths,
-                        in_channels, num_classes, image_size)
+            widths, stem_width = [widths] * n_stages, stem_width or widths
+        return DepthNet(family, list(depths), widths, stem_width, block_widths, in_channels, num_classes, image_size)
     return build
 
 
-register("ResNet20", _cifar_resnet(3))
-register("ResNet32", _cifar_resnet(5))
+register("ResNet20", _named_resnet("Basic3ResNet", [3, 3, 3]))
+register("ResNet32", _named_resnet("Basic3ResNet", [5, 5, 5]))
+# He et al.'s ResNet-18 (AdeNeL's Table 2): the ImageNet stem (7x7/2 conv, 3x3/2 max-pool) on inputs of 64 pixels or
+# more, basic blocks [2, 2, 2, 2] of 64, 128, 256, 512 filters, projection shortcuts; 11,689,512 parameters.
+register("ResNet18", _named_resnet("Basic4ResNet", [2, 2, 2, 2], num_classes=1000, image_size=224))
 for _vgg in VGG_CFG:
     register(_vgg, lambda widths=None, hidden=(), in_channels=3, num_classes=10, image_size=32, _v=_vgg:
              VGG(_v, widths, list(hidden), in_channels, num_classes, image_size))
@@ -72,7 +79,7 @@ def _n_widths(base: str) -> int:
         return FAMILIES[base][1]
     if base in VGG_CFG:
         return sum(c != "M" for c in VGG_CFG[base])
-    return {"ResNet20": 3, "ResNet32": 3, "MobileNetV1": 14, "LeNet5": 4}[base]
+    return {"ResNet20": 3, "ResNet32": 3, "ResNet18": 4, "MobileNetV1": 14, "LeNet5": 4}[base]
 
 
 def parse_depths(text: str) -> list[int]:

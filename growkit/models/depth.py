@@ -20,8 +20,8 @@ or more get the ImageNet stem (7x7/2 conv, 3x3/2 max-pool); smaller inputs
 (CIFAR 32, MNIST 28, digits 8) a 3x3/1 conv. A global average pool makes every
 family work at any input size, so digits (1x8x8) runs the same code as CIFAR.
 
-``ResNet20`` / ``ResNet32`` are ``Basic3ResNet-3-3-3`` / ``-5-5-5`` registered
-for width growing, with the widths of every block in the spec.
+``ResNet20`` / ``ResNet32`` are ``Basic3ResNet-3-3-3`` / ``-5-5-5`` and ``ResNet18`` (ImageNet) is
+``Basic4ResNet-2-2-2-2``, registered for width growing, with the widths of every block in the spec.
 """
 from __future__ import annotations
 
