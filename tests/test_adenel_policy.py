@@ -201,7 +201,8 @@ def test_resnet_rounds_untied_and_tied_apply_and_run(ties, grown):
     assert net(torch.randn(2, 1, 8, 8)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("name,group", [("ResNet20", "stages.1.0"), ("VGG16", "layers.3"), ("LeNet5", "conv2")])
+@pytest.mark.parametrize("name,group", [("ResNet20", "stages.1.0"), ("ResNet18", "stages.3.0"), ("VGG16", "layers.3"),
+                                        ("LeNet5", "conv2")])
 def test_found_net_config_rebuilds_a_grown_net(name, group):
     """The scratch baselines rebuild the found net from its spec through TrainConfig fields."""
     from growkit.adenel_method import found_net, seed_widths

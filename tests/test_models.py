@@ -76,6 +76,31 @@ def test_resnet50_imagenet_is_bottleneck4resnet_3_4_6_3():
     assert M.count_flops(m) == pytest.approx(2 * 4.09e9, rel=0.01)  # 4.1 GMACs per image
 
 
+def test_resnet18_imagenet_hand_count_11_689_512():
+    """He et al.'s ResNet-18, counted by hand: 7x7/2 stem, basic blocks [2, 2, 2, 2], 1x1 projections."""
+    stem = conv(3, 64, 7) + bn(64)
+    stage1 = 2 * (2 * conv(64, 64, 3) + 2 * bn(64))
+    total = stem + stage1 + 512 * 1000 + 1000
+    for a, b in ((64, 128), (128, 256), (256, 512)):
+        first = conv(a, b, 3) + conv(b, b, 3) + 2 * bn(b) + conv(a, b, 1) + bn(b)
+        second = 2 * conv(b, b, 3) + 2 * bn(b)
+        total += first + second
+    assert total == 11_689_512  # torchvision's resnet18
+    m = M.create("ResNet18")  # ImageNet by default: 1000 classes, 224 pixels
+    assert m.num_params() == 11_689_512 and m.stem[0].kernel_size == (7, 7) and len(m.stem) == 4
+    assert M.count_flops(m) == pytest.approx(2 * 1.814e9, rel=0.01)  # 1.8 GMACs per image
+
+
+def test_resnet18_uniform_seed_hand_count():
+    w = 16  # every conv (and the stem) at 16 filters: the stride-2 blocks still project (1x1) their input
+    expect = conv(3, w, 7) + bn(w) + 2 * (2 * conv(w, w, 3) + 2 * bn(w)) + w * 1000 + 1000
+    expect += 3 * (2 * conv(w, w, 3) + 2 * bn(w) + conv(w, w, 1) + bn(w) + 2 * conv(w, w, 3) + 2 * bn(w))
+    assert expect == 57624
+    m = M.create("resnet18", widths=w)
+    assert m.num_params() == expect and m.spec["stem_width"] == w and m.spec["depths"] == [2, 2, 2, 2]
+    assert m(torch.randn(1, 3, 64, 64)).shape == (1, 1000)  # the ImageNet stem from 64 pixels up
+
+
 def test_lenet5_mnist_is_61706():
     # conv1 6x1x5x5+6, conv2 16x6x5x5+16, fc 400->120->84->10
     assert (6 * 25 + 6) + (16 * 6 * 25 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10) == 61706

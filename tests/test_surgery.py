@@ -19,7 +19,7 @@ SMALL = dict(in_channels=1, num_classes=5, image_size=8)
 
 
 NARROW = {"Basic4ResNet": [8, 8, 16, 16], "Plain4Net": [8, 8, 16, 16], "Bottleneck4ResNet": [16, 16, 32, 32],
-          "ResNet20": 6, "ResNet32": 6, "VGG16": 6, "VGG19": 6, "MobileNetV1": 6}
+          "ResNet18": 6, "ResNet20": 6, "ResNet32": 6, "VGG16": 6, "VGG19": 6, "MobileNetV1": 6}
 
 
 def small(name, **kw):
