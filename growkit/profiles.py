@@ -130,12 +130,13 @@ PROFILES: dict[str, dict[str, dict]] = {
         "paper": dict(dataset="mnist", device="cuda", lam=1.0, finetune=40, max_grow_epochs=200),
     },
     "adenel_05_imagenet": {
-        "smoke": dict(J=1, finetune=1, max_grow_epochs=2, baseline_epochs=1, prune_full_epochs=1, prune_finetune=1),
+        "smoke": dict(J=1, finetune=1, max_grow_epochs=2, baseline_epochs=1, prune_full_epochs=1, prune_finetune=1,
+                      width_scale=0.125),
         "cpu": {},
         # Table 2: seed width, J, filters per round and tied streams are ours (the paper states none for ImageNet);
         # 60 growing + 30 fine-tuning epochs at most, against the paper's 90-epoch baselines.
         "paper": dict(dataset="imagenet", device="cuda", seed_width=16, grow_by=32, J=5, lam=1.0, finetune=30,
-                      max_grow_epochs=60, baseline_epochs=90, prune_full_epochs=90, prune_finetune=30),
+                      max_grow_epochs=60, baseline_epochs=90, prune_full_epochs=90, prune_finetune=30, width_scale=1.0),
     },
     "learn_to_grow_01_split_digits": {
         "smoke": dict(tasks=2, seeds=[0], search_epochs=2, warmup=1, train_epochs=2),
