@@ -55,3 +55,72 @@ def test_float64_steps_with_an_uneven_last_batch_equal_one_process(tmp_path, wor
         assert got["count"] == ref["count"] == n and got["hits"] == ref["hits"]
         assert got["loss_sum"] == pytest.approx(ref["loss_sum"], rel=1e-6)
         assert got["val"][0] == pytest.approx(ref["val"][0], rel=1e-12) and got["val"][1] == ref["val"][1]
+
+
+# --------------------------------------------------------------------------- runs of the growers
+
+def spec(method: str, train: dict, options: dict, **kw) -> dict:
+    base = {"dataset": "digits", "fraction": 0.5, "batch_size": 64, "device": "cpu", "progress": False, "seed": 1}
+    return {"method": method, "train": {**base, **train}, "options": options, **kw}
+
+
+def launch(n: int, out: Path, s: dict, tmp: Path) -> subprocess.CompletedProcess:
+    path = tmp / f"spec-{out.name}.json"
+    path.write_text(json.dumps(s))
+    return torchrun(n, WORKER, "run", out, path)
+
+
+def rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def hashes_identical(folder: Path, world: int, growths: int) -> None:
+    """Every rank logged the same hash of model, optimizer and grower state after every growth and epoch."""
+    logs = [(folder / f"rank{r}.jsonl").read_text().splitlines() for r in range(world)]
+    assert all(log == logs[0] for log in logs[1:])
+    assert sum(json.loads(line)["what"] == "growth" for line in logs[0]) == growths
+
+
+def same_run(got: Path, ref: Path, n_val: int) -> None:
+    """Same architecture after every epoch (so the same growth epochs), validation accuracy within one sample."""
+    a, b = rows(got), rows(ref)
+    assert [r["arch"] for r in a] == [r["arch"] for r in b]
+    assert [r["phase"] for r in a] == [r["phase"] for r in b]
+    for x, y in zip(a, b):
+        assert abs(x["val_acc"] - y["val_acc"]) <= 100.0 / n_val + 1e-9, (x["epoch"], x["val_acc"], y["val_acc"])
+
+
+def n_val(out: Path) -> int:
+    from growkit.data import load
+    cfg = json.loads((out / "config.json").read_text())["train"]
+    return load("digits", fraction=cfg["fraction"], val_fraction=cfg["val_fraction"],
+                split_seed=cfg["split_seed"]).size("val")
+
+
+AUTOGROW = spec("autogrow", {"model": "Basic3ResNet", "widths": [8, 8, 8], "depths": [1, 1, 1], "lr": 0.03},
+                {"policy": "periodic", "K": 1, "J": 2, "init": "gau", "finetune_epochs": 1, "max_grow_epochs": 4})
+
+
+def test_autogrow_two_processes_grow_what_one_grows_and_resume_in_one(tmp_path):
+    """(b) the same architecture at the same epochs, ranks identical after every growth; (c) rank 1 dies
+    at the start of epoch 4: torchrun ends the run, rank 0's checkpoint of epoch 3 is intact and one
+    process resumes it to the same result."""
+    from growkit import checkpoint, runs
+    two, killed, one = tmp_path / "two", tmp_path / "killed", tmp_path / "one"
+    r = launch(2, two, {**AUTOGROW, "hashes": str(tmp_path / "h")}, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ddp_worker.run(one, AUTOGROW)  # one process, no launcher
+    events = json.loads((one / "result.json").read_text())["growth_events"]
+    assert len(events) == 2
+    same_run(two, one, n_val(one))
+    hashes_identical(tmp_path / "h", 2, len(events))
+    res2 = json.loads((two / "result.json").read_text())
+    assert [e["epoch"] for e in res2["growth_events"]] == [e["epoch"] for e in events]
+
+    r = launch(2, killed, {**AUTOGROW, "die": [1, 3]}, tmp_path)
+    assert r.returncode != 0
+    state = checkpoint.load(killed / "checkpoint.pt")  # intact, and nothing in it depends on the world size
+    assert state["loop"]["epoch"] == 3 and len(rows(killed)) == 3
+    assert "world" not in json.dumps(state["loop"]) and "rank" not in json.dumps(state["config"]["train"])
+    runs.resume(killed)  # one process
+    same_run(killed, one, n_val(one))
