@@ -14,8 +14,10 @@ batch sharding nor the shared BatchNorm statistics issue a collective the other 
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
+import gc
 import hashlib
 import io
 import os
@@ -82,6 +84,9 @@ def setup() -> Group | None:
         dist.init_process_group(backend, rank=rank, world_size=world,
                                 timeout=datetime.timedelta(seconds=TIMEOUT_S))
     _GROUP = Group(rank, world, local, backend, cuda)
+    # leave the group before the interpreter tears down: a process group still alive at exit can abort
+    # the process ("terminate called without an active exception") after the run has succeeded
+    atexit.register(reset)
     return _GROUP
 
 
@@ -94,6 +99,9 @@ def reset() -> None:
     """Leave the process group (tests; a process that ends leaves it anyway)."""
     global _GROUP
     if dist.is_initialized():
+        # DDP wrappers dropped but kept by reference cycles still hold the group; collected first, the group
+        # is really freed here (its gloo threads joined), not later during interpreter shutdown
+        gc.collect()
         dist.destroy_process_group()
     _GROUP = None
 

@@ -304,6 +304,7 @@ class Trainer:
                 self._checkpoint()  # (rank 0 only: the others have no run directory)
                 distributed.barrier()
         finally:
+            self._ddp = None  # its reducer (gradient hooks, buckets) goes now, not at interpreter exit
             self.hooks("on_fit_end", self)
         return self.result()
 

@@ -1,7 +1,7 @@
 """Workers of tests/test_distributed.py: started by ``torchrun`` for N processes, or called in the test's
 own process (no launcher: the one-process answer, through the code path one process always takes).
 
-    torchrun --nproc_per_node=N tests/ddp_worker.py step OUT N_IMAGES BATCH
+    torchrun --nproc_per_node=N tests/ddp_worker.py step OUT N_IMAGES BATCH [NET]
     torchrun --nproc_per_node=N tests/ddp_worker.py run OUT SPEC.json
 """
 import json
@@ -44,12 +44,14 @@ class Images:
         yield from self.train_batches(batch_size, 0)
 
 
-def step(n: int, batch: int) -> dict:
+NETS = {"Basic3ResNet": dict(depths=[1, 1, 1], widths=[4, 4, 4]), "VGG19": dict(widths=4), "LeNet5": dict(widths=[4, 4, 12, 8])}
+
+
+def step(n: int, batch: int, net: str = "Basic3ResNet") -> dict:
     """Train a float64 net for one epoch of ``n`` images (global batches of ``batch``: the last one uneven),
     then evaluate; the gradients of every step, the parameters, buffers and the reduced sums."""
     torch.manual_seed(0)
-    model = create("Basic3ResNet", depths=[1, 1, 1], widths=[4, 4, 4], in_channels=1, num_classes=10,
-                   image_size=8).double()
+    model = create(net, **NETS[net], in_channels=1, num_classes=10, image_size=8).double()
     group = distributed.setup()
     net = ddp.wrap(model) if group is not None else model
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -68,6 +70,7 @@ class Hashes:
 
     def __init__(self, path: Path):
         self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
 
     def _log(self, trainer, what):
         h = distributed.state_hash(trainer.model, trainer.opt,
@@ -112,11 +115,9 @@ def main(argv):
     kind, out = argv[0], Path(argv[1])
     distributed.setup()
     if kind == "step":
-        res = step(int(argv[2]), int(argv[3]))
+        res = step(int(argv[2]), int(argv[3]), *argv[4:])
         torch.save(res, out / f"rank{distributed.rank()}.pt")
     else:
-        if spec_hashes := json.loads(Path(argv[2]).read_text()).get("hashes"):
-            Path(spec_hashes).mkdir(parents=True, exist_ok=True)
         run(out, json.loads(Path(argv[2]).read_text()))
 
 

@@ -124,3 +124,61 @@ def test_autogrow_two_processes_grow_what_one_grows_and_resume_in_one(tmp_path):
     assert "world" not in json.dumps(state["loop"]) and "rank" not in json.dumps(state["config"]["train"])
     runs.resume(killed)  # one process
     same_run(killed, one, n_val(one))
+
+
+def test_adenel_round_under_two_processes_keeps_lbi_state_identical(tmp_path):
+    """(d) AdeNeL: LBI's Z and Gamma are a deterministic function of the all-reduced gradient, so every rank
+    holds the same optimizer state after every epoch (hashed with the model), and the growth rounds are
+    those of one process."""
+    s = spec("adenel", {"model": "LeNet5"}, {"J": 2, "tau": 0.5, "grow_by": 2, "lam": 0.02, "nu": 2,
+                                             "finetune_epochs": 1, "max_grow_epochs": 4})
+    r = launch(2, tmp_path / "two", {**s, "hashes": str(tmp_path / "h2")}, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ddp_worker.run(tmp_path / "one", {**s, "hashes": str(tmp_path / "h1")})
+    same_run(tmp_path / "two", tmp_path / "one", n_val(tmp_path / "one"))
+    growths = [json.loads(x)["epoch"] for x in (tmp_path / "h1" / "rank0.jsonl").read_text().splitlines()
+               if json.loads(x)["what"] == "growth"]
+    assert len(growths) == 2
+    hashes_identical(tmp_path / "h2", 2, len(growths))
+    from growkit import checkpoint
+    a, b = (checkpoint.load(tmp_path / d / "checkpoint.pt")["optimizer"]["state"] for d in ("two", "one"))
+    assert a.keys() == b.keys()
+    for name in a:  # Z and Gamma (and momentum) of every parameter: one process's, to float32 rounding
+        assert a[name].keys() == b[name].keys()
+        for k, v in a[name].items():
+            if torch.is_tensor(v) and v.is_floating_point():
+                torch.testing.assert_close(v, b[name][k], rtol=1e-4, atol=1e-5)
+
+
+def test_gauss_newton_round_resumed_under_two_processes_equals_one_process(tmp_path):
+    """(d) Gauss-Newton: a one-process checkpoint after the model phase, resumed by 2 processes: rank 0
+    learns theta and its averages on whole global batches and broadcasts them, so the morphisms chosen,
+    the grown net and its weights are those of one process; the ranks stay identical."""
+    from growkit import checkpoint, runs
+    from growkit.config import TrainConfig
+    from growkit.gn_method import GaussNewtonConfig
+
+    class Stop(Exception):
+        pass
+
+    class StopAfter:
+        def on_checkpoint(self, trainer, path):
+            if trainer.loop.epoch == 1:
+                raise Stop()
+
+    train = TrainConfig(model="VGG16", widths=8, dataset="digits", fraction=0.5, device="cpu", progress=False,
+                        seed=1, lr=0.02)
+    cfg = GaussNewtonConfig(lambda_p=1e-4, phases=1, phase_epochs=1, scratch=False)
+    with pytest.raises(Stop):
+        runs.run("gauss-newton", train, cfg, tmp_path / "two", callbacks=[StopAfter()])
+    one = runs.run("gauss-newton", train, cfg, tmp_path / "one")
+    (tmp_path / "spec.json").write_text(json.dumps({"resume": True, "hashes": str(tmp_path / "h")}))
+    r = torchrun(2, WORKER, "run", tmp_path / "two", tmp_path / "spec.json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "result.json").read_text())
+    assert two["arch"] == one["arch"] and two["arch"] != "VGG16[" + "-".join(["8"] * 13) + "]"
+    assert [e["edits"] for e in two["growth_events"]] == [e["edits"] for e in one["growth_events"]]
+    hashes_identical(tmp_path / "h", 2, 1)
+    a, b = (checkpoint.load(tmp_path / d / "checkpoint.pt") for d in ("two", "one"))
+    for k in b["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-6)
