@@ -182,3 +182,23 @@ def test_gauss_newton_round_resumed_under_two_processes_equals_one_process(tmp_p
     a, b = (checkpoint.load(tmp_path / d / "checkpoint.pt") for d in ("two", "one"))
     for k in b["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["learn-to-grow", "occupied-out"])
+def test_refusals_under_torchrun_exit_2_and_write_nothing(tmp_path, case):
+    """learn-to-grow (its own loop) is refused by every rank; an --out that rank 0 alone refuses (a folder
+    that is not a growkit run) reaches the other ranks as rank 0's message. One line, exit 2, nothing
+    written, and no rank waits for a collective that never comes (the launch returns)."""
+    out = tmp_path / "run"
+    if case == "learn-to-grow":
+        args, msg = ["learn-to-grow"], "learn-to-grow runs in one process only"
+    else:
+        out.mkdir()
+        (out / "mine.txt").write_text("keep")
+        args, msg = ["autogrow", "--dataset", "digits", "--device", "cpu"], "not a growkit run"
+    r = torchrun(2, "-m", "growkit", *args, "--out", out, timeout=120)
+    assert r.returncode != 0
+    assert not out.exists() if case == "learn-to-grow" else sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    assert msg in r.stderr and "exitcode  : 2" in r.stderr, r.stderr[-2000:]
+    mine = [line for line in r.stderr.splitlines() if msg in line]
+    assert all(line.startswith("growkit") for line in mine)  # one clear line per rank that got to print
