@@ -4,9 +4,10 @@
 (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, plus the rendezvous address). :func:`setup` reads it and
 joins the group once, with a backend per device type chosen automatically: NCCL for tensors on a GPU
 (each process on ``cuda:LOCAL_RANK``), gloo for tensors on the CPU (the only one without CUDA). A run
-on the CPU of a GPU machine thus still works, and a rank need not know the run's device to join. Without those variables (a plain ``python -m growkit``) nothing happens: no group,
-:func:`group` is None, and every helper here is a no-op that returns at once, so one process runs
-exactly the code it ran before distributed training existed.
+on the CPU of a GPU machine thus still works, and a rank need not know the run's device to join.
+Without those variables (a plain ``python -m growkit``) nothing happens: no group, :func:`group` is
+None, and every helper here is a no-op that returns at once, so one process runs exactly the code it
+ran before distributed training existed.
 
 :func:`solo` marks a stretch where rank 0 works alone on its raw model with the whole global batch
 (a grower's decision and initializer): inside it, :func:`collective` is False, so neither the

@@ -17,6 +17,7 @@ live in :mod:`growkit.passes`.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import inspect
 import itertools
 import math
@@ -241,8 +242,8 @@ class Trainer:
         """Under a process group: raise GrowkitError unless every rank holds the same model, optimizer
         state and grower state (compared by hash); nothing in one process."""
         if self.group is not None:
-            distributed.check_identical(self.model, self.opt, self.grower.state_dict() if self.grower else None,
-                                        when)
+            grower = None if self.grower is None else self.grower.state_dict()
+            distributed.check_identical(self.model, self.opt, grower, when)
 
     def _decide(self, view: GrowerView):
         if _legacy_decide(self.grower.decide):
@@ -271,7 +272,9 @@ class Trainer:
         self.stats = model_stats(self.model)
         self.opt = optim.carry(self.model, self.opt, edits, old_state, old_shapes)
         info = self._on_main(lambda: self.grower.initialize(self.model, edits, self.view(row)), model=True) or {}
-        self._ddp = None  # new parameters: wrap again
+        if self._ddp is not None:  # new parameters: wrap again; the old wrapper's reducer goes now (it sits
+            self._ddp = None       # in reference cycles, and its hooks stay on the surviving parameters)
+            gc.collect()
         self.check_ranks(f"after the growth at epoch {self.loop.epoch}")
         event = {"epoch": self.loop.epoch, "before": before, "after": self.model.arch,
                  "edits": [e.summary() for e in edits], **decision.info, **info}

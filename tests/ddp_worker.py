@@ -44,7 +44,8 @@ class Images:
         yield from self.train_batches(batch_size, 0)
 
 
-NETS = {"Basic3ResNet": dict(depths=[1, 1, 1], widths=[4, 4, 4]), "VGG19": dict(widths=4), "LeNet5": dict(widths=[4, 4, 12, 8])}
+NETS = {"Basic3ResNet": dict(depths=[1, 1, 1], widths=[4, 4, 4]), "VGG19": dict(widths=4),
+        "LeNet5": dict(widths=[4, 4, 12, 8])}
 
 
 def step(n: int, batch: int, net: str = "Basic3ResNet") -> dict:
