@@ -42,7 +42,7 @@ def _add_method(sub, method) -> None:
 
 
 def cmd_method(a) -> int:
-    from . import flags, runs
+    from . import distributed, flags, runs
     from .config import TrainConfig
     m = a.method
     options = m.config(**flags.values(a, "method", a.own_fields)) if m.config is not None else None
@@ -51,6 +51,8 @@ def cmd_method(a) -> int:
         return 0
     cfg = TrainConfig(**flags.values(a, "train", a.train_fields))
     r = runs.run(m.name, cfg, options, a.out, overwrite=a.overwrite)
+    if not distributed.is_main():  # under torchrun: rank 0 reports
+        return 0
     _report(r, a.out)
     if "delta" in r:
         delta = "n/a (no test split)" if r["delta"] is None else f"{r['delta']:+.2f} points"
@@ -73,7 +75,10 @@ def cmd_resume(a) -> int:
     from . import methods, runs
     from .records import read_json
     from pathlib import Path
+    from . import distributed
     r = runs.resume(a.dir)
+    if not distributed.is_main():  # under torchrun: rank 0 reports (only it reads the run directory)
+        return 0
     m = methods.get(read_json(Path(a.dir) / "config.json").get("command"))
     if m.own_loop is not None:
         m.own_loop.report(r, a.dir)

@@ -22,6 +22,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from . import distributed
+
 Objective = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -46,7 +48,12 @@ class Passes:
                     on_batch: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
         """One pass over the training split; returns (summed loss, hits, images) on the device.
         ``lr_fn(fraction of the epoch)``: each group's lr is that times its ``lr_scale``;
-        ``trainable``: train only these parameters (the others are frozen for the pass)."""
+        ``trainable``: train only these parameters (the others are frozen for the pass).
+        Under a process group (``model`` then DDP-wrapped) each rank trains on its slice of every global
+        batch and the sums come back reduced over ranks (see :mod:`growkit.ddp`)."""
+        shared = distributed.collective()
+        if shared:
+            from . import ddp
         model.train()
         n_steps = max(1, math.ceil(self.data.size("train") / self.batch_size))
         loss_sum = torch.zeros((), device=self.device)
@@ -70,10 +77,16 @@ class Passes:
                     lr = lr_fn(step / n_steps)
                     for g in opt.param_groups:
                         g["lr"] = lr * g.get("lr_scale", 1.0)
+                weight = None
+                if shared:
+                    x, y, weight = ddp.shard(x, y)
                 with self.autocast():
-                    loss = self.objective(model, x, y)
+                    if weight is not None and len(y) == 0:
+                        loss = ddp.empty_loss(model, x)
+                    else:
+                        loss = self.objective(model, x, y)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss if weight is None else loss * weight).backward()
                 opt.step()
                 loss_sum += loss.detach().float() * len(y)
                 hits += (logits[0].argmax(1) == y).sum()
@@ -85,6 +98,9 @@ class Passes:
             handle.remove()
             for p in frozen:
                 p.requires_grad_(True)
+        if shared:
+            total, hit_sum, n = ddp.reduce_sums(loss_sum, hits, count)
+            return total.to(loss_sum.dtype), hit_sum.round().long(), int(n.item())
         return loss_sum, hits, count
 
     @torch.no_grad()
@@ -97,13 +113,19 @@ class Passes:
         hits = torch.zeros((), device=self.device, dtype=torch.long)
         hits5 = torch.zeros((), device=self.device, dtype=torch.long)
         top5 = self.data.info.num_classes > 5
-        for x, y in self.data.eval_batches(split):
+        g = distributed.group() if distributed.collective() else None
+        for i, (x, y) in enumerate(self.data.eval_batches(split)):
+            if g is not None and i % g.world != g.rank:  # under a group: batches dealt out, sums reduced
+                continue
             with self.autocast():
                 out = model(x)
             loss_sum += F.cross_entropy(out.float(), y, reduction="sum").double()
             hits += (out.argmax(1) == y).sum()
             if top5:
                 hits5 += (out.topk(5, dim=1).indices == y[:, None]).any(1).sum()
+        if g is not None:
+            from . import ddp
+            loss_sum, hits, hits5 = ddp.reduce_sums(loss_sum, hits, hits5)
         n = self.data.size(split)
         return loss_sum.item() / n, 100.0 * hits.item() / n, (100.0 * hits5.item() / n if top5 else None)
 

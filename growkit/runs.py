@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import checkpoint, methods, rundir
+from . import checkpoint, dist_runs, distributed, methods, rundir
 from .callbacks import Recorder
 from .config import AutoGrowConfig, NetworkMorphismConfig, TrainConfig
 from .errors import GrowkitError
@@ -75,11 +75,12 @@ def _start(rc: dict, out, overwrite: bool, callbacks, data, grower_hook=None, ob
     return trainer, stage
 
 
-def _finish(trainer: Trainer, stage: rundir.Stage | None, out: Path) -> dict:
+def _finish(trainer: Trainer, stage: rundir.Stage | None, out: Path, state: dict | None = None) -> dict:
     """Train, summarize, write result.json. A staged run that fails before its first checkpoint is
-    removed (an old run it was to replace stays as it was); the exception says what happened."""
+    removed (an old run it was to replace stays as it was); the exception says what happened.
+    ``state``: the checkpoint the trainer was restored from (the other ranks of a group restore it too)."""
     try:
-        res = trainer.fit()
+        res = dist_runs.fit(trainer, state)
         if stage is not None:
             _move_trainer(trainer, stage.commit())
             out = stage.final
@@ -108,6 +109,23 @@ def run(method: str, train_cfg: TrainConfig, method_cfg=None, out: str | Path | 
     if out is None:
         raise GrowkitError("run needs an output directory")
     m = methods.get(method)
+    if m.own_loop is not None:
+        _one_process(m.name)
+    if dist_runs.follower():  # under torchrun, ranks > 0 train what rank 0 announces and touch no files
+        return dist_runs.follow(callbacks, data, objective)
+    with dist_runs.leading():
+        res = _run(m, train_cfg, method_cfg, out, overwrite, callbacks, data, grower_hook, objective)
+        dist_runs.done(res)
+        return res
+
+
+def _one_process(name: str) -> None:
+    if distributed.world_size() > 1:
+        raise GrowkitError(f"{name} runs in one process only; start it without torchrun "
+                           "(or with --nproc_per_node=1)")
+
+
+def _run(m, train_cfg, method_cfg, out, overwrite, callbacks, data, grower_hook, objective) -> dict:
     if m.own_loop is not None:  # e.g. learn-to-grow: no trainer, its own continual loop
         if method_cfg is None:
             raise GrowkitError(f"{m.name} needs its options ({m.config.__name__})")
@@ -161,6 +179,15 @@ def resume(out: str | Path, *, callbacks=(), data=None, objective=None) -> dict:
     """Continue a run of any method from its last checkpoint; a finished run just returns its result.
     The run directory is checked first (marker, config.json, records, the checkpoint against the run's
     config) and locked while training, so a second process on it is refused."""
+    if dist_runs.follower():  # under torchrun, ranks > 0 train what rank 0 announces and touch no files
+        return dist_runs.follow(callbacks, data, objective)
+    with dist_runs.leading():
+        res = _resume(out, callbacks, data, objective)
+        dist_runs.done(res)
+        return res
+
+
+def _resume(out, callbacks, data, objective) -> dict:
     p = Path(out)
     rundir.check_output_path(p, "resume")
     if not p.exists():
@@ -178,6 +205,7 @@ def resume(out: str | Path, *, callbacks=(), data=None, objective=None) -> dict:
         rc = read_run_config(p)
         method = methods.get(rc["command"])
         if method.own_loop is not None:  # e.g. learn-to-grow: its own continual loop and records
+            _one_process(method.name)
             if not (p / "result.json").exists():
                 lock.record(f"resume {out}")
             return method.own_loop.resume(p)
@@ -185,6 +213,7 @@ def resume(out: str | Path, *, callbacks=(), data=None, objective=None) -> dict:
             return read_result(p / "result.json")
         MetricsLog(p / "metrics.jsonl").read()  # damaged records: an error naming the line, before training
         trainer = _build(rc, p, callbacks, data, objective)
+        state = None
         if (p / "checkpoint.pt").exists():  # (the recorder truncates metrics.jsonl to it when fit starts)
             state = checkpoint.load(p / "checkpoint.pt")
             check_checkpoint_matches(state, rc, p / "checkpoint.pt")
@@ -193,4 +222,4 @@ def resume(out: str | Path, *, callbacks=(), data=None, objective=None) -> dict:
             except (RuntimeError, KeyError, ValueError) as e:
                 raise GrowkitError(f"{p / 'checkpoint.pt'} does not fit its model: {one_line(e)}") from None
         lock.record(f"resume {out}")
-        return _finish(trainer, None, p)
+        return _finish(trainer, None, p, state)

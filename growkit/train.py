@@ -17,6 +17,7 @@ live in :mod:`growkit.passes`.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import inspect
 import itertools
 import math
@@ -30,7 +31,7 @@ import torch
 
 from . import checkpoint as ckpt
 from . import data as data_mod
-from . import optim
+from . import distributed, optim
 from .callbacks import CallbackList, ProgressBar, Recorder
 from .config import TrainConfig
 from .errors import GrowkitError, NonFiniteLoss
@@ -119,6 +120,11 @@ class Trainer:
         the progress bar); ``objective(model, x, y) -> loss``: what is minimised (default cross-entropy)."""
         self.cfg = cfg = cfg.validate().resolved()
         self.device = resolve_device(cfg.device)
+        # under torchrun: the process group (this rank's device); None in one process (nothing changes)
+        self.group = distributed.setup()
+        if self.group is not None:
+            self.device = self.group.device(self.device)
+        self._ddp = None  # the DDP wrapper of self.model for training passes (rebuilt after growth)
         cuda = self.device.type == "cuda"
         self.amp = (cfg.precision == "bf16") or (cfg.precision == "auto" and cuda)
         self.channels_last = cuda if cfg.channels_last is None else cfg.channels_last
@@ -130,7 +136,7 @@ class Trainer:
                                          "environment": environment(self.device)}
         self.callbacks = list(callbacks)  # the caller's (a nested scratch run gets these, not the recorder)
         own = ([Recorder(self.out, cfg.snapshot_every)] if self.out is not None else []) + \
-            ([ProgressBar()] if cfg.progress else [])
+            ([ProgressBar()] if cfg.progress and distributed.is_main() else [])
         self.hooks = CallbackList(own + self.callbacks)
         self.data = data if data is not None else load_data(cfg, self.device, self.channels_last)
         if grower is not None and self.data.size("val") == 0:
@@ -169,6 +175,7 @@ class Trainer:
             self.grower.load_state_dict(_to_device(state["grower"], self.device))
         self.extras = _to_device(state.get("extras") or {}, self.device)
         self.loop = LoopState(**state["loop"])
+        self._ddp = None
         self.stats = model_stats(self.model)
         ckpt.restore_rng(state["rng"])
 
@@ -176,7 +183,15 @@ class Trainer:
     def train_epoch(self, opt, lr_fn: Callable[[float], float] | None, seed: int, trainable=None,
                     on_batch=None) -> tuple[float, float]:
         """One pass over the training split (``trainable``: only these parameters); counts its FLOPs."""
-        loss_sum, hits, count = self.passes.train_epoch(self.model, opt, lr_fn, seed, trainable, on_batch)
+        model = self.model
+        if distributed.collective():  # every rank trains its slice; DDP averages the gradients
+            if trainable is not None:
+                raise GrowkitError("training a subset of the parameters runs on rank 0 alone (distributed.solo)")
+            if self._ddp is None:
+                from .ddp import wrap
+                self._ddp = wrap(self.model)
+            model = self._ddp
+        loss_sum, hits, count = self.passes.train_epoch(model, opt, lr_fn, seed, trainable, on_batch)
         self.loop.train_flops += self.stats["train_flops_per_image"] * count
         loss = (loss_sum / max(count, 1)).item()
         if not math.isfinite(loss):
@@ -201,6 +216,35 @@ class Trainer:
                           optimizer_state=lambda: optim.state_by_name(self.model, self.opt),
                           services=ViewServices(self.passes, self.cfg.seed, train_only))
 
+    def _on_main(self, fn, model: bool = False):
+        """``fn()``'s result; under a process group computed by rank 0 alone (its raw model, whole global
+        batches: what one process computes) and broadcast with the grower's state, the method extras, the
+        RNG state, the FLOP count and (``model``) the parameters and buffers. The other ranks wait."""
+        if self.group is None:
+            return fn()
+        out = None
+        if distributed.is_main():
+            with distributed.solo():
+                out = fn()
+        if model:
+            distributed.broadcast_tensors(list(self.model.parameters()) + list(self.model.buffers()))
+        shared = distributed.broadcast_object({
+            "out": out, "extras": self.extras, "rng": torch.get_rng_state(), "flops": self.loop.train_flops,
+            "grower": self.grower.state_dict() if self.grower is not None else None}, device=self.device)
+        if not distributed.is_main():
+            if self.grower is not None:
+                self.grower.load_state_dict(shared["grower"])
+            self.extras, self.loop.train_flops = shared["extras"], shared["flops"]
+            torch.set_rng_state(shared["rng"].cpu())
+        return shared["out"]
+
+    def check_ranks(self, when: str) -> None:
+        """Under a process group: raise GrowkitError unless every rank holds the same model, optimizer
+        state and grower state (compared by hash); nothing in one process."""
+        if self.group is not None:
+            grower = None if self.grower is None else self.grower.state_dict()
+            distributed.check_identical(self.model, self.opt, grower, when)
+
     def _decide(self, view: GrowerView):
         if _legacy_decide(self.grower.decide):
             return self.grower.decide(view.epoch, view.row, view.model)
@@ -211,7 +255,11 @@ class Trainer:
         (Gauss-Newton's morphism phases), through ``replaces_epoch(view) -> (train loss, train acc %)
         or None``; the epoch is then evaluated, recorded, timed and checkpointed like any other."""
         fn = getattr(self.grower, "replaces_epoch", None) if phase.grows and self.grower is not None else None
-        return None if fn is None else fn(self.view(self.loop.last_row or {}, e0))
+        if fn is None:
+            return None
+        out = self._on_main(lambda: fn(self.view(self.loop.last_row or {}, e0)), model=True)
+        self.check_ranks(f"after the grower's epoch {self.loop.epoch + 1}")
+        return out
 
     def _grow(self, decision, row: dict) -> dict:
         old_state = optim.state_by_name(self.model, self.opt)
@@ -223,7 +271,11 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.stats = model_stats(self.model)
         self.opt = optim.carry(self.model, self.opt, edits, old_state, old_shapes)
-        info = self.grower.initialize(self.model, edits, self.view(row)) or {}
+        info = self._on_main(lambda: self.grower.initialize(self.model, edits, self.view(row)), model=True) or {}
+        if self._ddp is not None:  # new parameters: wrap again; the old wrapper's reducer goes now (it sits
+            self._ddp = None       # in reference cycles, and its hooks stay on the surviving parameters)
+            gc.collect()
+        self.check_ranks(f"after the growth at epoch {self.loop.epoch}")
         event = {"epoch": self.loop.epoch, "before": before, "after": self.model.arch,
                  "edits": [e.summary() for e in edits], **decision.info, **info}
         self.loop.events.append(event)
@@ -247,12 +299,15 @@ class Trainer:
     def fit(self) -> dict:
         self._skip_empty_phases()
         self.hooks("on_fit_start", self)
+        self.check_ranks("at the start")
         try:
             while self.loop.phase < len(self.phases):
                 row = self._epoch()
                 self.hooks("on_epoch", self, row)  # the recorder appends the row before the checkpoint
-                self._checkpoint()
+                self._checkpoint()  # (rank 0 only: the others have no run directory)
+                distributed.barrier()
         finally:
+            self._ddp = None  # its reducer (gradient hooks, buckets) goes now, not at interpreter exit
             self.hooks("on_fit_end", self)
         return self.result()
 
@@ -281,7 +336,7 @@ class Trainer:
         done, events = False, []
         in_phase = self.loop.epoch - self.loop.phase_start
         if phase.grows and self.grower is not None:
-            decision = self._decide(self.view(row, in_phase))
+            decision = self._on_main(lambda: self._decide(self.view(row, in_phase)))
             if decision.plans:
                 events.append(self._grow(decision, row))
             limit = phase.epochs if phase.epochs is not None else phase.max_epochs

@@ -1,0 +1,204 @@
+"""Training under torchrun: N CPU processes (gloo) compute what one process computes.
+
+Every N-process result is compared with the one-process answer computed independently (the plain
+path, no launcher, no process group, BatchNorm's own kernel), never with the distributed path itself.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import ddp_worker
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = str(Path(ddp_worker.__file__).resolve())
+
+
+def torchrun(n: int, *args, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1",
+               PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore::FutureWarning")
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+                           *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+def close(a, b, what):
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-12, msg=lambda m: f"{what}: {m}")
+
+
+# --------------------------------------------------------------------------- (a) one step, float64
+
+@pytest.mark.parametrize("world,n,batch", [(2, 11, 8), (3, 10, 8)])
+def test_float64_steps_with_an_uneven_last_batch_equal_one_process(tmp_path, world, n, batch):
+    """11 images in batches of 8: the last batch of 3 splits 2/1 over 2 ranks; 10 images over 3 ranks:
+    the last batch of 2 splits 1/1/0, so a rank trains on nothing and must still join every collective."""
+    r = torchrun(world, WORKER, "step", tmp_path, n, batch)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ref = ddp_worker.step(n, batch)  # one process: the whole global batch through BatchNorm's own kernel
+    bn_var = [k for k in ref["params"] if k.endswith("running_var")]
+    assert bn_var and all(not torch.allclose(ref["params"][k], torch.ones_like(ref["params"][k])) for k in bn_var)
+    for rank in range(world):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert len(got["grads"]) == len(ref["grads"]) == 2
+        for s, (g, h) in enumerate(zip(got["grads"], ref["grads"])):
+            for k in h:
+                close(g[k], h[k], f"rank {rank} step {s} grad {k}")
+        for k in ref["params"]:  # weights after two SGD steps, BN running mean/var (unbiased, global count)
+            close(got["params"][k].double(), ref["params"][k].double(), f"rank {rank} {k}")
+        for k in ref["momentum"]:
+            close(got["momentum"][k], ref["momentum"][k], f"rank {rank} momentum {k}")
+        assert got["count"] == ref["count"] == n and got["hits"] == ref["hits"]
+        assert got["loss_sum"] == pytest.approx(ref["loss_sum"], rel=1e-6)
+        assert got["val"][0] == pytest.approx(ref["val"][0], rel=1e-12) and got["val"][1] == ref["val"][1]
+
+
+# --------------------------------------------------------------------------- runs of the growers
+
+def spec(method: str, train: dict, options: dict, **kw) -> dict:
+    base = {"dataset": "digits", "fraction": 0.5, "batch_size": 64, "device": "cpu", "progress": False, "seed": 1}
+    return {"method": method, "train": {**base, **train}, "options": options, **kw}
+
+
+def launch(n: int, out: Path, s: dict, tmp: Path) -> subprocess.CompletedProcess:
+    path = tmp / f"spec-{out.name}.json"
+    path.write_text(json.dumps(s))
+    return torchrun(n, WORKER, "run", out, path)
+
+
+def rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def hashes_identical(folder: Path, world: int, growths: int) -> None:
+    """Every rank logged the same hash of model, optimizer and grower state after every growth and epoch."""
+    logs = [(folder / f"rank{r}.jsonl").read_text().splitlines() for r in range(world)]
+    assert all(log == logs[0] for log in logs[1:])
+    assert sum(json.loads(line)["what"] == "growth" for line in logs[0]) == growths
+
+
+def same_run(got: Path, ref: Path, n_val: int) -> None:
+    """Same architecture after every epoch (so the same growth epochs), validation accuracy within one sample."""
+    a, b = rows(got), rows(ref)
+    assert [r["arch"] for r in a] == [r["arch"] for r in b]
+    assert [r["phase"] for r in a] == [r["phase"] for r in b]
+    for x, y in zip(a, b):
+        assert abs(x["val_acc"] - y["val_acc"]) <= 100.0 / n_val + 1e-9, (x["epoch"], x["val_acc"], y["val_acc"])
+
+
+def n_val(out: Path) -> int:
+    from growkit.data import load
+    cfg = json.loads((out / "config.json").read_text())["train"]
+    return load("digits", fraction=cfg["fraction"], val_fraction=cfg["val_fraction"],
+                split_seed=cfg["split_seed"]).size("val")
+
+
+AUTOGROW = spec("autogrow", {"model": "Basic3ResNet", "widths": [8, 8, 8], "depths": [1, 1, 1], "lr": 0.03},
+                {"policy": "periodic", "K": 1, "J": 2, "init": "gau", "finetune_epochs": 1, "max_grow_epochs": 4})
+
+
+def test_autogrow_two_processes_grow_what_one_grows_and_resume_in_one(tmp_path):
+    """(b) the same architecture at the same epochs, ranks identical after every growth; (c) rank 1 dies
+    at the start of epoch 4: torchrun ends the run, rank 0's checkpoint of epoch 3 is intact and one
+    process resumes it to the same result."""
+    from growkit import checkpoint, runs
+    two, killed, one = tmp_path / "two", tmp_path / "killed", tmp_path / "one"
+    r = launch(2, two, {**AUTOGROW, "hashes": str(tmp_path / "h")}, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ddp_worker.run(one, AUTOGROW)  # one process, no launcher
+    events = json.loads((one / "result.json").read_text())["growth_events"]
+    assert len(events) == 2
+    same_run(two, one, n_val(one))
+    hashes_identical(tmp_path / "h", 2, len(events))
+    res2 = json.loads((two / "result.json").read_text())
+    assert [e["epoch"] for e in res2["growth_events"]] == [e["epoch"] for e in events]
+
+    r = launch(2, killed, {**AUTOGROW, "die": [1, 3]}, tmp_path)
+    assert r.returncode != 0
+    state = checkpoint.load(killed / "checkpoint.pt")  # intact, and nothing in it depends on the world size
+    assert state["loop"]["epoch"] == 3 and len(rows(killed)) == 3
+    assert "world" not in json.dumps(state["loop"]) and "rank" not in json.dumps(state["config"]["train"])
+    runs.resume(killed)  # one process
+    same_run(killed, one, n_val(one))
+
+
+def test_adenel_round_under_two_processes_keeps_lbi_state_identical(tmp_path):
+    """(d) AdeNeL: LBI's Z and Gamma are a deterministic function of the all-reduced gradient, so every rank
+    holds the same optimizer state after every epoch (hashed with the model), and the growth rounds are
+    those of one process."""
+    s = spec("adenel", {"model": "LeNet5"}, {"J": 2, "tau": 0.5, "grow_by": 2, "lam": 0.02, "nu": 2,
+                                             "finetune_epochs": 1, "max_grow_epochs": 4})
+    r = launch(2, tmp_path / "two", {**s, "hashes": str(tmp_path / "h2")}, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ddp_worker.run(tmp_path / "one", {**s, "hashes": str(tmp_path / "h1")})
+    same_run(tmp_path / "two", tmp_path / "one", n_val(tmp_path / "one"))
+    growths = [json.loads(x)["epoch"] for x in (tmp_path / "h1" / "rank0.jsonl").read_text().splitlines()
+               if json.loads(x)["what"] == "growth"]
+    assert len(growths) == 2
+    hashes_identical(tmp_path / "h2", 2, len(growths))
+    from growkit import checkpoint
+    a, b = (checkpoint.load(tmp_path / d / "checkpoint.pt")["optimizer"]["state"] for d in ("two", "one"))
+    assert a.keys() == b.keys()
+    for name in a:  # Z and Gamma (and momentum) of every parameter: one process's, to float32 rounding
+        assert a[name].keys() == b[name].keys()
+        for k, v in a[name].items():
+            if torch.is_tensor(v) and v.is_floating_point():
+                torch.testing.assert_close(v, b[name][k], rtol=1e-4, atol=1e-5)
+
+
+def test_gauss_newton_round_resumed_under_two_processes_equals_one_process(tmp_path):
+    """(d) Gauss-Newton: a one-process checkpoint after the model phase, resumed by 2 processes: rank 0
+    learns theta and its averages on whole global batches and broadcasts them, so the morphisms chosen,
+    the grown net and its weights are those of one process; the ranks stay identical."""
+    from growkit import checkpoint, runs
+    from growkit.config import TrainConfig
+    from growkit.gn_method import GaussNewtonConfig
+
+    class Stop(Exception):
+        pass
+
+    class StopAfter:
+        def on_checkpoint(self, trainer, path):
+            if trainer.loop.epoch == 1:
+                raise Stop()
+
+    train = TrainConfig(model="VGG16", widths=8, dataset="digits", fraction=0.5, device="cpu", progress=False,
+                        seed=1, lr=0.02)
+    cfg = GaussNewtonConfig(lambda_p=1e-4, phases=1, phase_epochs=1, scratch=False)
+    with pytest.raises(Stop):
+        runs.run("gauss-newton", train, cfg, tmp_path / "two", callbacks=[StopAfter()])
+    one = runs.run("gauss-newton", train, cfg, tmp_path / "one")
+    (tmp_path / "spec.json").write_text(json.dumps({"resume": True, "hashes": str(tmp_path / "h")}))
+    r = torchrun(2, WORKER, "run", tmp_path / "two", tmp_path / "spec.json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "result.json").read_text())
+    assert two["arch"] == one["arch"] and two["arch"] != "VGG16[" + "-".join(["8"] * 13) + "]"
+    assert [e["edits"] for e in two["growth_events"]] == [e["edits"] for e in one["growth_events"]]
+    hashes_identical(tmp_path / "h", 2, 1)
+    a, b = (checkpoint.load(tmp_path / d / "checkpoint.pt") for d in ("two", "one"))
+    for k in b["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["learn-to-grow", "occupied-out"])
+def test_refusals_under_torchrun_exit_2_and_write_nothing(tmp_path, case):
+    """learn-to-grow (its own loop) is refused by every rank; an --out that rank 0 alone refuses (a folder
+    that is not a growkit run) reaches the other ranks as rank 0's message. One line, exit 2, nothing
+    written, and no rank waits for a collective that never comes (the launch returns)."""
+    out = tmp_path / "run"
+    if case == "learn-to-grow":
+        args, msg = ["learn-to-grow"], "learn-to-grow runs in one process only"
+    else:
+        out.mkdir()
+        (out / "mine.txt").write_text("keep")
+        args, msg = ["autogrow", "--dataset", "digits", "--device", "cpu"], "not a growkit run"
+    r = torchrun(2, "-m", "growkit", *args, "--out", out, timeout=120)
+    assert r.returncode != 0
+    assert not out.exists() if case == "learn-to-grow" else sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    assert msg in r.stderr and "exitcode  : 2" in r.stderr, r.stderr[-2000:]
+    mine = [line for line in r.stderr.splitlines() if msg in line]
+    assert all(line.startswith("growkit") for line in mine)  # one clear line per rank that got to print
