@@ -61,7 +61,7 @@ EXPECTED = {
     "autogrow_07_fraction": {"autogrow_table8_dataset_fraction.csv": 2},
     "autogrow_08_manual_search": {"autogrow_fig5_vs_manual_search.png": None, "autogrow_fig5_vs_manual_search.csv": 3},
     "autogrow_09_growth_curves": {"autogrow_fig4_growth_curves.png": None, "autogrow_table11_efficiency.csv": 1},
-    "autogrow_10_imagenet": {"autogrow_table10_imagenet.csv": 1, "autogrow_fig7_vs_manual_design.png": None},
+    "autogrow_10_imagenet": {"autogrow_table10_imagenet.csv": 3, "autogrow_fig7_vs_manual_design.png": None},
     "autogrow_11_trajectories": {"autogrow_fig3_trajectories.png": None},
     "autogrow_12_loss_surfaces": {"autogrow_fig6_loss_surfaces_Basic3ResNet.png": None},
     "adenel_01_slimming": {"adenel_table1_slimming.csv": 3},
