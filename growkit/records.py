@@ -155,13 +155,26 @@ def git_commit() -> str:
     return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
 
 
+# Modules that only draw, tabulate or caption finished runs (no training code imports them).
+PRESENTATION = frozenset({"viz/plots.py", "viz/adenel_plots.py", "viz/continual_plots.py", "viz/widgets.py",
+                          "report.py", "figures.py", "profiles.py"})
+
+
 @functools.lru_cache(maxsize=1)
 def code_hash() -> str:
     """A hash of growkit's own source files: what a run's results depend on. It changes with every commit
-    (or uncommitted edit) that changes the code, and not with one that changes only the docs or notebooks."""
-    root = Path(__file__).resolve().parent
+    (or uncommitted edit) that changes the code, and not with one that changes only the docs, the notebooks or
+    the presentation modules (:data:`PRESENTATION`: plots, tables, captions, profiles), which read finished
+    runs and never run training; so a plot fix re-draws from the cached runs instead of retraining them."""
+    return tree_hash(Path(__file__).resolve().parent)
+
+
+def tree_hash(root: Path) -> str:
+    """:func:`code_hash` of the package rooted at ``root``."""
     h = hashlib.sha256()
     for f in sorted(root.rglob("*.py")):
+        if f.relative_to(root).as_posix() in PRESENTATION:
+            continue
         h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 

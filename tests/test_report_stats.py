@@ -69,3 +69,23 @@ def test_the_run_cache_is_keyed_on_growkit_code(tmp_path, monkeypatch):
     again = X.train(tmp_path, "r", **kw)  # a code change: run again
     assert json.loads((tmp_path / "r" / "config.json").read_text())["environment"]["code"] == "another"
     assert again["wall_s"] != first["wall_s"]
+
+
+def test_code_hash_ignores_presentation_modules_only(tmp_path):
+    """A plot or caption fix re-draws from cached runs; a change to anything that trains reruns them."""
+    import shutil
+    from pathlib import Path
+
+    import growkit
+    from growkit import records
+    pkg = tmp_path / "growkit"
+    shutil.copytree(Path(growkit.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    base = records.tree_hash(pkg)
+    assert base == records.code_hash()  # the copy hashes as the installed package
+    for rel in ("viz/plots.py", "report.py", "figures.py", "profiles.py"):
+        (pkg / rel).write_text((pkg / rel).read_text() + "\n# a presentation edit\n")
+    assert records.tree_hash(pkg) == base
+    for rel in ("train.py", "viz/trajectory.py", "growers/initializers.py"):
+        edited = records.tree_hash(pkg)
+        (pkg / rel).write_text((pkg / rel).read_text() + "\n# a change that may alter results\n")
+        assert records.tree_hash(pkg) != edited, rel
