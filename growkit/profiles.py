@@ -60,21 +60,23 @@ PROFILES: dict[str, dict[str, dict]] = {
         "paper": dict(dataset="cifar10", width_scale={}, seeds=[0], **_CIFAR),
     },
     "autogrow_07_fraction": {
-        "smoke": dict(fractions=[1.0, 0.5], seeds=[0], K=1, **_TINY),
+        "smoke": dict(combos=[["Basic3ResNet", "digits"]], fractions=[1.0, 0.5], seeds=[0], K=1, **_TINY),
         "cpu": {},
         "paper": dict(combos=[["Basic3ResNet", "cifar10"], ["Basic4ResNet", "cifar100"], ["Plain3Net", "mnist"],
                               ["Plain4Net", "svhn"]], width_scale={}, seeds=[0], **_CIFAR),
     },
     "autogrow_08_manual_search": {
-        "smoke": dict(nets=["Basic3ResNet"], depths=[1], epochs=1, K_small=1, K_large=2, J=4, max_grow_epochs=3),
+        "smoke": dict(nets=["Basic3ResNet"], seeds=[0], depths=[1], epochs=1, K_small=1, K_large=2, J=4,
+                      max_grow_epochs=3),
         "cpu": {},
         "paper": dict(dataset="cifar10", device="cuda", depths=[1, 3, 5, 9, 18, 27, 36, 45], epochs=200, K_large=50,
-                      J=100),
+                      J=100, seeds=[0], width_scale={}),
     },
     "autogrow_09_growth_curves": {
-        "smoke": dict(curves=[{"name": "fig4", "model": "Basic3ResNet", "dataset": "digits", "K": 1}], **_TINY),
+        "smoke": dict(curves=[{"name": "fig4", "model": "Basic3ResNet", "dataset": "digits", "K": 1}], seeds=[0],
+                      **_TINY),
         "cpu": {},
-        "paper": dict(device="cuda", width_scale={}, curves=[
+        "paper": dict(device="cuda", width_scale={}, seeds=[0], curves=[
             {"name": "fig4", "model": "Basic3ResNet", "dataset": "cifar10", "K": 3, "J": 100, "finetune": 200},
             {"name": "fig8a", "model": "Basic4ResNet", "dataset": "imagenet", "K": 5, "J": 30, "finetune": 90,
              "milestones": [1 / 3, 2 / 3]},
