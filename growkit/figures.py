@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -46,7 +48,15 @@ def _ipc_kernel_manager():
     from jupyter_client.manager import AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
-        transport = "ipc"  # the kernel is local: Unix sockets, no open TCP port
+        """The kernel is local: Unix sockets, no open TCP port. Each kernel's sockets get a unique temporary path:
+        jupyter_client's default puts them at ``kernel-ipc-<port>`` in the working directory and picks the ports
+        by looking for free names, so two notebooks started together (``--jobs 2``) raced to the same sockets and
+        their messages failed signature checks."""
+        transport = "ipc"
+
+        def __init__(self, **kw):
+            super().__init__(**kw)  # jupyter_client removes the socket files <ip>-<port> when the kernel ends
+            self.ip = os.path.join(tempfile.gettempdir(), f"growkit-kernel-{uuid.uuid4().hex}")
 
     return IPCKernelManager
 

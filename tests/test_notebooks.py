@@ -150,19 +150,38 @@ def test_tables_carry_computed_verdicts_and_the_paper_vs_kit_page(smoke):
     assert {"Δ vs matched", "Δ vs converged"} <= set(header)
 
 
-def test_a_failing_notebook_is_reported_with_its_cell_and_the_others_still_run(tmp_path):
-    nbdir = tmp_path / "nbs"
+def _tiny_notebooks(nbdir, bodies: dict):
     nbdir.mkdir()
-    for name, body in (("a_bad", "raise ValueError('boom')"), ("b_good", "x = 1")):
+    for name, body in bodies.items():
         nb = nbformat.v4.new_notebook()
         p = nbformat.v4.new_code_cell("profile = 'x'\nruns_dir = ''\nfigures_dir = ''")
         p.metadata["tags"] = ["parameters"]
         nb.cells = [p, nbformat.v4.new_code_cell("y = 2"), nbformat.v4.new_code_cell(body)]
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, nbdir / f"{name}.ipynb")
+
+
+def test_a_failing_notebook_is_reported_with_its_cell_and_the_others_still_run(tmp_path):
+    nbdir = tmp_path / "nbs"
+    _tiny_notebooks(nbdir, {"a_bad": "raise ValueError('boom')", "b_good": "x = 1"})
     code = run_figures("smoke", out_dir=str(tmp_path / "f"), runs_dir=str(tmp_path / "r"), notebooks_dir=str(nbdir))
     assert code == 1
     summary = json.loads((tmp_path / "r" / "smoke" / "summary.json").read_text())
     by = {r["notebook"]: r for r in summary["notebooks"]}
     assert by["b_good"]["status"] == "ok"
     assert by["a_bad"]["status"] == "failed" and by["a_bad"]["cell"] == 3 and "boom" in by["a_bad"]["error"]
+
+
+def test_notebooks_run_in_parallel_each_with_its_own_kernel(tmp_path):
+    """--jobs 4: four kernels start at once; each answers its own notebook (their sockets used to collide in the
+    shared working directory) and no socket file is left behind there."""
+    nbdir = tmp_path / "nbs"
+    _tiny_notebooks(nbdir, {f"n{i}": f"import os\nassert os.getcwd() == {str(nbdir)!r}\nz = {i} * y" for i in range(4)})
+    code = run_figures("smoke", out_dir=str(tmp_path / "f"), runs_dir=str(tmp_path / "r"), notebooks_dir=str(nbdir),
+                       jobs=4)
+    summary = json.loads((tmp_path / "r" / "smoke" / "summary.json").read_text())
+    assert code == 0 and [r["status"] for r in summary["notebooks"]] == ["ok"] * 4, summary
+    for i in range(4):  # each executed notebook holds its own cells' results
+        cells = nbformat.read(tmp_path / "r" / "smoke" / "executed" / f"n{i}.ipynb", as_version=4).cells
+        assert f"z = {i} * y" in cells[-1].source and not any(o.get("ename") for o in cells[-1].outputs)
+    assert sorted(p.name for p in nbdir.iterdir()) == [f"n{i}.ipynb" for i in range(4)]
