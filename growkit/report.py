@@ -102,9 +102,10 @@ def pm(values, digits: int = 2) -> str:
     s = spread(values)
     if s["n"] == 0:
         return ""
+    mean = round(s["mean"], digits) + 0.0  # + 0.0: a mean that rounds to zero prints 0.00, not -0.00
     if s["n"] == 1:
-        return f"{s['mean']:.{digits}f}"
-    return f"{s['mean']:.{digits}f} ± {s['sd']:.{digits}f}"
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {s['sd']:.{digits}f}"
 
 
 def noise_points(n_test: int) -> float:

@@ -89,3 +89,8 @@ def test_code_hash_ignores_presentation_modules_only(tmp_path):
         edited = records.tree_hash(pkg)
         (pkg / rel).write_text((pkg / rel).read_text() + "\n# a change that may alter results\n")
         assert records.tree_hash(pkg) != edited, rel
+
+
+def test_pm_never_prints_negative_zero():
+    assert R.pm([-0.28, 0.28, -0.001]) == "0.00 ± 0.28"
+    assert R.pm([-0.004]) == "0.00" and R.pm([-0.006]) == "-0.01"
