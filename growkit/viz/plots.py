@@ -9,11 +9,27 @@ def _plt():
     return plt
 
 
-def log_axis(ax) -> None:
-    """A log x axis with labels at the decades only (minor labels overlap on short ranges)."""
-    from matplotlib.ticker import NullFormatter
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())
+def readable(v: float, _pos=None) -> str:
+    """A tick label a reader takes in at a glance: 20k, 1.5M, 0.01 (not 2x10^4)."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g}{suffix}"
+    return f"{v:.3g}"
+
+
+def log_axis(ax, which: str = "x") -> None:
+    """A log axis with readable labels (10k, 100k, 1M). Over less than a decade the decades alone would leave
+    one label or none, so the minor ticks at 2 and 5 are labelled too."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis.set_major_formatter(FuncFormatter(readable))
+    lo, hi = (ax.get_xlim() if which == "x" else ax.get_ylim())
+    if lo > 0 and hi / lo < 10:
+        axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
+        axis.set_minor_formatter(FuncFormatter(readable))
+    else:
+        axis.set_minor_formatter(NullFormatter())
 
 
 def growth_curves(rows: list[dict], title: str = "", ax_loss=None, ax_acc=None):
@@ -23,8 +39,9 @@ def growth_curves(rows: list[dict], title: str = "", ax_loss=None, ax_acc=None):
     if ax_loss is None:
         fig, (ax_loss, ax_acc) = plt.subplots(2, 1, figsize=(7, 5.6), sharex=True)
     ep = [r["epoch"] for r in rows]
-    ax_loss.semilogy(ep, [r["train_loss"] for r in rows], "--", color="tab:red", label="train loss")
-    ax_loss.semilogy(ep, [r["val_loss"] for r in rows], "-", color="tab:red", label="val loss")
+    ax_loss.plot(ep, [r["train_loss"] for r in rows], "--", color="tab:red", label="train loss")
+    ax_loss.plot(ep, [r["val_loss"] for r in rows], "-", color="tab:red", label="val loss")
+    log_axis(ax_loss, "y")
     ax_acc.plot(ep, [r["train_acc"] for r in rows], "--", color="tab:green", label="train acc")
     ax_acc.plot(ep, [r["val_acc"] for r in rows], "-", color="tab:green", label="val acc")
     ax_acc.plot(ep, np.maximum.accumulate([r["val_acc"] for r in rows]), ":", color="tab:purple",
@@ -39,8 +56,8 @@ def growth_curves(rows: list[dict], title: str = "", ax_loss=None, ax_acc=None):
     ax_acc.set_xlabel("epoch")
     ax_loss.set_ylabel("cross-entropy")
     ax_acc.set_ylabel("accuracy (%)")
-    lo = min(r["val_acc"] for r in rows[len(rows) // 10:]) if len(rows) > 10 else 0
-    ax_acc.set_ylim(max(0, lo - 5), 100.5)
+    lo = min(min(r["val_acc"], r["train_acc"]) for r in rows)  # every epoch shown, the first ones included
+    ax_acc.set_ylim(max(0.0, lo - 2), 100.5)
     ax_loss.legend(fontsize=7, loc="upper right")
     ax_acc.legend(fontsize=7, loc="lower right")
     label = f"{len(grows)} growths (grey lines)" + (", fine-tuning shaded" if fine else "")
@@ -96,23 +113,35 @@ def surface_panels(surfaces: dict, levels: int = 20):
 
 
 def accuracy_vs_params(series: dict, autogrow_points: dict, title: str = ""):
-    """Accuracy against parameter count: manual depth search lines and AutoGrow's nets (Figure 5)."""
+    """Accuracy against parameter count, one panel per net (Figure 5): the manual depth search as a line and
+    AutoGrow's nets as markers (one per run; a legend entry per marker kind, i.e. per K)."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    n = len(series)
+    cols = 2 if n == 4 else n
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.0 * rows), squeeze=False, layout="constrained")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (label, pts) in enumerate(series.items()):
+    for i, (ax, (label, pts)) in enumerate(zip(axes.flat, series.items())):
         pts = sorted(pts, key=lambda p: p["params"])
-        ax.plot([p["params"] for p in pts], [p["test_acc"] for p in pts], "-", color=colors[i % 10], lw=1,
-                label=f"{label}: trained from scratch")
+        ax.plot([p["params"] for p in pts], [p["test_acc"] for p in pts], "-", color="0.3", lw=1, marker=".",
+                label="trained from scratch")
         for p in pts:
             ax.annotate(p["label"], (p["params"], p["test_acc"]), fontsize=6, textcoords="offset points",
                         xytext=(2, 2))
+        shown = set()
         for marker, p in autogrow_points.get(label, []):
-            ax.plot(p["params"], p["test_acc"], marker, color=colors[i % 10], ms=9, mfc="none" if marker == "o" else
-                    colors[i % 10], label=f"{label}: AutoGrow {p['label']}")
-    log_axis(ax)
-    ax.set_xlabel("parameters")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=6)
+            kind = p["label"].split(":")[0]  # "K=3: 4-7-3" -> one legend entry per K
+            ax.plot(p["params"], p["test_acc"], marker, color=colors[i % 10], ms=9, alpha=0.8,
+                    mfc="none" if marker == "o" else colors[i % 10],
+                    label=None if kind in shown else f"AutoGrow {kind}")
+            shown.add(kind)
+        log_axis(ax)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("parameters")
+        ax.set_ylabel("test accuracy (%)")
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=9)
     return fig
