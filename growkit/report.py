@@ -122,13 +122,18 @@ def within_noise(a, b, floor: float) -> bool:
 
 
 def best_claim(groups: dict, target: str, floor: float, *, higher: bool = True) -> tuple[bool | None, str]:
-    """Is ``target`` the best of ``groups`` (name -> seeded values)? True if its mean is the best, None if
-    another is better but within noise, False if another is better beyond noise; and the numbers."""
+    """Is ``target`` the best of ``groups`` (name -> seeded values)? True if it beats every other beyond noise,
+    False if another beats it beyond noise, None otherwise (best or not, the difference is within noise);
+    and the numbers."""
     means = {k: spread(v)["mean"] for k, v in groups.items()}
-    best = (max if higher else min)(means, key=means.get)
+    pick = max if higher else min
+    best = pick(means, key=means.get)
+    if means[target] == means[best]:  # best, or tied with the best: is the runner-up beyond noise?
+        others = {k: m for k, m in means.items() if k != target}
+        second = pick(others, key=others.get) if others else None
+        holds = True if second is None or not within_noise(groups[target], groups[second], floor) else None
+        return holds, ", ".join(f"{k} {pm(v)}" for k, v in groups.items())
     detail = f"{target} {pm(groups[target])}; best {best} {pm(groups[best])}"
-    if means[target] == means[best]:  # best, or tied with the best
-        return True, ", ".join(f"{k} {pm(v)}" for k, v in groups.items())
     return (None if within_noise(groups[target], groups[best], floor) else False), detail
 
 

@@ -25,7 +25,9 @@ def test_within_noise_uses_two_standard_errors_or_the_floor():
 
 def test_best_claim_three_outcomes():
     assert R.best_claim({"g": [5.0, 5.0], "z": [4.0, 4.0]}, "g", 0.28)[0] is True
-    assert R.best_claim({"g": [5.0, 5.0], "z": [5.0, 5.0]}, "g", 0.28)[0] is True  # a tie counts as best
+    assert R.best_claim({"g": [5.0, 5.0], "z": [5.0, 5.0]}, "g", 0.28)[0] is None  # a tie is not evidence
+    assert R.best_claim({"g": [5.1, 5.1], "z": [5.0, 5.0]}, "g", 0.28)[0] is None  # best, but by under one image
+    assert R.best_claim({"g": [5.5, 5.5], "z": [5.0, 5.0], "u": [3.0, 3.0]}, "g", 0.28)[0] is True
     assert R.best_claim({"g": [5.0, 5.0], "z": [5.1, 5.1]}, "g", 0.28)[0] is None
     holds, detail = R.best_claim({"g": [5.0, 5.0], "z": [6.0, 6.0]}, "g", 0.28)
     assert holds is False and "best z 6.00" in detail
