@@ -73,3 +73,25 @@ def test_trajectory_end_and_surface_centre_are_the_final_checkpoint(tmp_path):
     with torch.no_grad():
         expect = F.cross_entropy(model(x), y).item()  # the checkpoint's own loss, no folding
     assert surf["loss"][1, 1] == pytest.approx(expect, rel=1e-5)
+
+
+def test_the_post_growth_plane_holds_only_the_path_after_the_growth(tmp_path):
+    """Figure 2a's middle panel: snapshots from the growth epoch on, one architecture, the final checkpoint as
+    origin and the surface centred on it; no snapshot before the final one is a clear error."""
+    from growkit import experiments as X, runs
+    from growkit.config import AutoGrowConfig, TrainConfig
+    from growkit.viz import plots
+    cfg = TrainConfig(epochs=1, progress=False, eval_test=False, snapshot_every=1)
+    res = runs.autogrow(cfg, AutoGrowConfig(K=2, J=100, max_grow_epochs=2, finetune_epochs=3), tmp_path / "r")
+    g = [e["epoch"] for e in res["growth_events"]][-1]
+    traj, surf = plots.trajectory_surface_after(tmp_path / "r", g, grid=3, images=32)
+    assert traj.epochs == list(range(g, res["epochs"] + 1))
+    assert np.array_equal(traj.coords[-1], [0.0, 0.0])
+    whole, _ = X.trajectory_surface(tmp_path / "r", grid=3, images=32)
+    assert len(whole.epochs) > len(traj.epochs)  # the whole run's plane holds the epochs before it too
+    model = X.load_model(tmp_path / "r")
+    x, y = X.load_data(tmp_path / "r").subset("train", 32)
+    with torch.no_grad():
+        assert surf["loss"][1, 1] == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-5)
+    with pytest.raises(GrowkitError, match="no snapshot from epoch"):
+        plots.trajectory_surface_after(tmp_path / "r", res["epochs"], grid=3, images=32)
