@@ -12,6 +12,11 @@ the accuracy-matrix rows and per-task records so far) and, last, ``result.json``
 ``choices``, ``alpha``, ...). A killed run resumes from its last finished task; the task
 that was running starts again from its own seed, so the resumed run equals an
 uninterrupted one.
+
+Under ``torchrun`` rank 0 alone reads and writes the run directory: it validates, prepares the folder
+(or loads the last task checkpoint) and sends the other ranks the options and its starting network and
+records (:func:`growkit.dist_runs.own`); they learn the stream beside it (:func:`follow`), and a resume
+may use any number of processes (a task checkpoint holds nothing that depends on the world size).
 """
 from __future__ import annotations
 
