@@ -253,8 +253,10 @@ def test_an_out_that_rank_0_refuses_exits_2_on_every_rank_and_writes_nothing(tmp
 
 # --------------------------------------------------------------------------- learn to grow (its own loop)
 
+# seed 2: task 1 keeps reuse at four layers and adds a new copy at one; the winning alpha weight leads the
+# runner-up by 0.043 or more at every layer, far beyond float32 drift between 1 and 2 processes (~1e-5)
 L2G = dict(dataset="digits", tasks=2, search_epochs=1, warmup=0, train_epochs=1, widths=[8, 8, 8], hidden=[16],
-           seed=0, device="cpu")
+           seed=2, device="cpu")
 
 
 def l2g_flags(cfg: dict) -> list[str]:
@@ -295,7 +297,7 @@ def test_learn_to_grow_two_processes_choose_what_one_chooses_and_resume_in_one(t
     assert "learn-to-grow (l2g): 2 tasks" in r.stdout and r.stdout.count("average accuracy") == 1  # rank 0 reports
     cfg = L2GConfig(**L2G)
     one = runs.run("learn-to-grow", None, cfg, tmp_path / "one")  # one process
-    assert one["choices"][1] != ["new:0"] * 5  # the search chose something other than new copies
+    assert len({c.split(":")[0] for c in one["choices"][1]}) > 1  # a mix of choices, not one everywhere
     got = json.loads((two / "result.json").read_text())
     same_stream(got, one)
 
