@@ -47,7 +47,9 @@ def cmd_method(a) -> int:
     m = a.method
     options = m.config(**flags.values(a, "method", a.own_fields)) if m.config is not None else None
     if m.own_loop is not None:
-        m.own_loop.report(runs.run(m.name, None, options, a.out, overwrite=a.overwrite), a.out)
+        r = runs.run(m.name, None, options, a.out, overwrite=a.overwrite)
+        if distributed.is_main():  # under torchrun: rank 0 reports
+            m.own_loop.report(r, a.out)
         return 0
     cfg = TrainConfig(**flags.values(a, "train", a.train_fields))
     r = runs.run(m.name, cfg, options, a.out, overwrite=a.overwrite)

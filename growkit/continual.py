@@ -117,11 +117,19 @@ def task_stream(dataset: str = "digits", n_tasks: int = 5, *, order: str = "natu
 
 @torch.no_grad()
 def accuracy(forward, data: ResidentData, split: str = "test", batch_size: int = 1024) -> float:
-    """Top-1 accuracy in percent of ``forward(x) -> logits`` on one split (caller sets eval mode)."""
+    """Top-1 accuracy in percent of ``forward(x) -> logits`` on one split (caller sets eval mode).
+    Under torchrun the batches are dealt out over the ranks and the counts summed (every rank gets it)."""
+    from . import ddp, distributed
+    g = distributed.group() if distributed.collective() else None
     correct = total = 0
-    for x, y in data.eval_batches(split, batch_size):
+    for i, (x, y) in enumerate(data.eval_batches(split, batch_size)):
+        if g is not None and i % g.world != g.rank:
+            continue
         correct += int((forward(x).argmax(1) == y).sum())
         total += len(y)
+    if g is not None:
+        c, n = ddp.reduce_sums(correct, total)
+        correct, total = int(round(float(c))), int(round(float(n)))
     if total == 0:
         raise GrowkitError(f"{data.info.name}: the {split} split is empty")
     return 100.0 * correct / total

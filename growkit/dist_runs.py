@@ -7,6 +7,8 @@ nodes need no shared file system. Rank 0 tells them what to do through broadcast
 * ``("run", run config, checkpoint state or None)`` before every training it starts or resumes (the
   run itself, and nested runs such as the found net trained from scratch): the followers build the
   same trainer from the config, restore the same state, and train beside rank 0;
+* ``("own", command, payload)`` before a method with its own loop (learn-to-grow) trains: the followers
+  hand ``payload`` (the method's options and rank 0's starting state) to the method's ``own_loop.follow``;
 * ``("done", result)`` when the outermost run or resume returns;
 * ``("error", message)`` when rank 0 refused the run before training (bad input, a run directory that
   may not be used): every rank then raises the same :class:`GrowkitError`, so ``torchrun`` exits 2.
@@ -70,6 +72,19 @@ def fit(trainer, state: dict | None = None) -> dict:
         _training = False
 
 
+def own(command: str, payload, fn):
+    """Rank 0: ``fn()``, the own loop of method ``command``, with the followers beside it (given ``payload``)."""
+    global _training
+    if distributed.group() is None:
+        return fn()
+    distributed.broadcast_object(("own", command, payload))
+    _training = True
+    try:
+        return fn()
+    finally:
+        _training = False
+
+
 def follow(callbacks=(), data=None, objective=None) -> dict:
     """A follower's whole run: train what rank 0 announces until it says done (or refused)."""
     from .runs import _build
@@ -79,6 +94,10 @@ def follow(callbacks=(), data=None, objective=None) -> dict:
             raise GrowkitError(msg[1])
         if msg[0] == "done":
             return msg[1]
+        if msg[0] == "own":
+            from . import methods
+            methods.get(msg[1]).own_loop.follow(msg[2])
+            continue
         _, rc, state = msg
         trainer = _build(rc, None, callbacks, data, objective)
         if state is not None:

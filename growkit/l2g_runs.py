@@ -12,6 +12,11 @@ the accuracy-matrix rows and per-task records so far) and, last, ``result.json``
 ``choices``, ``alpha``, ...). A killed run resumes from its last finished task; the task
 that was running starts again from its own seed, so the resumed run equals an
 uninterrupted one.
+
+Under ``torchrun`` rank 0 alone reads and writes the run directory: it validates, prepares the folder
+(or loads the last task checkpoint) and sends the other ranks the options and its starting network and
+records (:func:`growkit.dist_runs.own`); they learn the stream beside it (:func:`follow`), and a resume
+may use any number of processes (a task checkpoint holds nothing that depends on the world size).
 """
 from __future__ import annotations
 
@@ -19,17 +24,20 @@ import json
 import time
 from pathlib import Path
 
-from . import continual
+from . import continual, dist_runs
 from .errors import GrowkitError
-from .growers.learn_to_grow import L2GConfig, build_net, run_stream
+from .growers.learn_to_grow import L2GConfig, build_net, initial, learn_stream, net_from
 from .records import environment, read_json, write_json
 
 COMMAND = "learn-to-grow"
 
 
 def make_stream(cfg: L2GConfig):
+    from . import distributed
     from .train import resolve_device
     dev = resolve_device(cfg.device)
+    if distributed.setup() is not None:  # under torchrun: this rank's GPU (or the CPU)
+        dev = distributed.group().device(dev)
     return continual.task_stream(cfg.dataset, cfg.tasks, order=cfg.order, seed=cfg.seed, root=cfg.data_root,
                                  device=dev, augment=cfg.augment, download=cfg.download,
                                  split_seed=cfg.split_seed), dev
@@ -68,12 +76,24 @@ def resume(out) -> dict:
 
 def _run(cfg: L2GConfig, stream, p: Path) -> dict:
     t0 = time.perf_counter()
-    res = run_stream(cfg, stream, p)
+    net, state = initial(cfg, stream, p)
+    # under torchrun the other ranks start from rank 0's network and records (they read no run directory)
+    payload = {"config": cfg.to_dict(), "spec": net.spec, "weights": net.state_dict(), "state": state}
+    res = dist_runs.own(COMMAND, payload, lambda: learn_stream(cfg, stream, net, state, p))
     res["wall_s"] = time.perf_counter() - t0  # of this call (a resumed run counts only what it redid)
     res["test_acc"] = res.get("avg_acc")  # the one-number summary other growkit results carry
     res["environment"] = read_json(p / "config.json")["environment"]
     write_json(p / "result.json", res)
     return res
+
+
+def follow(payload: dict) -> None:
+    """A rank other than 0 under torchrun: learn the stream beside rank 0 from its starting state;
+    it writes nothing (rank 0 writes the records and checkpoints) and returns when the stream is learned."""
+    cfg = L2GConfig.from_dict(payload["config"]).validate()
+    stream, _ = make_stream(cfg)
+    net = net_from(payload["spec"], payload["weights"], cfg, stream)
+    learn_stream(cfg, stream, net, payload["state"])
 
 
 def report(res: dict, out) -> None:

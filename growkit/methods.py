@@ -33,7 +33,8 @@ class Method:
     train_flags: Mapping = field(default_factory=dict)  # TrainConfig field -> None (no flag) or flag metadata
     aliases: tuple[str, ...] = ()  # older command names that still resume
     # A method with its own loop (not the Trainer's): an object with start(options, out, overwrite=...),
-    # resume(out) and report(result, out). Its subcommand offers only its own flags; build is unused.
+    # resume(out), report(result, out) and follow(payload) (a rank > 0 under torchrun: what rank 0 sent
+    # through growkit.dist_runs.own). Its subcommand offers only its own flags; build is unused.
     own_loop: object | None = None
 
     def options(self, rc: dict):

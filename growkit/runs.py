@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import checkpoint, dist_runs, distributed, methods, rundir
+from . import checkpoint, dist_runs, methods, rundir
 from .callbacks import Recorder
 from .config import AutoGrowConfig, NetworkMorphismConfig, TrainConfig
 from .errors import GrowkitError
@@ -109,20 +109,12 @@ def run(method: str, train_cfg: TrainConfig, method_cfg=None, out: str | Path | 
     if out is None:
         raise GrowkitError("run needs an output directory")
     m = methods.get(method)
-    if m.own_loop is not None:
-        _one_process(m.name)
     if dist_runs.follower():  # under torchrun, ranks > 0 train what rank 0 announces and touch no files
         return dist_runs.follow(callbacks, data, objective)
     with dist_runs.leading():
         res = _run(m, train_cfg, method_cfg, out, overwrite, callbacks, data, grower_hook, objective)
         dist_runs.done(res)
         return res
-
-
-def _one_process(name: str) -> None:
-    if distributed.world_size() > 1:
-        raise GrowkitError(f"{name} runs in one process only; start it without torchrun "
-                           "(or with --nproc_per_node=1)")
 
 
 def _run(m, train_cfg, method_cfg, out, overwrite, callbacks, data, grower_hook, objective) -> dict:
@@ -205,7 +197,6 @@ def _resume(out, callbacks, data, objective) -> dict:
         rc = read_run_config(p)
         method = methods.get(rc["command"])
         if method.own_loop is not None:  # e.g. learn-to-grow: its own continual loop and records
-            _one_process(method.name)
             if not (p / "result.json").exists():
                 lock.record(f"resume {out}")
             return method.own_loop.resume(p)

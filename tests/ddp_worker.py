@@ -3,6 +3,7 @@ own process (no launcher: the one-process answer, through the code path one proc
 
     torchrun --nproc_per_node=N tests/ddp_worker.py step OUT N_IMAGES BATCH [NET]
     torchrun --nproc_per_node=N tests/ddp_worker.py run OUT SPEC.json
+    torchrun --nproc_per_node=N tests/ddp_worker.py cli HASHES growkit-arguments...
 """
 import json
 import os
@@ -112,9 +113,27 @@ def run(out: Path, spec: dict) -> dict:
     return runs.run(spec["method"], TrainConfig(**spec["train"]), options, out, callbacks=callbacks)
 
 
+def cli_logging_hashes(hashes: Path, args: list[str]) -> int:
+    """``growkit ARGS`` on this rank; every time the ranks compare their states (learn-to-grow: after
+    every task) this rank's own hash of the model's parameters and buffers is logged to ``hashes``."""
+    from growkit import cli
+    check = distributed.check_identical
+
+    def logged(model, opt=None, extra=None, when=""):
+        hashes.mkdir(parents=True, exist_ok=True)
+        with open(hashes / f"rank{distributed.rank()}.jsonl", "a") as f:
+            f.write(json.dumps({"when": when, "hash": distributed.state_hash(model)}) + "\n")
+        return check(model, opt, extra, when)
+
+    distributed.check_identical = logged  # the loop looks it up on the module at every call
+    return cli.main(args)
+
+
 def main(argv):
     kind, out = argv[0], Path(argv[1])
     distributed.setup()
+    if kind == "cli":
+        sys.exit(cli_logging_hashes(out, argv[2:]))
     if kind == "step":
         res = step(int(argv[2]), int(argv[3]), *argv[4:])
         torch.save(res, out / f"rank{distributed.rank()}.pt")

@@ -108,7 +108,10 @@ class SearchNet(nn.Module):
         object.__setattr__(self, "net", net)  # not a sub-module: the frozen copies are never our parameters
         self.layers = nn.ModuleList(SearchLayer(net, l, candidates(net, l, allowed, deeper), new_init)
                                     for l in range(len(net.defs)))
-        self.alpha = nn.ParameterList(nn.Parameter(torch.zeros(len(s.cands))) for s in self.layers)
+        # a layer with one candidate has nothing to learn: its alpha takes no gradient (Adam skips it, as it
+        # would a parameter whose gradient is None), which also keeps DDP from waiting for one
+        self.alpha = nn.ParameterList(nn.Parameter(torch.zeros(len(s.cands)), requires_grad=len(s.cands) > 1)
+                                      for s in self.layers)
         self.head = nn.Linear(net.defs[-1].cout, num_classes)
 
     @property
@@ -174,6 +177,7 @@ def search(snet: SearchNet, data, cfg, *, seed: int) -> dict:
     every epoch, and the last losses.
     """
     from .. import optim
+    from . import l2g_ddp
     epochs, warmup, batch_size, lr, cost = cfg.search_epochs, cfg.warmup, cfg.batch_size, cfg.lr, cfg.cost
     w_opt = optim.build(nn.ModuleDict({"layers": snet.layers, "head": snet.head}), cfg, lr)
     # DARTS's architecture optimizer: Adam, beta1 = 0.5, a small weight decay.
@@ -184,22 +188,28 @@ def search(snet: SearchNet, data, cfg, *, seed: int) -> dict:
         raise GrowkitError(f"{data.info.name}: the search needs a validation split (at least 2 images)")
     g = torch.Generator().manual_seed(seed)
     history, total = [], epochs * max(1, -(-data.size("train") // batch_size))
-    step, val_loss, train_loss = 0, float("nan"), float("nan")
+    step = 0
+    last_v = last_w = None  # (this rank's slice mean, its count[, cost]) of the last batches
     snet.train()
-    for epoch in range(epochs):
-        for x, y in data.train_batches(batch_size, seed=seed * 1000 + epoch):
-            if epoch >= warmup:
-                idx = torch.randperm(len(yv), generator=g)[:batch_size].to(yv.device)
-                a_opt.zero_grad(set_to_none=True)
-                loss_v = F.cross_entropy(snet(xv[idx]), yv[idx]) + cost * snet.arch_cost()
-                loss_v.backward()
-                a_opt.step()
-                val_loss = float(loss_v.detach())
-            cosine_lr(w_opt, lr, step, total)
-            w_opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(snet(x), y)
-            loss.backward()
-            w_opt.step()
-            train_loss, step = float(loss.detach()), step + 1
-        history.append(snet.weights_table())
+    with l2g_ddp.training(snet) as model:  # under torchrun: DDP, each rank a slice of every global batch
+        for epoch in range(epochs):
+            for x, y in data.train_batches(batch_size, seed=seed * 1000 + epoch):
+                if epoch >= warmup:
+                    idx = torch.randperm(len(yv), generator=g)[:batch_size].to(yv.device)
+                    a_opt.zero_grad(set_to_none=True)
+                    loss_v, mean_v, n_v = l2g_ddp.loss(model, xv[idx], yv[idx])
+                    reg = cost * snet.arch_cost()  # the same on every rank: not weighted by the slice
+                    (loss_v + reg).backward()
+                    a_opt.step()
+                    last_v = (mean_v, n_v, float(reg.detach()))
+                cosine_lr(w_opt, lr, step, total)
+                w_opt.zero_grad(set_to_none=True)
+                loss, mean_w, n_w = l2g_ddp.loss(model, x, y)
+                loss.backward()
+                w_opt.step()
+                last_w, step = (mean_w, n_w), step + 1
+            history.append(snet.weights_table())
+    # the records' losses are the global batches' (alpha's: cross-entropy plus that step's cost term)
+    val_loss = float("nan") if last_v is None else l2g_ddp.batch_mean(*last_v[:2]) + last_v[2]
+    train_loss = float("nan") if last_w is None else l2g_ddp.batch_mean(*last_w)
     return {"alpha_history": history, "search_val_loss": val_loss, "search_train_loss": train_loss}

@@ -41,13 +41,13 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .. import continual
 from .. import flags
 from ..config import Record
 from ..flags import opt
 from ..errors import GrowkitError
+from . import l2g_ddp
 from .l2g_search import SearchNet, cosine_lr, search
 from .l2g_supernet import OPS, SuperNet, defs_from_registry, layer_forward, make_bn, make_layer, numel, to_features
 
@@ -139,28 +139,31 @@ class SharedNet(nn.Module):
 
 # ----------------------------------------------------------------------------- one task
 
-def fit(model: nn.Module, forward, trainable: nn.Module, data, cfg: L2GConfig, seed: int, epochs: int) -> float:
-    """Train the parameters of ``trainable`` (a container of the modules this task may change) on
-    one task's training split with ``cfg.optimizer`` from growkit's registry; returns the last batch loss."""
+def fit(model: nn.Module, task: int, trainable: nn.Module, data, cfg: L2GConfig, seed: int, epochs: int) -> float:
+    """Train the parameters of ``trainable`` (a container of the modules this task may change) of
+    ``model(x, task)`` on one task's training split with ``cfg.optimizer`` from growkit's registry;
+    returns the last (global) batch's loss. Under torchrun every rank trains its slice of each global
+    batch through DDP (see :mod:`growkit.growers.l2g_ddp`)."""
     from .. import optim
     if epochs == 0 or not any(True for _ in trainable.parameters()):
         return float("nan")
     opt = optim.build(trainable, cfg, cfg.lr)
     total = epochs * max(1, -(-data.size("train") // cfg.batch_size))
-    step, loss = 0, torch.tensor(float("nan"))
+    step, last = 0, None
     model.train()
-    for epoch in range(epochs):
-        for x, y in data.train_batches(cfg.batch_size, seed=seed * 1000 + 500 + epoch):
-            cosine_lr(opt, cfg.lr, step, total)
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(forward(x), y)
-            if not torch.isfinite(loss):
-                raise GrowkitError(f"non-finite training loss on {data.info.name}; lower --lr")
-            loss.backward()
-            opt.step()
-            step += 1
+    with l2g_ddp.training(model, trainable) as wrapped:
+        for epoch in range(epochs):
+            for x, y in data.train_batches(cfg.batch_size, seed=seed * 1000 + 500 + epoch):
+                cosine_lr(opt, cfg.lr, step, total)
+                opt.zero_grad(set_to_none=True)
+                loss, mean, n = l2g_ddp.loss(lambda v: wrapped(v, task), x, y)
+                if not torch.isfinite(loss):
+                    raise GrowkitError(f"non-finite training loss on {data.info.name}; lower --lr")
+                loss.backward()
+                opt.step()
+                last, step = (mean, n), step + 1
     model.eval()
-    return float(loss.detach())
+    return float("nan") if last is None else l2g_ddp.batch_mean(*last)
 
 
 def task_epochs(cfg: L2GConfig) -> int:
@@ -185,14 +188,16 @@ def learn_task(net: SuperNet, t: int, data, cfg: L2GConfig) -> dict:
     new_init = "reinit" if cfg.method == "separate" else cfg.new_init
     snet = SearchNet(net, data.info.num_classes, allowed_ops(cfg, t), cfg.deeper and cfg.method == "l2g",
                      new_init).to(data.device)
+    l2g_ddp.from_main(snet)  # under torchrun: new layers, adapters and BNs as rank 0 initialised them
     rec: dict = {}
     searched = snet.searchable and cfg.search_epochs > 0
     if searched:
         rec.update(search(snet, data, cfg, seed=seed))
+        l2g_ddp.from_main(snet)  # the architecture is read from rank 0's alpha (and weights), on every rank
     rec["alpha"] = snet.weights_table()
     path, new = snet.materialize()
     t = net.add_task(path, new)
-    rec["train_loss"] = fit(net, lambda x: net(x, t), net.trainable_modules(t), data, cfg, seed,
+    rec["train_loss"] = fit(net, t, net.trainable_modules(t), data, cfg, seed,
                             cfg.train_epochs if searched else task_epochs(cfg))
     net.freeze()
     rec["choices"] = [f"{op}:{j}" for op, j in net.paths[t].choices]
@@ -235,16 +240,30 @@ def load_task(path: Path, cfg: L2GConfig, stream: continual.TaskStream) -> tuple
     ck = checkpoint.load(path)
     if "learn_to_grow" not in ck["extras"]:
         raise GrowkitError(f"{path} is not a learn-to-grow task checkpoint")
-    spec = ck["spec"]
+    return net_from(ck["spec"], ck["model"], cfg, stream), ck["extras"]["learn_to_grow"]
+
+
+def net_from(spec: dict, weights: dict, cfg: L2GConfig, stream: continual.TaskStream) -> nn.Module:
+    """The network a checkpoint's (or rank 0's) ``spec`` and weights describe, on the stream's device."""
     net = SuperNet.from_structure(spec) if spec.get("name") == "SuperNet" else build_net(cfg, stream)
-    net.load_state_dict(ck["model"])
-    net.to(stream.tasks[0].device).eval()
-    return net, ck["extras"]["learn_to_grow"]
+    net.load_state_dict(weights)
+    return net.to(stream.tasks[0].device).eval()
 
 
 def last_task_checkpoint(out: Path) -> tuple[int, Path] | None:
     found = sorted((int(p.stem.split("_")[1]), p) for p in (out / "tasks").glob("task_*.pt")) if out else []
     return found[-1] if found else None
+
+
+def initial(cfg: L2GConfig, stream: continual.TaskStream, out: Path | None) -> tuple[nn.Module, dict]:
+    """The network and state the stream starts from: the last task checkpoint in ``out``, else a new net."""
+    last = last_task_checkpoint(out) if out else None
+    if last is None:
+        return build_net(cfg, stream), {"rows": [], "records": []}
+    net, state = load_task(last[1], cfg, stream)
+    if len(state["rows"]) != last[0] + 1:
+        raise GrowkitError(f"{last[1]} does not match its records")
+    return net, state
 
 
 def run_stream(cfg: L2GConfig, stream: continual.TaskStream, out: str | Path | None = None,
@@ -256,12 +275,16 @@ def run_stream(cfg: L2GConfig, stream: continual.TaskStream, out: str | Path | N
     """
     cfg.validate()
     out = Path(out) if out is not None else None
-    net, state = build_net(cfg, stream), {"rows": [], "records": []}
-    last = last_task_checkpoint(out) if out else None
-    if last is not None:
-        net, state = load_task(last[1], cfg, stream)
-        if len(state["rows"]) != last[0] + 1:
-            raise GrowkitError(f"{last[1]} does not match its records")
+    net, state = initial(cfg, stream, out)
+    return learn_stream(cfg, stream, net, state, out, stop_after)
+
+
+def learn_stream(cfg: L2GConfig, stream: continual.TaskStream, net: nn.Module, state: dict,
+                 out: Path | None = None, stop_after: int | None = None) -> dict:
+    """Learn the tasks after those in ``state`` on ``net``. Under torchrun every rank runs this with the
+    same network and state (rank 0's), rank 0 alone with ``out``: it writes each task's checkpoint, the
+    others wait for it (a barrier), and every rank's network and records are compared by hash."""
+    from .. import distributed
     done = 0
     for t in range(len(state["rows"]), len(stream)):
         if stop_after is not None and done >= stop_after:
@@ -272,8 +295,7 @@ def run_stream(cfg: L2GConfig, stream: continual.TaskStream, out: str | Path | N
         else:  # fine-tuning: everything shared is trained again, plus this task's head
             torch.manual_seed(cfg.seed * 7919 + t)
             trainable = nn.ModuleDict({"layers": net.layers, "bns": net.bns, "head": net.heads[t]})
-            rec = {"train_loss": fit(net, lambda x: net(x, t), trainable, data, cfg, cfg.seed * 7919 + t,
-                                     task_epochs(cfg)),
+            rec = {"train_loss": fit(net, t, trainable, data, cfg, cfg.seed * 7919 + t, task_epochs(cfg)),
                    "choices": None, "alpha": None,
                    "params": numel(net) - sum(numel(h) for h in net.heads[1:]) if t == 0 else numel(net.heads[t])}
         state["rows"].append(evaluate_row(net, stream, t))
@@ -281,6 +303,9 @@ def run_stream(cfg: L2GConfig, stream: continual.TaskStream, out: str | Path | N
         done += 1
         if out is not None:
             save_task(out, t, net, state, cfg)
+        if distributed.group() is not None:
+            distributed.barrier()  # the checkpoint is on disk before any rank goes on
+            distributed.check_identical(net, None, state, when=f"after task {t}")
     return summarize(cfg, stream, net, state)
 
 
