@@ -64,3 +64,14 @@ def test_index_lists_outputs_in_paper_order(tmp_path):
     heads = [line[3:] for line in (tmp_path / "README.md").read_text().splitlines() if line.startswith("## ")]
     assert heads == ["autogrow_table2_morphism", "autogrow_table9_plain_nets", "autogrow_table8_dataset_fraction",
                      "autogrow_table10_imagenet", "zz_other_table"]
+
+
+def test_an_unlisted_variant_of_a_paper_figure_sits_beside_it(tmp_path):
+    """Figure 6 for a net a user adds to `nets` belongs with the other Figure 6 panels, not after every table."""
+    for name in ("autogrow_fig6_loss_surfaces_Basic4ResNet", "autogrow_table8_dataset_fraction",
+                 "autogrow_table9_plain_nets", "zz_other_table"):
+        (tmp_path / f"{name}.md").write_text(f"*{name} caption*\n\n| a |\n|---|\n| 1 |\n")
+    write_index(tmp_path)
+    heads = [line[3:] for line in (tmp_path / "README.md").read_text().splitlines() if line.startswith("## ")]
+    assert heads == ["autogrow_table9_plain_nets", "autogrow_fig6_loss_surfaces_Basic4ResNet",
+                     "autogrow_table8_dataset_fraction", "zz_other_table"]
