@@ -125,3 +125,14 @@ def test_trajectory_contour_labels_are_plain_numbers():
     assert labels and not any("e+" in s or "e-" in s for s in labels), labels
     assert any(s[-1] in "kMG" for s in labels), labels  # the high levels as 32k, 1.3M, not 3.2e+04
     plt.close(fig)
+
+
+def test_a_log_axis_over_a_few_fold_gets_at_least_three_labels():
+    """1.1M to 4M FLOPs (Figure 7 on digits): the 2-and-5 ticks give 2M alone; 2, 3 and 5 give 2M and 3M too."""
+    plt = plots._plt()
+    fig, ax = plt.subplots()
+    ax.plot([1_100_000, 4_000_000], [1, 2], "o")
+    plots.log_axis(ax)
+    labels = _labels(fig, ax)
+    assert {"2M", "3M"} <= labels and len(labels) >= 3, labels
+    plt.close(fig)

@@ -21,13 +21,14 @@ def readable(v: float, _pos=None) -> str:
 
 def _sub_decade_subs(lo: float, hi: float):
     """Mantissas for the labelled minor ticks of a log axis spanning less than a decade: the sparsest set that
-    puts at least two labelled ticks (decades included) inside [lo, hi]; None if even every integer mantissa
-    gives fewer (a range under about 1.3x), where plain linear ticks serve better."""
+    puts at least three labelled ticks (decades included) inside [lo, hi], or every integer mantissa if that puts
+    at least two; None if even that gives fewer (a range under about 1.3x), where plain linear ticks serve
+    better."""
     import math
-    for subs in ((2.0, 5.0), (2.0, 3.0, 5.0), tuple(float(m) for m in range(2, 10))):
+    for subs, least in (((2.0, 5.0), 3), ((2.0, 3.0, 5.0), 3), (tuple(float(m) for m in range(2, 10)), 2)):
         marks = [m * 10.0 ** k for k in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
                  for m in (1.0, *subs)]
-        if sum(lo <= v <= hi for v in marks) >= 2:
+        if sum(lo <= v <= hi for v in marks) >= least:
             return subs
     return None
 
