@@ -139,7 +139,14 @@ PAPER_ORDER = ["quickstart_growth_curves", "autogrow_table2_morphism", "autogrow
 
 
 def _paper_rank(stem: str) -> tuple:
-    return (PAPER_ORDER.index(stem) if stem in PAPER_ORDER else len(PAPER_ORDER), stem)
+    """A stem's place in the paper. A variant not listed (Figure 6 for a net a user added to ``nets``) goes right
+    after the listed outputs of the same figure or table, not to the end of the index."""
+    import re
+    if stem in PAPER_ORDER:
+        return (PAPER_ORDER.index(stem), stem)
+    m = re.match(r"(autogrow_(?:fig|table)\d+[a-z]?)_", stem)
+    same = [i for i, n in enumerate(PAPER_ORDER) if m and n.startswith(m.group(1) + "_")]
+    return (max(same) + 0.5 if same else len(PAPER_ORDER), stem)
 
 
 def write_index(figures_dir: Path) -> None:

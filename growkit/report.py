@@ -238,3 +238,22 @@ def judge(figures_dir, name: str, claims: list[dict], *, n_test: int, seeds) -> 
         rows.append({"quantity": c["claim"], "paper": c["paper"], "kit": kit, "verdict": line.split(":")[0]})
     record_paper_vs_kit(figures_dir, name, rows)
     return " ".join(lines + [noise_note(n_test, seeds)])
+
+
+def shared_runs_note(uses: dict, what: str = "from-scratch baseline runs") -> str:
+    """Which rows of a table (or tables of a notebook) rest on the same run directories, as one caption sentence
+    ("" when none share). ``uses``: row label -> the names of the runs behind it. Baselines are named after what
+    they train (net, epochs, seed, settings), so rows whose runs found the same net with the same seed share
+    them: those rows are one measurement, not independent evidence, and a reader must be told."""
+    by_run: dict[str, list[str]] = {}
+    for row, names in uses.items():
+        for name in dict.fromkeys(names):
+            by_run.setdefault(name, []).append(row)
+    groups: dict[tuple, int] = {}
+    for rows in by_run.values():
+        if len(rows) > 1:
+            groups[tuple(rows)] = groups.get(tuple(rows), 0) + 1
+    if not groups:
+        return ""
+    parts = [f"{', '.join(rows[:-1])} and {rows[-1]} share {n} of them" for rows, n in groups.items()]
+    return (f"Shared {what} (the same runs, one measurement, not independent evidence): " + "; ".join(parts) + ".")

@@ -73,3 +73,66 @@ def test_figure5_has_one_panel_per_net_and_one_legend_entry_per_K():
         assert texts == ["trained from scratch", "AutoGrow K=6", "AutoGrow K=3"], texts
         assert len([ln for ln in ax.get_lines() if ln.get_marker() in ("o", "*")]) == 6  # every seed drawn
     plots._plt().close(fig)
+
+
+def test_a_log_axis_over_less_than_two_fold_gets_a_few_plain_ticks():
+    """31k to 47k holds no mantissa 1, 2, 3 or 5: the 2-and-5 minor ticks alone would leave the axis bare (or,
+    with matplotlib's fallback, label every 2k, nine labels overlapping on a small panel)."""
+    plt = plots._plt()
+    fig, ax = plt.subplots()
+    ax.plot([31_000, 47_000], [1, 2], "o")
+    plots.log_axis(ax)
+    labels = _labels(fig, ax)
+    assert 2 <= len(labels) <= 6, labels
+    values = sorted(float(s.rstrip("k")) * 1000 for s in labels)
+    lo, hi = ax.get_xlim()
+    assert all(lo <= v <= hi for v in values)
+    plt.close(fig)
+
+
+def test_figure6_colorbar_labels_the_loss_not_its_log10():
+    """The contour levels are log10(loss); the colour bar's labels must read as losses (0.01, 0.1, 1)."""
+    import numpy as np
+    g = np.linspace(-1, 1, 9)
+    X, Y = np.meshgrid(g, g)
+    loss = 0.01 * 10 ** (2.5 * (X ** 2 + Y ** 2))  # 0.01 at the centre, about 3 at the corners' 95th percentile
+    surf = {"x": g, "y": g, "loss": loss}
+    fig = plots.surface_panels({"a": surf, "b": surf})
+    fig.canvas.draw()
+    cbar_ax = fig.axes[-1]
+    ticks = [t for t in cbar_ax.yaxis.get_majorticklabels() if t.get_text()]
+    texts = [t.get_text() for t in ticks]
+    assert "0.01" in texts and "0.1" in texts and "1" in texts, texts
+    for t in ticks:  # each label is 10 ** (its position on the log10 scale)
+        assert float(t.get_text()) == __import__("pytest").approx(10 ** t.get_position()[1], rel=1e-6)
+    assert "log scale" in cbar_ax.get_ylabel()
+    plots._plt().close(fig)
+
+
+def test_trajectory_contour_labels_are_plain_numbers():
+    import types
+
+    import numpy as np
+    g = np.linspace(-3, 3, 15)
+    X, Y = np.meshgrid(g, g)
+    surf = {"x": g, "y": g, "loss": 0.005 * 10 ** (0.8 * (X ** 2 + Y ** 2))}  # 0.005 up to about 10^12
+    traj = types.SimpleNamespace(coords=np.array([[-2.0, 1.0], [-1.0, 0.5], [0.0, 0.0]]), epochs=[0, 1, 2],
+                                 explained_variance_ratio=[0.9, 0.1], off_plane_share=0.0)
+    plt = plots._plt()
+    fig, ax = plt.subplots()
+    plots.trajectory_on_surface(ax, surf, traj)
+    labels = [t.get_text() for t in ax.texts if t.get_text() and "\n" not in t.get_text()]
+    assert labels and not any("e+" in s or "e-" in s for s in labels), labels
+    assert any(s[-1] in "kMG" for s in labels), labels  # the high levels as 32k, 1.3M, not 3.2e+04
+    plt.close(fig)
+
+
+def test_a_log_axis_over_a_few_fold_gets_at_least_three_labels():
+    """1.1M to 4M FLOPs (Figure 7 on digits): the 2-and-5 ticks give 2M alone; 2, 3 and 5 give 2M and 3M too."""
+    plt = plots._plt()
+    fig, ax = plt.subplots()
+    ax.plot([1_100_000, 4_000_000], [1, 2], "o")
+    plots.log_axis(ax)
+    labels = _labels(fig, ax)
+    assert {"2M", "3M"} <= labels and len(labels) >= 3, labels
+    plt.close(fig)

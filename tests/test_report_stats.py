@@ -96,3 +96,16 @@ def test_code_hash_ignores_presentation_modules_only(tmp_path):
 def test_pm_never_prints_negative_zero():
     assert R.pm([-0.28, 0.28, -0.001]) == "0.00 ± 0.28"
     assert R.pm([-0.004]) == "0.00" and R.pm([-0.006]) == "-0.01"
+
+
+def test_shared_runs_note_names_the_rows_that_rest_on_the_same_runs():
+    uses = {"ZeroInit": ["scratch-a-s0", "scratch-a-s1", "scratch-b-s2"],
+            "AdamInit": ["scratch-a-s0", "scratch-a-s1", "scratch-c-s2"],
+            "GauInit": ["scratch-d-s0", "scratch-c-s2", "scratch-c-s2"]}  # a run listed twice counts once
+    note = R.shared_runs_note(uses)
+    assert note.startswith("Shared from-scratch baseline runs (the same runs")
+    assert "ZeroInit and AdamInit share 2 of them" in note and "AdamInit and GauInit share 1 of them" in note
+    assert "ZeroInit and GauInit" not in note
+    assert R.shared_runs_note({"a": ["x", "y"], "b": ["z"]}) == ""  # nothing shared: nothing said
+    three = R.shared_runs_note({"a": ["x"], "b": ["x"], "c": ["x"]}, what="runs")
+    assert "a, b and c share 1 of them" in three and three.startswith("Shared runs (")

@@ -19,16 +19,49 @@ def readable(v: float, _pos=None) -> str:
     return f"{v:.3g}"
 
 
+def _sub_decade_subs(lo: float, hi: float):
+    """Mantissas for the labelled minor ticks of a log axis spanning less than a decade: the sparsest set that
+    puts at least three labelled ticks (decades included) inside [lo, hi], or every integer mantissa if that puts
+    at least two; None if even that gives fewer (a range under about 1.3x), where plain linear ticks serve
+    better."""
+    import math
+    for subs, least in (((2.0, 5.0), 3), ((2.0, 3.0, 5.0), 3), (tuple(float(m) for m in range(2, 10)), 2)):
+        marks = [m * 10.0 ** k for k in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
+                 for m in (1.0, *subs)]
+        if sum(lo <= v <= hi for v in marks) >= least:
+            return subs
+    return None
+
+
+def _round_values(lo: float, hi: float, most: int = 8) -> list[float]:
+    """Round numbers in [lo, hi] for the ticks of a log scale: 1, 2 and 5 times a power of ten; the decades
+    alone where those are more than ``most``; every integer mantissa where they are fewer than two; three
+    two-digit values where even those are."""
+    import math
+    decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+    grid = {m: [float(f"{v * 10.0 ** k:.3g}") for k in decades for v in m if lo <= v * 10.0 ** k <= hi]
+            for m in ((1.0,), (1.0, 2.0, 5.0), tuple(float(v) for v in range(1, 10)))}
+    for vals in (grid[(1.0, 2.0, 5.0)], grid[tuple(float(v) for v in range(1, 10))]):
+        if len(vals) >= 2:
+            if len(vals) > most:
+                vals = grid[(1.0,)] if len(grid[(1.0,)]) >= 2 else vals
+            return vals[:: -(-len(vals) // most)]  # every n-th, so at most ``most``
+    return sorted({float(f"{v:.3g}") for v in np.geomspace(lo, hi, 3)})
+
+
 def log_axis(ax, which: str = "x") -> None:
     """A log axis with readable labels (10k, 100k, 1M). Over less than a decade the decades alone would leave
-    one label or none, so the minor ticks at 2 and 5 are labelled too."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    one label or none, so minor ticks are labelled too: at 2 and 5, or denser where that still leaves fewer than
+    two labels, or plain linear ticks on a range too short for any mantissa grid. The choice is made from the
+    limits at the call: call it after plotting everything the axis shows."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
     axis.set_major_formatter(FuncFormatter(readable))
-    lo, hi = (ax.get_xlim() if which == "x" else ax.get_ylim())
+    lo, hi = sorted(ax.get_xlim() if which == "x" else ax.get_ylim())
     if lo > 0 and hi / lo < 10:
-        axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
+        subs = _sub_decade_subs(lo, hi)
+        axis.set_minor_locator(LogLocator(base=10, subs=subs) if subs else MaxNLocator(nbins=4))
         axis.set_minor_formatter(FuncFormatter(readable))
     else:
         axis.set_minor_formatter(NullFormatter())
@@ -72,7 +105,7 @@ def trajectory_on_surface(ax, surf: dict, traj, growth_epochs=(), title: str = "
     X, Y = np.meshgrid(surf["x"], surf["y"])
     loss = np.log10(np.maximum(surf["loss"], 1e-8))
     cs = ax.contour(X, Y, loss, levels=levels, cmap="viridis", linewidths=0.7)
-    ax.clabel(cs, cs.levels[::4], fmt=lambda v: f"{10 ** v:.2g}", fontsize=6)
+    ax.clabel(cs, cs.levels[::4], fmt=lambda v: readable(float(f"{10 ** v:.2g}")), fontsize=6)  # 130, 32k
     c = traj.coords
     ax.plot(c[:, 0], c[:, 1], "-", color="k", lw=0.8)
     ax.scatter(c[:, 0], c[:, 1], c=traj.epochs, cmap="plasma", s=14, zorder=3)
@@ -110,7 +143,9 @@ def surface_panels(surfaces: dict, levels: int = 20):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("filter-normalised direction 1")
     axes[0][0].set_ylabel("filter-normalised direction 2")
-    fig.colorbar(cs, ax=axes[0].tolist(), label="log10 train loss", shrink=0.9)
+    cbar = fig.colorbar(cs, ax=axes[0].tolist(), label="train loss (log scale)", shrink=0.9)
+    cbar.set_ticks(np.log10(_round_values(10 ** lo, 10 ** hi)))  # the levels are log10(loss): label the loss
+    cbar.set_ticklabels([readable(v) for v in _round_values(10 ** lo, 10 ** hi)])
     return fig
 
 

@@ -1,0 +1,77 @@
+"""figures/README.md lists the AutoGrow outputs in the paper's order: every name a notebook writes has a place."""
+import json
+import re
+from pathlib import Path
+
+from growkit.figures import PAPER_ORDER, write_index
+from growkit.profiles import PROFILES
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+# The order of the captions in the AutoGrow paper's text (000_*, read by hand): Table 9 and Figure 6 come before
+# Table 8, Table 4's caption after Table 7's.
+PAPER_CAPTIONS = ["table2", "fig2", "table3", "fig3", "fig4", "table5", "table6", "table7", "table4", "fig5", "table9",
+                  "fig6", "table8", "table10", "fig7", "table11", "fig8"]
+
+
+def _cells(nb: Path):
+    cells = json.loads(nb.read_text())["cells"]
+    params = next(c for c in cells if "parameters" in c["metadata"].get("tags", []))
+    values = {}
+    exec("".join(params["source"]), {}, values)  # literal defaults only (the notebooks' convention)
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code" and c is not params)
+    return values, code
+
+
+def _written_names(nb: Path) -> set[str]:
+    """The output names a notebook passes to save_table / save_figure / judge, f-strings expanded from the
+    parameters cell under every profile."""
+    values, code = _cells(nb)
+    names = set(re.findall(r'(?<![{\w])"((?:autogrow|quickstart)_[A-Za-z0-9_]+)"', code))
+    profiles = [values] + [{**values, **p} for p in PROFILES.get(nb.stem, {}).values()]
+    for f in re.findall(r'f"((?:autogrow|quickstart)_[^"]*\{[^"]*)"', code):
+        if f == "autogrow_fig6_loss_surfaces_{net}":
+            names |= {f"autogrow_fig6_loss_surfaces_{net}" for v in profiles for net in v["nets"]}
+        elif f == "autogrow_{c['name']}_growth_curves":
+            names |= {f"autogrow_{c['name']}_growth_curves" for v in profiles for c in v["curves"]}
+        else:
+            raise AssertionError(f"{nb.name}: output name f\"{f}\" is new to this test; expand it here")
+    return names
+
+
+def test_every_autogrow_output_has_a_place_in_the_paper_order():
+    notebooks = sorted(NOTEBOOKS.glob("autogrow_*.ipynb")) + [NOTEBOOKS / "00_quickstart.ipynb"]
+    written = set().union(*(_written_names(nb) for nb in notebooks))
+    assert {"autogrow_table10_imagenet", "autogrow_fig8b_growth_curves", "autogrow_fig6_loss_surfaces_Plain3Net",
+            "quickstart_growth_curves"} <= written  # the scan finds literals and both f-string kinds
+    assert sorted(written - set(PAPER_ORDER)) == []
+    assert len(PAPER_ORDER) == len(set(PAPER_ORDER))
+
+
+def test_paper_order_follows_the_papers_captions():
+    def key(name):
+        m = re.match(r"autogrow_(table\d+|fig\d+)", name)
+        return PAPER_CAPTIONS.index(m.group(1)) if m else -1  # the quickstart leads
+    ranks = [key(n) for n in PAPER_ORDER]
+    assert ranks == sorted(ranks)
+    assert {r for r in ranks if r >= 0} == set(range(len(PAPER_CAPTIONS)))
+
+
+def test_index_lists_outputs_in_paper_order(tmp_path):
+    for name in ("autogrow_table8_dataset_fraction", "autogrow_table10_imagenet", "autogrow_table2_morphism",
+                 "autogrow_table9_plain_nets", "zz_other_table"):
+        (tmp_path / f"{name}.md").write_text(f"*{name} caption*\n\n| a |\n|---|\n| 1 |\n")
+    write_index(tmp_path)
+    heads = [line[3:] for line in (tmp_path / "README.md").read_text().splitlines() if line.startswith("## ")]
+    assert heads == ["autogrow_table2_morphism", "autogrow_table9_plain_nets", "autogrow_table8_dataset_fraction",
+                     "autogrow_table10_imagenet", "zz_other_table"]
+
+
+def test_an_unlisted_variant_of_a_paper_figure_sits_beside_it(tmp_path):
+    """Figure 6 for a net a user adds to `nets` belongs with the other Figure 6 panels, not after every table."""
+    for name in ("autogrow_fig6_loss_surfaces_Basic4ResNet", "autogrow_table8_dataset_fraction",
+                 "autogrow_table9_plain_nets", "zz_other_table"):
+        (tmp_path / f"{name}.md").write_text(f"*{name} caption*\n\n| a |\n|---|\n| 1 |\n")
+    write_index(tmp_path)
+    heads = [line[3:] for line in (tmp_path / "README.md").read_text().splitlines() if line.startswith("## ")]
+    assert heads == ["autogrow_table9_plain_nets", "autogrow_fig6_loss_surfaces_Basic4ResNet",
+                     "autogrow_table8_dataset_fraction", "zz_other_table"]
