@@ -16,27 +16,28 @@ def _labels(fig, ax, which="x"):
     return {t.get_text() for t, p in zip(ticks, pos) if t.get_text() and lo <= p <= hi}
 
 
+def _log_x_labels(xs):
+    """A log x axis over ``xs`` and the labels it shows."""
+    plt = plots._plt()
+    fig, ax = plt.subplots()
+    ax.plot(xs, range(len(xs)), "o")
+    plots.log_axis(ax)
+    return plt, fig, ax, _labels(fig, ax)
+
+
 def test_readable_tick_labels():
     assert [plots.readable(v) for v in (20_000, 1_500_000, 0.01, 3, 250)] == ["20k", "1.5M", "0.01", "3", "250"]
 
 
 def test_a_log_axis_under_one_decade_still_has_readable_labels():
-    plt = plots._plt()
-    fig, ax = plt.subplots()
-    ax.plot([22_000, 31_000, 47_000, 88_000], [1, 2, 3, 4], "o")
-    plots.log_axis(ax)
-    labels = _labels(fig, ax)
+    plt, fig, ax, labels = _log_x_labels([22_000, 31_000, 47_000, 88_000])
     assert {"50k"} <= labels, labels  # decades alone would label nothing between 22k and 88k
     assert not any("^" in s or "times" in s for s in labels), labels  # no 10^k mathtext
     plt.close(fig)
 
 
 def test_a_log_axis_over_decades_labels_decades_in_plain_numbers():
-    plt = plots._plt()
-    fig, ax = plt.subplots()
-    ax.plot([5_000, 2_000_000], [1, 2], "o")
-    plots.log_axis(ax)
-    labels = _labels(fig, ax)
+    plt, fig, ax, labels = _log_x_labels([5_000, 2_000_000])
     assert {"10k", "100k", "1M"} <= labels, labels
     plt.close(fig)
 
@@ -78,11 +79,7 @@ def test_figure5_has_one_panel_per_net_and_one_legend_entry_per_K():
 def test_a_log_axis_over_less_than_two_fold_gets_a_few_plain_ticks():
     """31k to 47k holds no mantissa 1, 2, 3 or 5: the 2-and-5 minor ticks alone would leave the axis bare (or,
     with matplotlib's fallback, label every 2k, nine labels overlapping on a small panel)."""
-    plt = plots._plt()
-    fig, ax = plt.subplots()
-    ax.plot([31_000, 47_000], [1, 2], "o")
-    plots.log_axis(ax)
-    labels = _labels(fig, ax)
+    plt, fig, ax, labels = _log_x_labels([31_000, 47_000])
     assert 2 <= len(labels) <= 6, labels
     values = sorted(float(s.rstrip("k")) * 1000 for s in labels)
     lo, hi = ax.get_xlim()
@@ -129,10 +126,6 @@ def test_trajectory_contour_labels_are_plain_numbers():
 
 def test_a_log_axis_over_a_few_fold_gets_at_least_three_labels():
     """1.1M to 4M FLOPs (Figure 7 on digits): the 2-and-5 ticks give 2M alone; 2, 3 and 5 give 2M and 3M too."""
-    plt = plots._plt()
-    fig, ax = plt.subplots()
-    ax.plot([1_100_000, 4_000_000], [1, 2], "o")
-    plots.log_axis(ax)
-    labels = _labels(fig, ax)
+    plt, fig, ax, labels = _log_x_labels([1_100_000, 4_000_000])
     assert {"2M", "3M"} <= labels and len(labels) >= 3, labels
     plt.close(fig)
