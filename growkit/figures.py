@@ -44,19 +44,27 @@ def list_notebooks(only: str | None = None, notebooks_dir: Path | None = None) -
     return nbs
 
 
-def _ipc_kernel_manager():
+def _ipc_kernel_manager(cwd: Path):
     from jupyter_client.manager import AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
         """The kernel is local: Unix sockets, no open TCP port. Each kernel's sockets get a unique temporary path:
         jupyter_client's default puts them at ``kernel-ipc-<port>`` in the working directory and picks the ports
         by looking for free names, so two notebooks started together (``--jobs 2``) raced to the same sockets and
-        their messages failed signature checks."""
+        their messages failed signature checks.
+
+        The kernel starts in ``cwd`` (the notebook's folder) by the launcher's own argument. papermill's ``cwd=``
+        changes the working directory of this whole process for the duration of a notebook, so with ``--jobs``
+        two threads restored each other's directory and a kernel could start in the wrong one."""
         transport = "ipc"
 
         def __init__(self, **kw):
             super().__init__(**kw)  # jupyter_client removes the socket files <ip>-<port> when the kernel ends
             self.ip = os.path.join(tempfile.gettempdir(), f"growkit-kernel-{uuid.uuid4().hex}")
+
+        async def start_kernel(self, **kw):
+            kw["cwd"] = str(cwd)
+            return await super().start_kernel(**kw)
 
     return IPCKernelManager
 
@@ -68,9 +76,9 @@ def run_notebook(nb: Path, params: dict, executed: Path, timeout: int | None = N
     t0 = time.perf_counter()
     status = {"notebook": nb.stem, "status": "ok", "cell": None, "error": None}
     try:
-        pm.execute_notebook(str(nb), str(executed), parameters=params, cwd=str(nb.parent), progress_bar=False,
+        pm.execute_notebook(str(nb), str(executed), parameters=params, progress_bar=False,
                             log_output=False, kernel_name="python3", execution_timeout=timeout,
-                            kernel_manager_class=_ipc_kernel_manager())
+                            kernel_manager_class=_ipc_kernel_manager(nb.resolve().parent))
     except PapermillExecutionError as e:
         status.update(status="failed", cell=e.cell_index, error=f"{e.ename}: {e.evalue}".splitlines()[0][:300])
     except Exception as e:  # kernel died, timeout, unreadable notebook...

@@ -2,6 +2,7 @@
 import csv
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -174,11 +175,14 @@ def test_a_failing_notebook_is_reported_with_its_cell_and_the_others_still_run(t
 
 def test_notebooks_run_in_parallel_each_with_its_own_kernel(tmp_path):
     """--jobs 4: four kernels start at once; each answers its own notebook (their sockets used to collide in the
-    shared working directory) and no socket file is left behind there."""
+    shared working directory) and no socket file is left behind there. Each kernel starts in the notebook's folder
+    and this process keeps its own working directory (papermill's process-wide chdir raced under --jobs)."""
     nbdir = tmp_path / "nbs"
     _tiny_notebooks(nbdir, {f"n{i}": f"import os\nassert os.getcwd() == {str(nbdir)!r}\nz = {i} * y" for i in range(4)})
+    here = os.getcwd()
     code = run_figures("smoke", out_dir=str(tmp_path / "f"), runs_dir=str(tmp_path / "r"), notebooks_dir=str(nbdir),
                        jobs=4)
+    assert os.getcwd() == here
     summary = json.loads((tmp_path / "r" / "smoke" / "summary.json").read_text())
     assert code == 0 and [r["status"] for r in summary["notebooks"]] == ["ok"] * 4, summary
     for i in range(4):  # each executed notebook holds its own cells' results
