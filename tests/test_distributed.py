@@ -268,7 +268,9 @@ def l2g_flags(cfg: dict) -> list[str]:
 
 def same_stream(got: dict, ref: dict) -> None:
     """The same choice at every layer of every task; every accuracy within one test image of its task;
-    the alpha weights the choices were read from equal to float32 drift (measured ~1e-5; 1e-4 allowed)."""
+    the alpha weights the choices were read from equal to float32 drift: measured ~1e-5 on this project's machine
+    and 1.3e-4 on the CI machine (another CPU, another summation order); 1e-3 allowed, and each layer's choice must
+    lead the runner-up by more than that, so equal choices are not a coincidence of the drift."""
     from growkit import continual
     n_test = [t.size("test") for t in continual.task_stream("digits", 2, device="cpu", augment=False).tasks]
     assert got["choices"] == ref["choices"] and got["params_per_task"] == ref["params_per_task"]
@@ -277,7 +279,9 @@ def same_stream(got: dict, ref: dict) -> None:
             assert (a is None) == (b is None) and (a is None or abs(a - b) <= 100.0 / n_test[j] + 1e-9), (j, a, b)
     for ta, tb in zip(got["alpha"][1:], ref["alpha"][1:]):
         for la, lb in zip(ta, tb):
-            assert la.keys() == lb.keys() and all(abs(la[k] - lb[k]) <= 1e-4 for k in la), (la, lb)
+            assert la.keys() == lb.keys() and all(abs(la[k] - lb[k]) <= 1e-3 for k in la), (la, lb)
+            first, second = sorted(lb.values(), reverse=True)[:2]
+            assert first - second > 2e-3, lb
 
 
 def test_learn_to_grow_two_processes_choose_what_one_chooses_and_resume_in_one(tmp_path):
