@@ -18,6 +18,18 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKER = str(Path(ddp_worker.__file__).resolve())
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The one-process reference runs on one thread, as every rank does (OMP_NUM_THREADS=1 below): a multi-threaded
+    CPU reduction may split its sums by the load of the moment, and the float32 drift it adds, amplified over a few
+    epochs of training, made the reference differ by 3 validation images on a busy machine. One thread makes it
+    the same on every run."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def torchrun(n: int, *args, timeout: int = 240) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1",
                PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore::FutureWarning")
