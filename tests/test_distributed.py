@@ -20,10 +20,10 @@ WORKER = str(Path(ddp_worker.__file__).resolve())
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """The one-process reference runs on one thread, as every rank does (OMP_NUM_THREADS=1 below): a multi-threaded
-    CPU reduction may split its sums by the load of the moment, and the float32 drift it adds, amplified over a few
-    epochs of training, made the reference differ by 3 validation images on a busy machine. One thread makes it
-    the same on every run."""
+    """The one-process reference runs on one thread, as every rank does (OMP_NUM_THREADS=1 below). On two threads
+    its CPU kernels sum in another order; amplified over five epochs of training, that float32 drift put the
+    AutoGrow reference 3 validation images away from the 2-process run in one local CI run (torch 2.14.1). On one
+    thread the two runs measured 0 images apart at every epoch."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
