@@ -187,11 +187,18 @@ def write_paper_vs_kit(figures_dir, order=None) -> Path | None:
     return out
 
 
-def same_claim(a, b, floor: float, rel: float = 0.0, names=("a", "b")) -> tuple[bool, str]:
-    """Do two seeded sets agree ("about the same")? Within noise (see :func:`within_noise`), or within ``rel``
-    of the first's mean (the paper's own 'same depth' pairs differ by up to 10 %)."""
+def same_claim(a, b, floor: float, rel: float = 0.0, names=("a", "b")) -> tuple[bool | None, str]:
+    """Do two seeded sets agree ("about the same")? An equivalence question, not a difference test: seeds that
+    scatter too widely to show a difference do not show sameness either.
+
+    The tolerance is ``rel`` of the first's mean (the paper's own 'same depth' pairs differ by up to 10 %) or two
+    ``floor`` units (two test images, two blocks), whichever is larger. True when the difference of the means
+    plus two standard errors of it stays within the tolerance; False when the means differ beyond noise (see
+    :func:`within_noise`) and beyond the tolerance; None otherwise (the spread is too wide to tell)."""
     sa, sb = spread(a), spread(b)
-    holds = within_noise(a, b, floor) or abs(sa["mean"] - sb["mean"]) <= rel * abs(sa["mean"])
+    se = ((sa["sd"] ** 2) / max(sa["n"], 1) + (sb["sd"] ** 2) / max(sb["n"], 1)) ** 0.5
+    diff, tol = abs(sa["mean"] - sb["mean"]), max(rel * abs(sa["mean"]), 2 * floor)
+    holds = True if diff + 2 * se <= tol else (False if diff > tol and not within_noise(a, b, floor) else None)
     return holds, f"{names[0]} {pm(a)} vs {names[1]} {pm(b)}"
 
 

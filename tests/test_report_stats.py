@@ -41,6 +41,13 @@ def test_monotone_and_same_claims():
     assert R.monotone_claim({"a": [5.0], "b": [5.5]}, 1.0)[0] is None
     assert R.same_claim([126.0], [138.0], 1.0, rel=0.10)[0] is True  # the paper's own pair: +9.5 %
     assert R.same_claim([126.0], [160.0], 1.0, rel=0.15)[0] is False
+    # accuracies, one test image = 0.28 points, so the tolerance is 0.56 points (hand-computed standard errors)
+    assert R.same_claim([99.0, 99.2, 99.4], [99.1, 99.2, 99.3], 0.28)[0] is True  # 0 + 2 * 0.129 <= 0.56
+    assert R.same_claim([99.0, 99.0, 99.0], [97.0, 97.0, 97.0], 0.28)[0] is False  # 2 points apart, no spread
+    # equal means but a spread of 1 point per seed: 2 * 0.816 > 0.56, sameness is not shown
+    assert R.same_claim([98.0, 99.0, 100.0], [98.0, 99.0, 100.0], 0.28)[0] is None
+    # one seed collapsed (Table 5's K = 1 on digits): 19.2 points apart, within 2 * 15.0 of noise: not "the same"
+    assert R.same_claim([99.0, 99.2, 99.4], [50.0, 95.0, 95.0], 0.28)[0] is None
 
 
 def test_judge_writes_verdicts_and_paper_vs_kit(tmp_path):
