@@ -84,12 +84,14 @@ PROFILES: dict[str, dict[str, dict]] = {
              "milestones": [1 / 3, 2 / 3]}]),
     },
     "autogrow_10_imagenet": {
-        "smoke": dict(Ks=[2], manual=[["Basic4ResNet", [1, 1, 1, 1]]], J=4, finetune=1, max_grow_epochs=3),
+        "smoke": dict(Ks=[2], manual=[["Basic4ResNet", [1, 1, 1, 1]]], J=4, finetune=1, max_grow_epochs=3,
+                      converged_epochs=2),
         "cpu": {},
         "paper": dict(dataset="imagenet", device="cuda", nets=["Basic4ResNet", "Bottleneck4ResNet", "Plain4Net"],
                       manual=[["Basic4ResNet", [2, 2, 2, 2]], ["Basic4ResNet", [3, 4, 6, 3]],
                               ["Bottleneck4ResNet", [3, 4, 6, 3]], ["Bottleneck4ResNet", [3, 4, 23, 3]]],
-                      J=30, finetune=90, milestones=[1 / 3, 2 / 3], batch_size=256, width_scale=1.0),
+                      J=30, finetune=90, converged_epochs=90, milestones=[1 / 3, 2 / 3], batch_size=256,
+                      width_scale=1.0),
     },
     "autogrow_11_trajectories": {
         "smoke": dict(K_convergent=1, K_large=2, surface_grid=3, surface_images=32, J=6, finetune=1,
