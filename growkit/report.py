@@ -113,11 +113,16 @@ def noise_points(n_test: int) -> float:
     return 100.0 / max(int(n_test), 1)
 
 
+def _diff_se(sa: dict, sb: dict) -> float:
+    """The standard error of the difference of two means, from their :func:`spread`."""
+    return ((sa["sd"] ** 2) / max(sa["n"], 1) + (sb["sd"] ** 2) / max(sb["n"], 1)) ** 0.5
+
+
 def within_noise(a, b, floor: float) -> bool:
     """Are two sets of seeded values indistinguishable? Their means differ by less than two standard errors
     of the difference, or by less than ``floor`` (one test image in points, one block for depths)."""
     sa, sb = spread(a), spread(b)
-    se = ((sa["sd"] ** 2) / max(sa["n"], 1) + (sb["sd"] ** 2) / max(sb["n"], 1)) ** 0.5
+    se = _diff_se(sa, sb)
     return abs(sa["mean"] - sb["mean"]) < max(2 * se, floor)
 
 
@@ -196,7 +201,7 @@ def same_claim(a, b, floor: float, rel: float = 0.0, names=("a", "b")) -> tuple[
     plus two standard errors of it stays within the tolerance; False when the means differ beyond noise (see
     :func:`within_noise`) and beyond the tolerance; None otherwise (the spread is too wide to tell)."""
     sa, sb = spread(a), spread(b)
-    se = ((sa["sd"] ** 2) / max(sa["n"], 1) + (sb["sd"] ** 2) / max(sb["n"], 1)) ** 0.5
+    se = _diff_se(sa, sb)
     diff, tol = abs(sa["mean"] - sb["mean"]), max(rel * abs(sa["mean"]), 2 * floor)
     holds = True if diff + 2 * se <= tol else (False if diff > tol and not within_noise(a, b, floor) else None)
     return holds, f"{names[0]} {pm(a)} vs {names[1]} {pm(b)}"
