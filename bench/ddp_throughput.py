@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 def measure(a) -> dict:
     import torch
 
-    from growkit.config import TrainConfig
-    from growkit.train import Trainer
+    from growkit.engine.config import TrainConfig
+    from growkit.engine.trainer import Trainer
     cfg = TrainConfig(model=a.model, depths=[int(d) for d in a.depths.split("-")], dataset=a.dataset,
                       batch_size=a.batch_size, device=a.device, progress=False, eval_test=False)
     t = Trainer(cfg)
@@ -53,7 +53,7 @@ def main() -> None:
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker is not None:  # inside torchrun
-        from growkit import distributed
+        from growkit.dist import group as distributed
         res = measure(a)
         if distributed.is_main():
             Path(a.worker).write_text(json.dumps(res))

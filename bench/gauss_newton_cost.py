@@ -4,7 +4,7 @@ Rows (same VGG-19 seed, same mini-batch, same device, fp32, model in the mode ea
 
 * ``train_step``: one ordinary training step (train-mode forward, backward, SGD Nesterov step);
 * ``gn_step``: one morphism-learning step for *every* channel of every conv layer at once:
-  :func:`growkit.gn_estimate.estimate` (one forward with the stacked ``[a, a+c, a-c]`` batch
+  :func:`growkit.methods.gauss_newton.estimate.estimate` (one forward with the stacked ``[a, a+c, a-c]`` batch
   through the channelwise ops, gradients at the consumers' inputs), ``d estimate / d theta``
   and the Adam update of all thetas;
 * ``bruteforce_step``: the same learning step done by expanding the net once per channel
@@ -28,10 +28,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from growkit import gn_estimate as gn
+from growkit.methods.gauss_newton import estimate as gn
 from growkit.models import create
-from growkit.records import environment
-from growkit.surgery import SplitChannel
+from growkit.engine.records import environment
+from growkit.engine.surgery import SplitChannel
 
 
 def _sync(device):

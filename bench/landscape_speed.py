@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from growkit.config import TrainConfig
-from growkit.records import environment
-from growkit.train import Trainer
+from growkit.engine.config import TrainConfig
+from growkit.engine.records import environment
+from growkit.engine.trainer import Trainer
 from growkit.viz import landscape as L
 
 

@@ -5,7 +5,7 @@ dataset of PIL images, per-image transforms (RandomCrop with padding, flip,
 ToTensor, Normalize) in a DataLoader with 2 workers, fp32, default memory
 format, and two host syncs per step (loss.item(), correct.item()).
 
-growkit loop: growkit.train.Trainer.train_epoch over growkit.data.ResidentData
+growkit loop: growkit.engine.trainer.Trainer.train_epoch over growkit.data.ResidentData
 (uint8 on the device, batched crop/flip), bf16 autocast and channels_last on
 CUDA, one host sync per epoch. A second growkit row runs the same loop in fp32
 without channels_last, so on a GPU the ratio of that row is the data path and
@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from growkit import models
-from growkit.config import TrainConfig
+from growkit.engine.config import TrainConfig
 from growkit.data import ResidentData
-from growkit.records import environment
-from growkit.train import Trainer
+from growkit.engine.records import environment
+from growkit.engine.trainer import Trainer
 
 
 class PILImages(torch.utils.data.Dataset):

@@ -8,8 +8,8 @@
     growkit figures   --profile cpu
     growkit models | datasets
 
-One subcommand per registered method (:mod:`growkit.methods`); its flags are generated
-from the config dataclasses' fields (:mod:`growkit.flags`).
+One subcommand per registered method (:mod:`growkit.runs.registry`, filled by :mod:`growkit.methods`);
+its flags are generated from the config dataclasses' fields (:mod:`growkit.engine.flags`).
 
 Bad input (unknown names, impossible values, a non-empty --out, missing data
 files, a damaged run directory, a run another process holds) prints one line and exits with code 2;
@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import methods  # noqa: F401  (every method registers itself)
 from .errors import GrowkitError, NonFiniteLoss
+from .runs import registry
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,8 +32,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_method(sub, method) -> None:
     """One subcommand per registered method: the train flags (as the method shows them), then its own."""
-    from . import flags
-    from .config import TrainConfig
+    from .engine import flags
+    from .engine.config import TrainConfig
     p = sub.add_parser(method.name, help=method.help)
     train_fields = [] if method.own_loop is not None else flags.add_flags(p, TrainConfig, "train",
                                                                           method.train_flags)
@@ -42,17 +44,19 @@ def _add_method(sub, method) -> None:
 
 
 def cmd_method(a) -> int:
-    from . import distributed, flags, runs
-    from .config import TrainConfig
+    from .dist import group as distributed
+    from .engine import flags
+    from .engine.config import TrainConfig
+    from .runs import lifecycle
     m = a.method
     options = m.config(**flags.values(a, "method", a.own_fields)) if m.config is not None else None
     if m.own_loop is not None:
-        r = runs.run(m.name, None, options, a.out, overwrite=a.overwrite)
+        r = lifecycle.run(m.name, None, options, a.out, overwrite=a.overwrite)
         if distributed.is_main():  # under torchrun: rank 0 reports
             m.own_loop.report(r, a.out)
         return 0
     cfg = TrainConfig(**flags.values(a, "train", a.train_fields))
-    r = runs.run(m.name, cfg, options, a.out, overwrite=a.overwrite)
+    r = lifecycle.run(m.name, cfg, options, a.out, overwrite=a.overwrite)
     if not distributed.is_main():  # under torchrun: rank 0 reports
         return 0
     _report(r, a.out)
@@ -74,14 +78,15 @@ def _report(result: dict, out: str) -> None:
 
 
 def cmd_resume(a) -> int:
-    from . import methods, runs
-    from .records import read_json
     from pathlib import Path
-    from . import distributed
-    r = runs.resume(a.dir)
+
+    from .dist import group as distributed
+    from .engine.records import read_json
+    from .runs import lifecycle
+    r = lifecycle.resume(a.dir)
     if not distributed.is_main():  # under torchrun: rank 0 reports (only it reads the run directory)
         return 0
-    m = methods.get(read_json(Path(a.dir) / "config.json").get("command"))
+    m = registry.get(read_json(Path(a.dir) / "config.json").get("command"))
     if m.own_loop is not None:
         m.own_loop.report(r, a.dir)
     else:
@@ -90,7 +95,7 @@ def cmd_resume(a) -> int:
 
 
 def cmd_recover(a) -> int:
-    from .recover import recover
+    from .runs.recover import recover
     print(recover(a.dir))
     return 0
 
@@ -109,7 +114,7 @@ def cmd_datasets(a) -> int:
 
 
 def cmd_figures(a) -> int:
-    from .figures import run_figures
+    from .papers.figures import run_figures
     return run_figures(profile=a.profile, only=a.only, jobs=a.jobs, out_dir=a.figures_dir, timeout=a.timeout,
                        runs_dir=a.runs_dir)
 
@@ -118,9 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="growkit", description="Grow neural networks while they train.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    from . import methods
-    for name in methods.names():
-        _add_method(sub, methods.get(name))
+    for name in registry.names():  # every method growkit.methods registered
+        _add_method(sub, registry.get(name))
 
     r = sub.add_parser("resume", help="continue an interrupted run")
     r.add_argument("dir")

@@ -14,10 +14,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from growkit import ddp, distributed, methods, runs  # noqa: E402
-from growkit.config import TrainConfig  # noqa: E402
+from growkit.dist import data_parallel as ddp, group as distributed  # noqa: E402
+from growkit.runs import lifecycle as runs, registry  # noqa: E402
+from growkit.engine.config import TrainConfig  # noqa: E402
 from growkit.models import create  # noqa: E402
-from growkit.passes import Passes  # noqa: E402
+from growkit.engine.passes import Passes  # noqa: E402
 
 
 class Info:
@@ -108,7 +109,7 @@ def run(out: Path, spec: dict) -> dict:
         callbacks.append(DieAt(*spec["die"]))
     if spec.get("resume"):
         return runs.resume(out, callbacks=callbacks)
-    m = methods.get(spec["method"])
+    m = registry.get(spec["method"])
     options = m.config.from_dict(spec["options"]) if m.config is not None else None
     return runs.run(spec["method"], TrainConfig(**spec["train"]), options, out, callbacks=callbacks)
 

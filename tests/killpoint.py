@@ -60,7 +60,7 @@ def _install() -> None:
         return real_fsync(fd)
 
     os.replace, os.rename, os.fsync = replace, rename, fsync
-    from growkit import rundir
+    from growkit.runs import rundir
     real_exchange = rundir._exchange
 
     def exchange(a, b):

@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from growkit.figures import run_notebook
+from growkit.papers.figures import run_notebook
 
 NB = Path(__file__).resolve().parents[1] / "notebooks" / "adenel_05_imagenet.ipynb"
 

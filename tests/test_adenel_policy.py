@@ -7,8 +7,8 @@ import torch
 
 from growkit import models as M
 from growkit.errors import GrowkitError
-from growkit.growers.adenel import AdeNeL, AdeNeLConfig, ReplayGrowth
-from growkit.growers.adenel_policy import (candidate_groups, capacities, group_capacity, plan_round, planned_stats,
+from growkit.methods.adenel.grower import AdeNeL, AdeNeLConfig, ReplayGrowth
+from growkit.methods.adenel.policy import (candidate_groups, capacities, group_capacity, plan_round, planned_stats,
                                            train_cost, widths)
 
 
@@ -205,8 +205,8 @@ def test_resnet_rounds_untied_and_tied_apply_and_run(ties, grown):
                                         ("LeNet5", "conv2")])
 def test_found_net_config_rebuilds_a_grown_net(name, group):
     """The scratch baselines rebuild the found net from its spec through TrainConfig fields."""
-    from growkit.adenel_method import found_net, seed_widths
-    from growkit.surgery import Widen
+    from growkit.methods.adenel.method import found_net, seed_widths
+    from growkit.engine.surgery import Widen
     net = M.create(name, widths=seed_widths(name, 4), in_channels=1, num_classes=10, image_size=8)
     Widen(group, 3, outgoing="he").apply(net)
     f = found_net(net.spec)

@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from growkit import checkpoint
+from growkit.engine import checkpoint
 from growkit import models as M
 
 # a LeNet-5 seed of 4 grows within J = 2 epochs on digits at lambda 0.02 (the ISS path moves per step)

@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from growkit import models as M
-from growkit.config import AutoGrowConfig, TrainConfig
+from growkit.engine.config import TrainConfig
+from growkit.methods.autogrow.config import AutoGrowConfig
 from growkit.errors import GrowkitError
-from growkit.growers.autogrow import AutoGrow, make
+from growkit.methods.autogrow.grower import AutoGrow, make
 from growkit.growers import initializers as I
-from growkit.surgery import AppendBlock
+from growkit.engine.surgery import AppendBlock
 
 
 def drive(cfg, accs, fraction=1.0):
@@ -211,7 +212,7 @@ def test_adam_init_stops_when_training_accuracy_recovers():
 
 
 def test_adam_init_trains_only_the_last_bn():
-    from growkit.train import GrowthContext, Trainer
+    from growkit.engine.trainer import GrowthContext, Trainer
     t = Trainer(TrainConfig(depths=[1, 1, 1], epochs=1, progress=False))
     edit = AppendBlock(0).apply(t.model)
     blk = t.model.get_submodule(edit.where)
@@ -243,10 +244,10 @@ def test_p_autogrow_on_digits_runs_to_a_stop_and_fine_tunes(cli, tmp_path):
 
 
 def test_morph_run_grows_every_stage_once_and_keeps_the_function(tmp_path):
-    from growkit import runs
+    from growkit.methods.autogrow.method import morph
     from growkit.growers.morph import Morph
     cfg = TrainConfig(depths=[1, 1, 1], progress=False, eval_test=False)
-    res = runs.morph(cfg, [2, 3, 1], tmp_path / "m", shallow_epochs=2, deeper_epochs=1, init="zero")
+    res = morph(cfg, [2, 3, 1], tmp_path / "m", shallow_epochs=2, deeper_epochs=1, init="zero")
     assert res["arch"] == "Basic3ResNet-2-3-1" and res["epochs"] == 3
     [event] = res["growth_events"]
     assert event["epoch"] == 2 and [e["where"] for e in event["edits"]] == ["stages.0.1", "stages.1.1", "stages.1.2"]
@@ -259,4 +260,4 @@ def test_morph_run_grows_every_stage_once_and_keeps_the_function(tmp_path):
     x = torch.randn(4, 1, 8, 8)
     torch.testing.assert_close(g.eval()(x), m(x), rtol=0, atol=0)
     with pytest.raises(Exception, match="must extend"):
-        runs.morph(cfg, [1, 1], tmp_path / "bad", shallow_epochs=1, deeper_epochs=1)
+        morph(cfg, [1, 1], tmp_path / "bad", shallow_epochs=1, deeper_epochs=1)

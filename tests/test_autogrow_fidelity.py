@@ -6,11 +6,12 @@ import torch
 import torch.nn as nn
 
 from growkit import models as M
-from growkit.config import AutoGrowConfig, TrainConfig
+from growkit.engine.config import TrainConfig
+from growkit.methods.autogrow.config import AutoGrowConfig
 from growkit.errors import GrowkitError
 from growkit.growers import initializers as I
-from growkit.growers.autogrow import AutoGrow, make
-from growkit.surgery import AppendBlock
+from growkit.methods.autogrow.grower import AutoGrow, make
+from growkit.engine.surgery import AppendBlock
 
 RESHAPING = ["adam", "uni", "uni01", "gau"]  # every initializer but zero (refused on plain nets) and identity
 
@@ -57,7 +58,7 @@ def test_identity_stays_available_for_plain_blocks():
 
 @pytest.mark.parametrize("init", RESHAPING)
 def test_after_growth_in_a_run_the_plain_bn_is_at_its_default(init):
-    from growkit.train import Trainer
+    from growkit.engine.trainer import Trainer
     seen = []
 
     class Watch:
@@ -107,8 +108,8 @@ def test_uni01_is_the_authors_uniform_on_0_1():
 
 @pytest.mark.parametrize("dataset, wd", [("imagenet", 1e-4), ("cifar10", 5e-4), ("digits", 5e-4)])
 def test_weight_decay_is_the_authors_per_dataset_in_runs_and_scratch_baselines(dataset, wd):
-    from growkit.growers.autogrow import scratch_config
-    from growkit.profiles import PROFILES
+    from growkit.methods.autogrow.grower import scratch_config
+    from growkit.papers.profiles import PROFILES
     cfg = TrainConfig(model="Basic4ResNet", dataset=dataset).validate().resolved()
     assert cfg.weight_decay == wd  # authors' code: 1e-4 in imagenet/, 5e-4 in cifar10/
     base = scratch_config(cfg, AutoGrowConfig(finetune_epochs=90), {"name": "Basic4ResNet", "depths": [2, 2, 2, 2]})
@@ -133,7 +134,7 @@ class ScriptedView:
 
 
 def test_joint_adam_init_trains_all_new_bns_in_one_optimizer():
-    from growkit.growers.network_morphism import NetworkMorphism
+    from growkit.methods.autogrow.morphism import NetworkMorphism
     torch.manual_seed(0)
     m = M.create("Basic3ResNet-1-1-1", in_channels=1, image_size=8)
     grower = NetworkMorphism([2, 3, 1], after=1, init="adam")
@@ -156,10 +157,10 @@ def test_joint_adam_init_trains_all_new_bns_in_one_optimizer():
 
 
 def test_network_morphism_refuses_zero_init_on_a_plain_net():
-    from growkit import methods
-    from growkit.config import NetworkMorphismConfig
+    from growkit.runs import registry
+    from growkit.methods.autogrow.config import NetworkMorphismConfig
     with pytest.raises(GrowkitError, match="plain net"):
-        methods.get("network-morphism").build(TrainConfig(model="Plain3Net", depths=[1, 1, 1]).resolved(),
+        registry.get("network-morphism").build(TrainConfig(model="Plain3Net", depths=[1, 1, 1]).resolved(),
                                               NetworkMorphismConfig([2, 2, 2], 1, 1, "zero"))
 
 

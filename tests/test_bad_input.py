@@ -273,7 +273,7 @@ def s_ckpt_other_model(d, fin):
 def s_locked(d, fin):
     """A live process holds the run's lock, as a running `growkit resume` would."""
     s_unfinished(d, fin)
-    code = ("import sys; from growkit import rundir; lk = rundir.RunLock(sys.argv[1]).acquire(); "
+    code = ("import sys; from growkit.runs import rundir; lk = rundir.RunLock(sys.argv[1]).acquire(); "
             "lk.record('resume ' + sys.argv[1]); print('locked', flush=True); sys.stdin.read()")
     p = subprocess.Popen([sys.executable, "-c", code, str(d / "run")], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(HERE.parent)))
@@ -433,7 +433,8 @@ def _forked(args, cwd: Path, logs: Path, harness: bool = False) -> _Done:
     import multiprocessing
     import killpoint
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["killpoint", "torch", "growkit.cli", "growkit.runs", "growkit.train"])
+    ctx.set_forkserver_preload(["killpoint", "torch", "growkit.cli", "growkit.runs.lifecycle",
+                                "growkit.engine.trainer"])
     out, err, rc = (logs.with_suffix(s) for s in (".out", ".err", ".rc"))
     p = ctx.Process(target=killpoint.forked_cli, args=(args, str(cwd), str(out), str(err), harness, str(rc)))
     p.start()
@@ -545,7 +546,7 @@ def test_an_old_run_survives_a_failing_overwrite(tmp_path, finished):
 
 
 def test_overwrite_replaces_only_after_the_first_checkpoint_and_leaves_nothing_beside(tmp_path, finished):
-    from growkit import rundir
+    from growkit.runs import rundir
     s_run(tmp_path, finished)
     old_id = rundir.read_marker(tmp_path / "run")["run_id"]
     r = run_cli("train", *TINY, "--seed", "4", "--out", tmp_path / "run", "--overwrite")
@@ -641,8 +642,8 @@ def test_a_kill_at_every_write_point_is_recoverable(tmp_path, finished, overwrit
 
 
 def test_recover_repairs_what_a_crash_leaves_and_refuses_what_is_not_growkits(tmp_path, finished):
-    from growkit import rundir
-    from growkit.recover import recover
+    from growkit.runs import rundir
+    from growkit.runs.recover import recover
     from growkit.errors import GrowkitError
 
     def copy(name, drop_result=True):
@@ -692,10 +693,10 @@ def test_recover_repairs_what_a_crash_leaves_and_refuses_what_is_not_growkits(tm
 
 
 def test_lock_is_exclusive_across_processes_and_names_the_holder(tmp_path):
-    from growkit import rundir
+    from growkit.runs import rundir
     from growkit.errors import GrowkitError
     (tmp_path / "run").mkdir()
-    code = ("import sys; from growkit import rundir; lk = rundir.RunLock(sys.argv[1]).acquire(); "
+    code = ("import sys; from growkit.runs import rundir; lk = rundir.RunLock(sys.argv[1]).acquire(); "
             "lk.record('train x'); print('locked', flush=True); sys.stdin.read()")
     holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run")], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(HERE.parent)))

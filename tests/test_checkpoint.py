@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from growkit import checkpoint
+from growkit.engine import checkpoint
 from growkit import models as M
-from growkit import optim
-from growkit.config import TrainConfig
+from growkit.engine import optim
+from growkit.engine.config import TrainConfig
 from growkit.errors import GrowkitError
 
 FORMAT1_RUN = Path(__file__).parent / "data" / "format1_run"
@@ -65,8 +65,8 @@ def test_a_foreign_file_is_a_one_line_error(tmp_path):
 
 def test_a_committed_format1_checkpoint_loads_as_sgd_and_resumes_to_the_end(tmp_path):
     """A mid-growth AutoGrow run (2 of 4 epochs) written by the format-1 code."""
-    from growkit import runs
-    from growkit.train import Trainer
+    from growkit.runs import lifecycle as runs
+    from growkit.engine.trainer import Trainer
     assert (FORMAT1_RUN / "checkpoint.pt").stat().st_size < 200_000
     s = checkpoint.load(FORMAT1_RUN / "checkpoint.pt")
     assert s["format"] == 1 and s["loop"]["epoch"] == 2 and s["spec"]["depths"] == [2, 2, 1]
@@ -82,7 +82,7 @@ def test_a_committed_format1_checkpoint_loads_as_sgd_and_resumes_to_the_end(tmp_
                                             for n in raw)
     run = tmp_path / "run"
     shutil.copytree(FORMAT1_RUN, run)
-    from growkit.recover import recover
+    from growkit.runs.recover import recover
     assert "marked as a growkit run" in recover(run)  # made before run markers: adopted once
     res = runs.resume(run)
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]

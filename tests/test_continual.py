@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from growkit import continual
+from growkit.methods.learn_to_grow import continual
 from growkit.data import DatasetInfo, ResidentData
 from growkit.errors import GrowkitError
 

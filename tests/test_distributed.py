@@ -117,7 +117,8 @@ def test_autogrow_two_processes_grow_what_one_grows_and_resume_in_one(tmp_path):
     """(b) the same architecture at the same epochs, ranks identical after every growth; (c) rank 1 dies
     at the start of epoch 4: torchrun ends the run, rank 0's checkpoint of epoch 3 is intact and one
     process resumes it to the same result."""
-    from growkit import checkpoint, runs
+    from growkit.engine import checkpoint
+    from growkit.runs import lifecycle as runs
     two, killed, one = tmp_path / "two", tmp_path / "killed", tmp_path / "one"
     r = launch(2, two, {**AUTOGROW, "hashes": str(tmp_path / "h")}, tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -140,7 +141,7 @@ def test_autogrow_two_processes_grow_what_one_grows_and_resume_in_one(tmp_path):
 
 def lbi_state_close(a_dir: Path, b_dir: Path, rtol: float = 1e-4, atol: float = 1e-5) -> None:
     """Z and Gamma (and momentum) of every parameter in two runs' last checkpoints: equal to float32 rounding."""
-    from growkit import checkpoint
+    from growkit.engine import checkpoint
     a, b = (checkpoint.load(d / "checkpoint.pt")["optimizer"]["state"] for d in (a_dir, b_dir))
     assert a.keys() == b.keys()
     for name in a:
@@ -156,7 +157,7 @@ def test_adenel_round_under_two_processes_keeps_lbi_state_identical_and_resumes_
     those of one process. A 2-process run whose rank 1 dies after the first growth round (its checkpoint
     holds the grown net and the carried LBI state) is resumed by one process: the second round and the
     fine-tuning are those of the uninterrupted one-process run."""
-    from growkit import runs
+    from growkit.runs import lifecycle as runs
     s = spec("adenel", {"model": "LeNet5"}, {"J": 2, "tau": 0.5, "grow_by": 2, "lam": 0.02, "nu": 2,
                                              "finetune_epochs": 1, "max_grow_epochs": 4})
     r = launch(2, tmp_path / "two", {**s, "hashes": str(tmp_path / "h2")}, tmp_path)
@@ -173,7 +174,7 @@ def test_adenel_round_under_two_processes_keeps_lbi_state_identical_and_resumes_
     die = growths[0] + 1  # rank 1 dies as the epoch after the first growth's checkpoint starts
     r = launch(2, killed, {**s, "die": [1, die]}, tmp_path)
     assert r.returncode != 0
-    from growkit import checkpoint
+    from growkit.engine import checkpoint
     assert checkpoint.load(killed / "checkpoint.pt")["loop"]["epoch"] == die
     assert rows(killed)[-1]["arch"] != rows(killed)[0]["arch"]  # the grown net was checkpointed
     runs.resume(killed)  # one process
@@ -188,9 +189,10 @@ def test_gauss_newton_round_resumed_under_two_processes_equals_one_process(tmp_p
     """(d) Gauss-Newton: a one-process checkpoint after the model phase, resumed by 2 processes: rank 0
     learns theta and its averages on whole global batches and broadcasts them, so the morphisms chosen,
     the grown net and its weights are those of one process; the ranks stay identical."""
-    from growkit import checkpoint, runs
-    from growkit.config import TrainConfig
-    from growkit.gn_method import GaussNewtonConfig
+    from growkit.engine import checkpoint
+    from growkit.runs import lifecycle as runs
+    from growkit.engine.config import TrainConfig
+    from growkit.methods.gauss_newton.method import GaussNewtonConfig
 
     class Stop(Exception):
         pass
@@ -228,9 +230,10 @@ def test_gauss_newton_round_of_a_two_process_checkpoint_resumed_in_one_equals_on
     resumed by one process, which learns theta and makes the growth round: the morphisms, the grown net
     and its weights are those of the uninterrupted one-process run (the model phase differs from one
     process's by float32 rounding only; a net that learns, so that channel scores are not near ties)."""
-    from growkit import checkpoint, runs
-    from growkit.config import TrainConfig
-    from growkit.gn_method import GaussNewtonConfig
+    from growkit.engine import checkpoint
+    from growkit.runs import lifecycle as runs
+    from growkit.engine.config import TrainConfig
+    from growkit.methods.gauss_newton.method import GaussNewtonConfig
     one = runs.run("gauss-newton", TrainConfig(**GN_TRAIN), GaussNewtonConfig(**GN_OPTIONS), tmp_path / "one")
     assert len(one["growth_events"]) == 1 and one["growth_events"][0]["edits"]
     killed = tmp_path / "killed"
@@ -283,7 +286,7 @@ def same_stream(got: dict, ref: dict) -> None:
     the alpha weights the choices were read from equal to float32 drift: measured ~1e-5 on this project's machine
     and 1.3e-4 on the CI machine (another CPU, another summation order); 1e-3 allowed, and each layer's choice must
     lead the runner-up by more than that, so equal choices are not a coincidence of the drift."""
-    from growkit import continual
+    from growkit.methods.learn_to_grow import continual
     n_test = [t.size("test") for t in continual.task_stream("digits", 2, device="cpu", augment=False).tasks]
     assert got["choices"] == ref["choices"] and got["params_per_task"] == ref["params_per_task"]
     for row, ref_row in zip(got["accuracy_matrix"], ref["accuracy_matrix"]):
@@ -303,10 +306,10 @@ def test_learn_to_grow_two_processes_choose_what_one_chooses_and_resume_in_one(t
     hash), and equals the checkpoint rank 0 wrote. Its checkpoint of task 0, resumed by one process,
     learns task 1 as the uninterrupted one-process run did."""
     import shutil
-    from growkit import runs
-    from growkit.growers.learn_to_grow import L2GConfig, load_task
-    from growkit import continual
-    from growkit.distributed import state_hash
+    from growkit.runs import lifecycle as runs
+    from growkit.methods.learn_to_grow.loop import L2GConfig, load_task
+    from growkit.methods.learn_to_grow import continual
+    from growkit.dist.group import state_hash
     two, cut = tmp_path / "two", tmp_path / "cut"
     r = torchrun(2, WORKER, "cli", tmp_path / "h", "learn-to-grow", *l2g_flags(L2G), "--out", two)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from growkit import gn_estimate as gn
-from growkit.growers.gauss_newton import GaussNewton, plans_for, select
+from growkit.methods.gauss_newton import estimate as gn
+from growkit.methods.gauss_newton.grower import GaussNewton, plans_for, select
 from growkit.models import create
 
 
@@ -108,8 +108,8 @@ def _hand_round(sd: dict, chosen: dict, thetas: dict, groups: dict) -> dict:
 
 @pytest.mark.parametrize("name", ["VGG19", "MobileNetV1"])
 def test_one_round_of_many_splits_and_prunes_equals_a_hand_built_net_and_carries_the_optimizer(float64, name):
-    from growkit import optim
-    from growkit.config import TrainConfig
+    from growkit.engine import optim
+    from growkit.engine.config import TrainConfig
     torch.manual_seed(0)
     model = create(name, widths=5, in_channels=1, image_size=8).double()
     names = list(gn.sites(model))
@@ -149,9 +149,10 @@ def test_one_round_of_many_splits_and_prunes_equals_a_hand_built_net_and_carries
 
 
 def test_kill_in_a_morphism_phase_and_resume_is_identical(tmp_path):
-    from growkit import checkpoint, runs
-    from growkit.config import TrainConfig
-    from growkit.gn_method import GaussNewtonConfig
+    from growkit.engine import checkpoint
+    from growkit.runs import lifecycle as runs
+    from growkit.engine.config import TrainConfig
+    from growkit.methods.gauss_newton.method import GaussNewtonConfig
 
     class Kill(Exception):
         pass

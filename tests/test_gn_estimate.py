@@ -1,7 +1,7 @@
 """The Gauss-Newton estimate against independent answers (float64).
 
 The reference values are computed from explicitly expanded nets: a deep copy gets the single
-:class:`~growkit.surgery.SplitChannel` (or :class:`PruneChannel`), ``dz`` is read off the copy's
+:class:`~growkit.engine.surgery.SplitChannel` (or :class:`PruneChannel`), ``dz`` is read off the copy's
 consumer output, and ``g_s`` is the per-sample gradient at the original consumer output taken
 from the *sum* of per-sample losses (no 1/S rescaling involved)."""
 from __future__ import annotations
@@ -11,10 +11,10 @@ import copy
 import pytest
 import torch
 
-from growkit import gn_estimate as gn
+from growkit.methods.gauss_newton import estimate as gn
 from growkit.errors import GrowkitError
 from growkit.models import create
-from growkit.surgery import PruneChannel, SplitChannel
+from growkit.engine.surgery import PruneChannel, SplitChannel
 
 
 def _randomise_bn(model, gen):

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from growkit.config import TrainConfig
-from growkit.train import Trainer
+from growkit.engine.config import TrainConfig
+from growkit.engine.trainer import Trainer
 from growkit.viz import landscape as L
 
 pytestmark = pytest.mark.gpu
@@ -19,9 +19,9 @@ def test_cuda_training_uses_bf16_channels_last_and_learns():
 
 
 def test_cuda_growth_and_resume_state_round_trip(tmp_path):
-    from growkit import runs
-    from growkit.config import AutoGrowConfig
-    res = runs.autogrow(TrainConfig(epochs=1, device="cuda", progress=False),
+    from growkit.methods.autogrow.method import autogrow
+    from growkit.methods.autogrow.config import AutoGrowConfig
+    res = autogrow(TrainConfig(epochs=1, device="cuda", progress=False),
                         AutoGrowConfig(K=1, J=100, max_grow_epochs=3, finetune_epochs=1), tmp_path / "g")
     assert res["found"] == "Basic3ResNet-2-2-2"
 
@@ -43,7 +43,7 @@ def test_cuda_batched_surface_equals_cpu():
 
 def test_cuda_adam_state_carried_across_width_edits_stays_on_the_device():
     from growkit import models as M
-    from growkit import optim, surgery as S
+    from growkit.engine import optim, surgery as S
     torch.manual_seed(0)
     m = M.create("VGG16", widths=4, in_channels=1, image_size=8).cuda()
     opt = optim.build(m, TrainConfig(optimizer="adam"), 1e-3)

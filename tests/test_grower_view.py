@@ -3,12 +3,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from growkit import optim
-from growkit.config import TrainConfig
+from growkit.engine import optim
+from growkit.engine.config import TrainConfig
 from growkit.errors import GrowkitError
 from growkit.growers.base import Decision, Grower
 from growkit.growers.view import ReadOnlyRow
-from growkit.train import Phase, Trainer
+from growkit.engine.schedule import Phase
+from growkit.engine.trainer import Trainer
 
 
 def test_row_hides_test_fields_and_refuses_to_read_them():

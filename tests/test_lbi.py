@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from growkit.lbi import LBI, classifier_name, filter_support, group_soft_threshold, param_groups, soft_threshold
+from growkit.methods.adenel.lbi import (LBI, classifier_name, filter_support, group_soft_threshold, param_groups,
+                                       soft_threshold)
 
 
 # ----------------------------------------------------------------------------- proximal maps

@@ -4,9 +4,9 @@ import torch
 import torch.nn.functional as F
 
 from growkit import models as M
-from growkit import optim, surgery
-from growkit.config import TrainConfig
-from growkit.lbi import group_soft_threshold
+from growkit.engine import optim, surgery
+from growkit.engine.config import TrainConfig
+from growkit.methods.adenel.lbi import group_soft_threshold
 
 
 def _trained_vgg(steps=3):

@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import torch
 
-from growkit import continual
+from growkit.methods.learn_to_grow import continual
 from growkit.data import DatasetInfo, ResidentData
 from growkit.errors import GrowkitError
-from growkit.growers.l2g_search import SearchNet, candidates
-from growkit.growers.l2g_supernet import LayerDef, SuperNet, TaskPath, make_layer
-from growkit.growers.learn_to_grow import L2GConfig, learn_task, load_task, run_stream
+from growkit.methods.learn_to_grow.search import SearchNet, candidates
+from growkit.methods.learn_to_grow.supernet import LayerDef, SuperNet, TaskPath, make_layer
+from growkit.methods.learn_to_grow.loop import L2GConfig, learn_task, load_task, run_stream
 
 DEFS = [LayerDef("conv", 1, 4, 3, 1), LayerDef("conv", 4, 8, 3, 2), LayerDef("linear", 8, 6, 1, 1)]
 
@@ -211,7 +211,7 @@ def test_matrix_recomputed_from_the_per_task_checkpoints(digits5, tmp_path):
             row = [continual.accuracy(lambda x, j=j: net(x, j), digits5.tasks[j]) for j in range(i + 1)]
             assert row == res["accuracy_matrix"][i][:i + 1]
             assert state["rows"][i] == res["accuracy_matrix"][i]
-        from growkit import checkpoint
+        from growkit.engine import checkpoint
         ck = checkpoint.load(tmp_path / method / "tasks" / "task_4.pt")
         assert ck["format"] == 2 and ck["config"]["method"] == method and ck["loop"]["tasks_done"] == 5
 

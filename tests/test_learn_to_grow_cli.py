@@ -9,8 +9,8 @@ import time
 import pytest
 
 from growkit.cli import build_parser
-from growkit.growers.learn_to_grow import L2GConfig
-from growkit import flags
+from growkit.methods.learn_to_grow.loop import L2GConfig
+from growkit.engine import flags
 
 
 def config_from_args(a):
@@ -47,7 +47,7 @@ def test_writes_result_with_every_documented_key(cli, tmp_path):
 
 
 def test_runs_run_and_resume_dispatch_to_the_own_loop(tmp_path):
-    from growkit import runs
+    from growkit.runs import lifecycle as runs
     cfg = L2GConfig(tasks=2, search_epochs=1, warmup=0, train_epochs=1, device="cpu")
     res = runs.run("learn-to-grow", None, cfg, tmp_path / "r")
     assert len(res["accuracy_matrix"]) == 2

@@ -7,14 +7,17 @@ import sys
 import pytest
 import torch
 
-from growkit import methods, runs
-from growkit.callbacks import Callback
+from growkit.methods.autogrow.method import network_morphism
+from growkit.runs import lifecycle as runs, registry
+from growkit.engine.callbacks import Callback
 from growkit.cli import build_parser
-from growkit.config import AutoGrowConfig, NetworkMorphismConfig, TrainConfig
+from growkit.engine.config import TrainConfig
+from growkit.methods.autogrow.config import AutoGrowConfig, NetworkMorphismConfig
 from growkit.errors import GrowkitError
-from growkit.flags import values
+from growkit.engine.flags import values
 from growkit.growers.base import Decision, Grower
-from growkit.train import Phase, Trainer, derive_seed
+from growkit.engine.schedule import Phase
+from growkit.engine.trainer import Trainer, derive_seed
 
 
 def _parsed(*argv):
@@ -55,15 +58,15 @@ def test_flags_parse_lists_switches_and_respelled_names():
 
 
 def test_registry_names_aliases_and_errors():
-    assert methods.names()[:3] == ["train", "autogrow", "network-morphism"]
-    assert methods.get("morph") is methods.get("network-morphism")
+    assert registry.names()[:3] == ["train", "autogrow", "network-morphism"]
+    assert registry.get("morph") is registry.get("network-morphism")
     with pytest.raises(GrowkitError, match="unknown run command 'grow'"):
-        methods.get("grow")
+        registry.get("grow")
     with pytest.raises(ValueError, match="already registered"):
-        methods.register(methods.Method("morph", "dup", lambda t, o: (None, None, t)))
+        registry.register(registry.Method("morph", "dup", lambda t, o: (None, None, t)))
     old = {"command": "morph", "train": {"epochs": 3}, "morph": {"target_depths": [2, 2, 2], "shallow_epochs": 1,
                                                                 "deeper_epochs": 2, "init": "zero"}}
-    assert methods.normalize(old) == {"command": "network-morphism", "train": {"epochs": 3},
+    assert registry.normalize(old) == {"command": "network-morphism", "train": {"epochs": 3},
                                       "network-morphism": {"target_depths": [2, 2, 2], "shallow_epochs": 1,
                                                            "deeper_epochs": 2, "init": "zero", "init_std": 1.0}}
 
@@ -100,10 +103,10 @@ def _rows(out):
 def test_a_run_written_as_morph_still_resumes(tmp_path):
     cfg = TrainConfig(depths=[1, 1, 1], batch_size=64, progress=False, eval_test=False)
     kw = dict(shallow_epochs=2, deeper_epochs=1, init="zero")
-    full = runs.network_morphism(cfg, [1, 2, 1], tmp_path / "full", **kw)
+    full = network_morphism(cfg, [1, 2, 1], tmp_path / "full", **kw)
     cut = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
-        runs.network_morphism(cfg, [1, 2, 1], cut, callbacks=[StopAfter(1)], **kw)
+        network_morphism(cfg, [1, 2, 1], cut, callbacks=[StopAfter(1)], **kw)
     rc = json.loads((cut / "config.json").read_text())  # rewrite it the way older versions did
     opts = rc.pop("network-morphism")
     del opts["init_std"]
@@ -149,7 +152,7 @@ def test_callbacks_see_every_hook_in_order(tmp_path):
 
 
 def test_the_training_core_does_not_import_viz():
-    code = ("import sys, growkit.train, growkit.runs, growkit.methods; "
+    code = ("import sys, growkit.engine.trainer, growkit.runs.lifecycle, growkit.methods; "
             "print(sorted(m for m in sys.modules if m.startswith('growkit.viz')))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
@@ -198,7 +201,7 @@ class TensorState(Grower):
 
 
 def test_grower_tensor_state_and_extras_survive_an_interrupted_run(tmp_path):
-    from growkit import checkpoint
+    from growkit.engine import checkpoint
 
     class Extras(Callback):
         def on_epoch(self, trainer, row):

@@ -9,8 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from growkit.figures import list_notebooks, run_figures
-from growkit.profiles import PROFILES
+from growkit.papers.figures import list_notebooks, run_figures
+from growkit.papers.profiles import PROFILES
 
 NOTEBOOKS = list_notebooks()
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +111,7 @@ def test_each_notebook_writes_its_records_and_outputs(smoke, stem):
         assert f.exists() and f.stat().st_size > 0, name
         if f.suffix == ".png":
             assert (figs / (f.stem + ".pdf")).exists()
-            from growkit.report import read_caption
+            from growkit.papers.report import read_caption
             cap = read_caption(f)
             assert "profile: smoke" in cap and "Dataset: digits" in cap and "not the paper's" in cap
         if n_rows is not None:

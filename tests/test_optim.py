@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from growkit import models as M
-from growkit import optim
-from growkit import surgery as S
-from growkit.config import TrainConfig
+from growkit.engine import optim
+from growkit.engine import surgery as S
+from growkit.engine.config import TrainConfig
 from growkit.errors import GrowkitError
 
 SMALL = dict(in_channels=1, num_classes=5, image_size=8)
@@ -220,7 +220,7 @@ def test_parameter_groups_by_role_and_no_decay_on_bn_and_bias():
 
 
 def test_trainer_scales_each_groups_lr_by_its_lr_scale():
-    from growkit.train import Trainer
+    from growkit.engine.trainer import Trainer
     cfg = TrainConfig(depths=[1, 1, 1], epochs=1, progress=False, eval_test=False, weight_decay=0.0,
                       optimizer_kw={"lr_scale": {"bn": 0.0}})
     t = Trainer(cfg)

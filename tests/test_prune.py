@@ -4,7 +4,7 @@ import torch
 
 from growkit import models as M
 from growkit.errors import GrowkitError
-from growkit.prune import l1_prune, l1_scores
+from growkit.methods.adenel.prune import l1_prune, l1_scores
 
 
 def test_l1_prune_keeps_the_largest_filters_by_hand():
@@ -31,7 +31,7 @@ def test_l1_prune_rejects_growing():
 
 def test_l1_prune_grower_prunes_once_after_the_full_phase():
     from types import SimpleNamespace
-    from growkit.prune import L1PruneConfig, L1PruneGrower
+    from growkit.methods.adenel.prune import L1PruneConfig, L1PruneGrower
     net = M.create("VGG16", widths=8, in_channels=1, num_classes=10, image_size=8)
     with torch.no_grad():
         net.layers[0].conv.weight.copy_(torch.arange(8.0).view(8, 1, 1, 1).expand_as(net.layers[0].conv.weight))

@@ -3,8 +3,8 @@ import json
 import re
 from pathlib import Path
 
-from growkit.figures import PAPER_ORDER, write_index
-from growkit.profiles import PROFILES
+from growkit.papers.figures import PAPER_ORDER, write_index
+from growkit.papers.profiles import PROFILES
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 # The order of the captions in the AutoGrow paper's text (000_*, read by hand): Table 9 and Figure 6 come before

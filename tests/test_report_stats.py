@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from growkit import report as R
+from growkit.papers import report as R
 
 
 def test_spread_and_pm_by_hand():
@@ -70,7 +70,8 @@ def test_caption_names_the_width_scale_and_cpu_settings_on_paper_datasets():
 
 
 def test_the_run_cache_is_keyed_on_growkit_code(tmp_path, monkeypatch):
-    from growkit import experiments as X, records
+    from growkit.engine import records
+    from growkit.papers import study as X
     kw = dict(model="Basic3ResNet", depths=[1, 1, 1], epochs=1, eval_test=False)
     first = X.train(tmp_path, "r", **kw)
     assert X.train(tmp_path, "r", **kw)["wall_s"] == first["wall_s"]  # same code: reused
@@ -86,15 +87,15 @@ def test_code_hash_ignores_presentation_modules_only(tmp_path):
     from pathlib import Path
 
     import growkit
-    from growkit import records
+    from growkit.engine import records
     pkg = tmp_path / "growkit"
     shutil.copytree(Path(growkit.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     base = records.tree_hash(pkg)
     assert base == records.code_hash()  # the copy hashes as the installed package
-    for rel in ("viz/plots.py", "report.py", "figures.py", "profiles.py"):
+    for rel in ("viz/plots.py", "papers/report.py", "papers/figures.py", "papers/profiles.py"):
         (pkg / rel).write_text((pkg / rel).read_text() + "\n# a presentation edit\n")
     assert records.tree_hash(pkg) == base
-    for rel in ("train.py", "viz/trajectory.py", "growers/initializers.py"):
+    for rel in ("engine/trainer.py", "viz/trajectory.py", "growers/initializers.py"):
         edited = records.tree_hash(pkg)
         (pkg / rel).write_text((pkg / rel).read_text() + "\n# a change that may alter results\n")
         assert records.tree_hash(pkg) != edited, rel

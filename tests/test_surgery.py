@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from growkit import models as M
-from growkit import surgery as S
+from growkit.engine import surgery as S
 from growkit.models.depth import FAMILIES
 
 

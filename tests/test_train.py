@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from growkit import models as M
-from growkit import optim, surgery
-from growkit import checkpoint
-from growkit.config import TrainConfig
+from growkit.engine import optim, surgery
+from growkit.engine import checkpoint
+from growkit.engine.config import TrainConfig
 from growkit.errors import NonFiniteLoss
 from growkit.growers.base import Decision, Grower
-from growkit.train import Phase, Trainer
+from growkit.engine.schedule import Phase
+from growkit.engine.trainer import Trainer
 
 
 def test_lr_schedules_match_hand_values():
@@ -195,10 +196,11 @@ def test_cpu_training_is_deterministic():
 WIDTH_RUN = '''
 import json, sys
 from pathlib import Path
-from growkit import checkpoint, surgery as S
-from growkit.config import TrainConfig
+from growkit.engine import checkpoint, surgery as S
+from growkit.engine.config import TrainConfig
 from growkit.growers.base import Decision, Grower
-from growkit.train import Phase, Trainer
+from growkit.engine.schedule import Phase
+from growkit.engine.trainer import Trainer
 
 
 class Widths(Grower):

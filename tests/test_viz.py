@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from growkit import models as M
-from growkit.surgery import AppendBlock, Widen
+from growkit.engine.surgery import AppendBlock, Widen
 from growkit.viz import landscape as L
 from growkit.viz import trajectory as T
 
@@ -170,11 +170,12 @@ def test_embed_pads_narrower_parameters_in_the_leading_corner():
 
 
 def test_snapshots_follow_a_growing_run_and_are_pruned_on_resume(tmp_path):
-    from growkit.config import AutoGrowConfig, TrainConfig
-    from growkit import runs
+    from growkit.engine.config import TrainConfig
+    from growkit.methods.autogrow.config import AutoGrowConfig
+    from growkit.methods.autogrow.method import autogrow
     torch.set_default_dtype(torch.float32)  # a real run (the fixture restores the default afterwards)
     cfg = TrainConfig(epochs=1, progress=False, eval_test=False, snapshot_every=1)
-    res = runs.autogrow(cfg, AutoGrowConfig(K=1, J=100, max_grow_epochs=3, finetune_epochs=1), tmp_path / "r")
+    res = autogrow(cfg, AutoGrowConfig(K=1, J=100, max_grow_epochs=3, finetune_epochs=1), tmp_path / "r")
     snaps = T.load_snapshots(tmp_path / "r")
     assert [s.epoch for s in snaps] == [0, 1, 2, 3, 4]
     assert snaps[0].arch == "Basic3ResNet-1-1-1" and snaps[-1].arch == res["found"]
@@ -198,7 +199,7 @@ def test_embed_places_entries_after_prunes_and_splits_by_hand(tmp_path):
     """Growth at epoch 1: prune conv1 channels 1 and 3, then split channel 0; growth at epoch 2: split
     channels [2, 0], widen conv2 by 1. Hand placement of the epoch-0 and epoch-1 snapshots."""
     from growkit.errors import GrowkitError
-    from growkit.surgery import PruneChannels, SplitChannel, SplitChannels
+    from growkit.engine.surgery import PruneChannels, SplitChannel, SplitChannels
     torch.manual_seed(0)
     m = M.create("LeNet5", in_channels=1, image_size=8)
     T.save_snapshot(tmp_path, 0, m, dtype=torch.float64)
@@ -241,12 +242,13 @@ def test_embed_places_entries_after_prunes_and_splits_by_hand(tmp_path):
 
 
 def test_a_run_with_snapshots_records_its_growths(tmp_path):
-    from growkit.config import AutoGrowConfig, TrainConfig
-    from growkit import runs
+    from growkit.engine.config import TrainConfig
+    from growkit.methods.autogrow.config import AutoGrowConfig
+    from growkit.methods.autogrow.method import autogrow
     torch.set_default_dtype(torch.float32)  # a real run (the fixture restores the default afterwards)
     cfg = TrainConfig(epochs=1, progress=False, eval_test=False, snapshot_every=2, widths=[4, 4, 8],
                       model_kw={"stem_width": 4})
-    runs.autogrow(cfg, AutoGrowConfig(K=1, J=100, max_grow_epochs=2, finetune_epochs=1), tmp_path / "r")
+    autogrow(cfg, AutoGrowConfig(K=1, J=100, max_grow_epochs=2, finetune_epochs=1), tmp_path / "r")
     gs = T.load_growths(tmp_path / "r")
     assert [g.epoch for g in gs] == [1, 2] and all(g.edit.new for g in gs)
     assert [s.epoch for s in T.load_snapshots(tmp_path / "r")] == [0, 2, 3]  # and the final epoch

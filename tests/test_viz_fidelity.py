@@ -54,11 +54,13 @@ def test_a_conv_called_twice_is_not_folded():
 
 
 def test_trajectory_end_and_surface_centre_are_the_final_checkpoint(tmp_path):
-    from growkit import experiments as X, runs
-    from growkit.config import AutoGrowConfig, TrainConfig
+    from growkit.papers import study as X
+    from growkit.methods.autogrow.method import autogrow
+    from growkit.engine.config import TrainConfig
+    from growkit.methods.autogrow.config import AutoGrowConfig
     cfg = TrainConfig(epochs=1, progress=False, eval_test=False, snapshot_every=3)
     # growth at epochs 1-4 (the last one after the last multiple of 3), one fine-tuning epoch: 5 epochs in all
-    res = runs.autogrow(cfg, AutoGrowConfig(K=1, J=100, max_grow_epochs=4, finetune_epochs=1), tmp_path / "r")
+    res = autogrow(cfg, AutoGrowConfig(K=1, J=100, max_grow_epochs=4, finetune_epochs=1), tmp_path / "r")
     assert res["epochs"] == 5 and [e["epoch"] for e in res["growth_events"]][-1] == 4
     snaps = T.load_snapshots(tmp_path / "r")
     assert [sn.epoch for sn in snaps] == [0, 3, 5]  # every 3 epochs, and always the final one
@@ -78,13 +80,14 @@ def test_trajectory_end_and_surface_centre_are_the_final_checkpoint(tmp_path):
 def test_the_post_growth_plane_holds_only_the_path_after_the_growth(tmp_path):
     """Figure 2a's middle panel: snapshots from the growth epoch on, one architecture, the final checkpoint as
     origin and the surface centred on it; no snapshot before the final one is a clear error."""
-    from growkit import experiments as X, runs
-    from growkit.config import AutoGrowConfig, TrainConfig
-    from growkit.viz import plots
+    from growkit.papers import study as X
+    from growkit.methods.autogrow.method import autogrow
+    from growkit.engine.config import TrainConfig
+    from growkit.methods.autogrow.config import AutoGrowConfig
     cfg = TrainConfig(epochs=1, progress=False, eval_test=False, snapshot_every=1)
-    res = runs.autogrow(cfg, AutoGrowConfig(K=2, J=100, max_grow_epochs=2, finetune_epochs=3), tmp_path / "r")
+    res = autogrow(cfg, AutoGrowConfig(K=2, J=100, max_grow_epochs=2, finetune_epochs=3), tmp_path / "r")
     g = [e["epoch"] for e in res["growth_events"]][-1]
-    traj, surf = plots.trajectory_surface_after(tmp_path / "r", g, grid=3, images=32)
+    traj, surf = X.trajectory_surface_after(tmp_path / "r", g, grid=3, images=32)
     assert traj.epochs == list(range(g, res["epochs"] + 1))
     assert np.array_equal(traj.coords[-1], [0.0, 0.0])
     whole, _ = X.trajectory_surface(tmp_path / "r", grid=3, images=32)
@@ -94,4 +97,4 @@ def test_the_post_growth_plane_holds_only_the_path_after_the_growth(tmp_path):
     with torch.no_grad():
         assert surf["loss"][1, 1] == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-5)
     with pytest.raises(GrowkitError, match="no snapshot from epoch"):
-        plots.trajectory_surface_after(tmp_path / "r", res["epochs"], grid=3, images=32)
+        X.trajectory_surface_after(tmp_path / "r", res["epochs"], grid=3, images=32)

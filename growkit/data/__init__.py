@@ -96,7 +96,7 @@ def load(name: str = "digits", root: str | Path | None = None, *, fraction: floa
          val_fraction: float | None = None, split_seed: int = 0, device: str | torch.device = "cpu",
          download: bool = False, augment: bool = True, channels_last: bool = False,
          image_size: int | None = None, workers: int | None = None):
-    """Load a dataset by name into train/val/test splits ready for :class:`growkit.train.Trainer`."""
+    """Load a dataset by name into train/val/test splits ready for :class:`growkit.engine.trainer.Trainer`."""
     info = dataset_info(name)
     root = str(root if root is not None else DEFAULT_ROOT)
     vf = info.val_fraction if val_fraction is None else val_fraction

@@ -1,8 +1,7 @@
-"""Growers: policies that decide when and where a network grows, and initializers of new weights."""
-from .autogrow import AutoGrow
+"""The grower protocol: what a grower decides (:mod:`~growkit.growers.base`), what it may see
+(:mod:`~growkit.growers.view`), and the initializers of new weights every depth grower shares. The
+growers themselves live with their methods (``growkit/methods/<name>/grower.py``)."""
 from .base import Decision, Grower
-from .gauss_newton import GaussNewton
-from .network_morphism import NetworkMorphism
 from .view import GrowerView
 
-__all__ = ["AutoGrow", "Decision", "GaussNewton", "Grower", "GrowerView", "NetworkMorphism"]
+__all__ = ["Decision", "Grower", "GrowerView"]

@@ -1,5 +1,5 @@
 """The former name of :mod:`growkit.growers.network_morphism` (kept so older imports work)."""
-from .network_morphism import NetworkMorphism
+from ..methods.autogrow.morphism import NetworkMorphism
 
 Morph = NetworkMorphism
 

@@ -192,7 +192,7 @@ class ViewServices:
         self.passes, self.run_seed, self._train_only = passes, run_seed, train_only
 
     def batches(self, n, split, augment, seed, batch_size, global_epoch):
-        from ..train import derive_seed
+        from ..engine.trainer import derive_seed
         if seed is None:
             seed = derive_seed(self.run_seed, global_epoch, "view")
         return self.passes.batches(n, split, augment, seed, batch_size or self.passes.batch_size)

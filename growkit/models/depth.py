@@ -3,7 +3,7 @@
 A network is a stem, a cascade of *sub-networks* (``stages``) and a classifier.
 A sub-network is a stack of *sub-modules* (``blocks``) sharing one output size;
 its first block reduces the spatial size (stride 2, except in the first stage).
-AutoGrow appends blocks at the end of a stage (:func:`growkit.surgery.append_block`).
+AutoGrow appends blocks at the end of a stage (:class:`growkit.engine.surgery.AppendBlock`).
 
 =====================  ======  ==========================================  ================
 family                 stages  sub-module                                  stage widths

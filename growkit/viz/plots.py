@@ -1,8 +1,6 @@
 """The paper-style plots the notebooks draw from run records (matplotlib, headless-safe)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 
@@ -182,39 +180,3 @@ def accuracy_vs_params(series: dict, autogrow_points: dict, title: str = ""):
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
-
-
-# ----------------------------------------------------------------------------- read-outs for one figure
-# (here rather than in experiments.py: this module reads finished runs only, so it leaves the run cache's code hash
-# alone, see growkit.records.PRESENTATION)
-
-def trajectory_surface_after(run_dir, after_epoch: int, grid: int = 15, images: int = 256, span: float = 1.25,
-                             ignore_1d: bool = True, device: str = "cpu"):
-    """The PCA plane and loss contours of a run's path from ``after_epoch`` on (Figure 2a's post-morphism path).
-
-    On the plane of the whole run (:func:`growkit.experiments.trajectory_surface`) the epochs before the morphism
-    dominate the variance and the deeper net's path shrinks to a dot next to the final point; on its own plane
-    (snapshots of one architecture, so no zero-padding) it is readable. The snapshot at ``after_epoch`` itself is
-    the first point; the final checkpoint is the origin, as on the whole run's plane."""
-    import numpy as np
-
-    from .. import experiments as X
-    from ..errors import GrowkitError
-    from . import landscape, trajectory
-    model, epoch = X.load_model(run_dir, with_epoch=True)
-    final = {n: p.detach().clone() for n, p in model.named_parameters()}
-    snaps = [s for s in trajectory.load_snapshots(run_dir) if after_epoch <= s.epoch < epoch]
-    if not snaps:  # the final checkpoint alone is no path
-        raise GrowkitError(f"{Path(run_dir).name}: no snapshot from epoch {after_epoch} on before the final one "
-                           "(run it with snapshot_every = 1)")
-    snaps.append(trajectory.Snapshot(epoch, model.arch, model.spec, final))
-    traj = trajectory.pca_trajectory(snaps, ignore_1d=ignore_1d, center=final)
-    model = model.to(device)
-    x, y = X.load_data(run_dir, device).subset("train", images)
-    d1, d2 = ({n: t.to(device=device, dtype=final[n].dtype) for n, t in d.items()} for d in traj.directions)
-    r0, r1 = (np.abs(traj.coords[:, k]).max() * span for k in (0, 1))
-    floor = 0.2 * max(r0, r1, 1e-12)
-    r0, r1 = max(r0, floor), max(r1, floor)
-    surf = landscape.surface(model, d1, d2, np.linspace(-r0, r0, grid), np.linspace(-r1, r1, grid), x, y,
-                             center={n: t.to(device) for n, t in final.items()})
-    return traj, surf

@@ -18,7 +18,7 @@ dropped silently.
 :func:`pca_trajectory` then takes the differences ``w_i - w_final``, fits a
 2-component PCA (scikit-learn's full SVD, deterministic; data centred as
 usual), and projects each difference on the two unit directions. The final net
-is the origin; :func:`growkit.experiments.trajectory_surface` takes it from the
+is the origin; :func:`growkit.papers.study.trajectory_surface` takes it from the
 run's final checkpoint, which is also the centre of the loss contours. Because a
 2-D projection can mislead (the paper's own caveat), every point also gets its
 *residual*: the norm of the part of ``w_i - w_final`` off the plotted plane.
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..engine.surgery import Edit, compose_remaps, remap_tensor
 from ..errors import GrowkitError
-from ..surgery import Edit, compose_remaps, remap_tensor
 
 Params = dict[str, torch.Tensor]
 SNAPSHOTS = "trajectory"

@@ -1,7 +1,8 @@
 """A live view of a growing run in JupyterLab (ipywidgets).
 
+    from growkit.methods.autogrow import study as X
     view = LiveGrowthView(n_stages=3)
-    view.start(lambda cb, hook: experiments.autogrow(..., callbacks=[cb], grower_hook=hook))
+    view.start(lambda cb, hook: X.autogrow(..., callbacks=[cb], grower_hook=hook))
     # next cell
     result = view.result_now()
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 import io
 import threading
 
-from ..callbacks import Callback
+from ..engine.callbacks import Callback
 
 
 class StillRunning(Exception):

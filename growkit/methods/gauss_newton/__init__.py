@@ -1,0 +1,4 @@
+"""Gauss-Newton split and prune morphisms: widths found by scoring every channel's split or removal.
+
+``estimate`` (the Gauss-Newton estimates), ``grower`` (Algorithm 1), ``method`` (options, registration),
+``study`` (the paper's studies as functions), ``plots`` (its figures)."""

@@ -1,0 +1,83 @@
+"""The Gauss-Newton paper's figures, drawn from what :mod:`growkit.methods.gauss_newton.study` computed:
+the score table of a search (Figure 2), estimated against true loss changes (Figure 3), the true decrease
+per channel of three ways to split (Figure 4), and accuracy against parameters of the found nets
+(Tables 1-2 as a picture)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def plot_scores(scores: dict, ax=None, title: str = ""):
+    """Figure 2: every channel of every layer as a cell, red where splitting it scores best (darker:
+    higher score), blue where pruning does, grey where neither is positive; the chosen ones outlined."""
+    import matplotlib.pyplot as plt  # imported on use: the package itself never needs a display
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 4))
+    layers = list(scores["split"])
+    width = max(len(scores["split"][g]) for g in layers)
+    img = np.full((width, len(layers)), np.nan)
+    for j, g in enumerate(layers):
+        s, p = (np.asarray(scores[k][g], dtype=float) for k in ("split", "prune"))
+        best = np.where(s >= p, s, -p)  # positive: split wins, negative: prune wins
+        best[np.maximum(s, p) <= 0] = 0.0
+        order = np.argsort(-best)
+        img[:len(best), j] = best[order]
+    lim = np.nanmax(np.abs(img)) or 1.0
+    im = ax.imshow(img, cmap="coolwarm", vmin=-lim, vmax=lim, aspect="auto", origin="upper")
+    ax.set_xticks(range(len(layers)), [g.replace("layers.", "").replace("blocks.", "b") for g in layers],
+                  rotation=90, fontsize=7)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("channel (sorted by score)")
+    ax.set_title(title or "split (red) / prune (blue) scores of the last morphism phase")
+    plt.colorbar(im, ax=ax, label="score (split > 0, prune < 0)")
+    return ax
+
+
+def plot_estimates(rows: list[dict], stats: list[dict]):
+    """Figure 3: estimated against true loss change, one panel per layer, the identity dashed."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(stats), figsize=(3.6 * len(stats), 3.4), constrained_layout=True,
+                             squeeze=False)
+    for ax, st in zip(axes[0], stats):
+        pts = [(r["true"], r["estimated"]) for r in rows if r["layer"] == st["layer"]]
+        t, e = zip(*pts)
+        lo, hi = min(min(t), min(e)), max(max(t), max(e))
+        ax.plot([lo, hi], [lo, hi], "--", color="0.6", lw=1)
+        ax.scatter(t, e, s=18, facecolors="none", edgecolors="C0")
+        ax.set_title(f"{st['layer']}: Pearson {st['pearson']:.2f}, Spearman {st['spearman']:.2f}", fontsize=8)
+        ax.set_xlabel("true dL (brute force)")
+        ax.set_ylabel("estimated dL (Gauss-Newton, EMA)")
+    return fig
+
+
+def plot_quality(rows: list[dict]):
+    """Figure 4: true decrease of the loss per channel, three bars each, sorted by the expanded baseline."""
+    import matplotlib.pyplot as plt
+    rows = sorted(rows, key=lambda r: r["expanded"])
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(rows)), 3.2), constrained_layout=True)
+    for i, (key, label) in enumerate((("expanded", "optimise the expanded net"), ("gauss_newton", "Gauss-Newton"),
+                                      ("steepest_descent", "steepest descent + line search"))):
+        ax.bar(x + (i - 1) * 0.27, [-r[key] for r in rows], 0.27, label=label)
+    ax.set_xticks(x, [str(r["channel"]) for r in rows], fontsize=7)
+    ax.set_xlabel("channel (sorted by the expanded baseline)")
+    ax.set_ylabel("true decrease of the loss")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def plot_accuracy_vs_params(rows: list[dict]):
+    """Tables 1-2 as a picture: accuracy after retraining against parameters, one marker per search."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.4), constrained_layout=True)
+    keys = sorted({(r["dataset"], r["net"]) for r in rows})
+    for i, (ds, net) in enumerate(keys):
+        rs = [r for r in rows if (r["dataset"], r["net"]) == (ds, net) and r["scratch test %"] is not None]
+        ax.scatter([r["params"] for r in rs], [r["scratch test %"] for r in rs], color=f"C{i}", label=f"{net} ({ds})")
+        for r in rs:
+            ax.annotate(str(r["lambda_p"]), (r["params"], r["scratch test %"]), fontsize=6)
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters of the found net")
+    ax.set_ylabel("test accuracy retrained from scratch (%)")
+    ax.legend(fontsize=7)
+    return fig

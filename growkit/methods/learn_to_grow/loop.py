@@ -1,0 +1,323 @@
+"""Learn to Grow (Li, Zhou, Wu, Socher, Xiong, ICML 2019): continual learning by choosing, per
+layer and per task, to reuse, adapt or add new parameters; and the baselines it is compared with.
+
+For every task of a :class:`growkit.methods.learn_to_grow.continual.TaskStream`:
+
+1. search (:mod:`growkit.methods.learn_to_grow.search`): the relaxed super network of every
+   layer's candidates, alpha on the task's validation split, weights on its training
+   split, first-order DARTS; the first task has only ``new`` and skips the search;
+2. keep the argmax per layer and train that structure (the searched weights as the
+   start, ``train_epochs`` epochs, SGD with a cosine schedule); tasks without a search (the first
+   one, and every task of the baselines) train for ``search_epochs + train_epochs`` epochs, so every
+   method gets the same number of weight-update epochs per task;
+3. freeze everything learned (:meth:`SuperNet.freeze`), evaluate every task seen so
+   far on its test split (one row of the accuracy matrix), save a per-task checkpoint.
+
+Methods (``method``):
+
+* ``l2g``: the search above (``deeper`` adds the deeper choice);
+* ``separate``: ``new`` at every layer for every task (a separate network per task);
+* ``frozen``: the first task's conv and linear weights shared and frozen for every
+  later task, which gets its own BNs and head (``reuse`` forced everywhere: what
+  Learn to Grow would be if it never chose anything else);
+* ``finetune``: one network, every weight and BN shared and trained on each task in
+  turn, a head per task (heads of earlier tasks are kept as they were): forgets.
+
+The continual loop is its own loop rather than :class:`growkit.engine.trainer.Trainer`: a task's search
+alternates two optimizers over two splits on a relaxed network that exists only during the search,
+and every forward takes a task id; the Trainer trains one spec'd model over one dataset. It uses the
+core's optimizer registry (:func:`growkit.engine.optim.build`) and checkpoint format 2.
+
+Deviations from the paper, all visible in :class:`L2GConfig`: earlier layers are
+never fine-tuned when reused (the paper also studies reuse with tuning); the
+structure regulariser's form, the warm-up and the ``new_init`` default are ours;
+the network is a small plain conv stack from the registry with one hidden linear
+layer, not the paper's ResNet-18/VGG.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ...engine import flags
+from ...engine.config import Record
+from ...engine.flags import opt
+from ...errors import GrowkitError
+from . import continual
+from . import ddp as l2g_ddp
+from .search import SearchNet, cosine_lr, search
+from .supernet import OPS, SuperNet, defs_from_registry, layer_forward, make_bn, make_layer, numel, to_features
+
+METHODS = ("l2g", "separate", "frozen", "finetune")
+
+
+@dataclass
+class L2GConfig(Record):
+    """Everything a Learn-to-Grow run needs (its flags are generated from these fields)."""
+    dataset: str = opt("digits", help="dataset whose classes are split into tasks (see `growkit datasets`)")
+    tasks: int = opt(5, help="number of tasks (the classes must split evenly)")
+    order: str = opt("natural", choices=("natural", "random"), help="class order before splitting (random: seeded)")
+    method: str = opt("l2g", choices=METHODS, help="l2g, or a baseline: separate, frozen, finetune")
+    deeper: bool = opt(False, help="offer the deeper choice (a ZeroInit residual block after a conv layer)")
+    model: str = opt("Plain3Net", help="registry backbone whose convs are searched (Plain3Net or Plain4Net)")
+    depths: list[int] = opt(default_factory=lambda: [1, 1, 1], parse=flags.depths, help="blocks per stage, e.g. 1-1-1")
+    widths: list[int] | None = opt(None, parse=flags.depths, help="filters per stage (default: the registry's)")
+    hidden: list[int] = opt(default_factory=lambda: [64], parse=flags.depths,
+                            help="hidden linear layers after the convs, searched too (e.g. 64 or 64-32)")
+    search_epochs: int = opt(20, help="epochs of the structure search per task")
+    warmup: int = opt(10, help="search epochs that train only the weights (alpha stays uniform)")
+    train_epochs: int = opt(20, help="epochs of training the chosen structure per task")
+    batch_size: int = opt(64, help="batch size of training and of the alpha steps")
+    optimizer: str = opt("sgd", help="optimizer of the weights, a growkit.engine.optim kind (sgd, adam, ...)")
+    optimizer_kw: dict = opt(default_factory=dict, parse=flags.json_object, help="the kind's options as JSON")
+    lr: float = opt(0.05, help="learning rate of the weights (cosine to 0 within each search and training)")
+    momentum: float = opt(0.9, help="SGD momentum")
+    nesterov: bool = opt(False, help="Nesterov momentum")
+    weight_decay: float = opt(5e-4, help="weight decay of the weights")
+    decay_bn_bias: bool = opt(True, flag="--no-decay-bn-bias", help="no weight decay on BN parameters and biases")
+    arch_lr: float = opt(0.05, help="Adam learning rate of alpha")
+    arch_weight_decay: float = opt(1e-3, help="weight decay of alpha (DARTS)")
+    cost: float = opt(0.1, help="weight of the parameter-cost term of the alpha objective")
+    new_init: str = opt("reinit", choices=("reinit", "copy"),
+                        help="new copies: reinit (He) or copy (of the newest copy, with its BN)")
+    seed: int = opt(0, help="seed of weights, batches and (with --order random) the class order")
+    split_seed: int = opt(0, help="seed of the train/val/test split")
+    augment: bool = opt(True, flag="--no-augment", help="no random crops while training")
+    device: str = opt("auto", help="auto, cpu or cuda")
+    data_root: str | None = opt(None, help="folder holding the dataset files (default: $GROWKIT_DATA or ./data)")
+    download: bool = opt(False, help="download the dataset if missing (needs internet)")
+
+    def validate(self) -> "L2GConfig":
+        """One-line errors for every bad value, before anything is written."""
+        from ...engine import optim
+        self.check_fields()
+        optim.validate(self)
+        if self.method not in METHODS:
+            raise GrowkitError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
+        if self.new_init not in ("reinit", "copy"):
+            raise GrowkitError(f"new_init must be reinit or copy, got {self.new_init!r}")
+        for k in ("search_epochs", "train_epochs", "batch_size"):
+            v = getattr(self, k)
+            if not isinstance(v, int) or v < (2 if k == "batch_size" else 0):
+                raise GrowkitError(f"{k} must be a non-negative integer (batch_size >= 2), got {v!r}")
+        if not 0 <= self.warmup <= self.search_epochs:
+            raise GrowkitError(f"warmup must be in [0, search_epochs], got {self.warmup}")
+        for k in ("lr", "arch_lr"):
+            if not getattr(self, k) > 0:
+                raise GrowkitError(f"{k} must be positive, got {getattr(self, k)}")
+        for k in ("momentum", "weight_decay", "arch_weight_decay", "cost"):
+            if not getattr(self, k) >= 0:
+                raise GrowkitError(f"{k} must be non-negative, got {getattr(self, k)}")
+        return self
+
+
+# ----------------------------------------------------------------------------- fine-tuning baseline
+
+class SharedNet(nn.Module):
+    """One network for every task (weights and BNs shared), a head per task: plain fine-tuning."""
+
+    def __init__(self, defs, in_channels: int, image_size: int, num_classes: list[int]):
+        super().__init__()
+        self.defs = defs
+        self.layers = nn.ModuleList(make_layer(d) for d in defs)
+        self.bns = nn.ModuleList(make_bn(d) for d in defs)
+        self.heads = nn.ModuleList(nn.Linear(defs[-1].cout, k) for k in num_classes)
+
+    @property
+    def spec(self) -> dict:  # what a checkpoint records of the structure (rebuilt from the config)
+        return {"name": "SharedNet", "layers": len(self.defs), "heads": [h.out_features for h in self.heads]}
+
+    def forward(self, x, task: int):
+        h = x
+        for l, d in enumerate(self.defs):
+            h = to_features(self.defs, l, layer_forward(d, h, self.layers[l], self.bns[l]))
+        return self.heads[task](h)
+
+
+# ----------------------------------------------------------------------------- one task
+
+def fit(model: nn.Module, task: int, trainable: nn.Module, data, cfg: L2GConfig, seed: int, epochs: int) -> float:
+    """Train the parameters of ``trainable`` (a container of the modules this task may change) of
+    ``model(x, task)`` on one task's training split with ``cfg.optimizer`` from growkit's registry;
+    returns the last (global) batch's loss. Under torchrun every rank trains its slice of each global
+    batch through DDP (see :mod:`growkit.methods.learn_to_grow.ddp`)."""
+    from ...engine import optim
+    if epochs == 0 or not any(True for _ in trainable.parameters()):
+        return float("nan")
+    opt = optim.build(trainable, cfg, cfg.lr)
+    total = epochs * max(1, -(-data.size("train") // cfg.batch_size))
+    step, last = 0, None
+    model.train()
+    with l2g_ddp.training(model, trainable) as wrapped:
+        for epoch in range(epochs):
+            for x, y in data.train_batches(cfg.batch_size, seed=seed * 1000 + 500 + epoch):
+                cosine_lr(opt, cfg.lr, step, total)
+                opt.zero_grad(set_to_none=True)
+                loss, mean, n = l2g_ddp.loss(lambda v: wrapped(v, task), x, y)
+                if not torch.isfinite(loss):
+                    raise GrowkitError(f"non-finite training loss on {data.info.name}; lower --lr")
+                loss.backward()
+                opt.step()
+                last, step = (mean, n), step + 1
+    model.eval()
+    return float("nan") if last is None else l2g_ddp.batch_mean(*last)
+
+
+def task_epochs(cfg: L2GConfig) -> int:
+    """Epochs of weight updates every task gets: a task with a search spends ``search_epochs`` of them
+    on the relaxed super network and ``train_epochs`` on the chosen structure; a task without one (the
+    first task, every baseline's task) trains its structure for all of them. A fair budget."""
+    return cfg.search_epochs + cfg.train_epochs
+
+
+def allowed_ops(cfg: L2GConfig, t: int) -> tuple[str, ...]:
+    if t == 0 or cfg.method == "separate":
+        return ("new",)
+    if cfg.method == "frozen":
+        return ("reuse",)
+    return OPS
+
+
+def learn_task(net: SuperNet, t: int, data, cfg: L2GConfig) -> dict:
+    """Search (when there is a choice), keep the argmax, train it, freeze. Returns the task's record."""
+    seed = cfg.seed * 7919 + t
+    torch.manual_seed(seed)
+    new_init = "reinit" if cfg.method == "separate" else cfg.new_init
+    snet = SearchNet(net, data.info.num_classes, allowed_ops(cfg, t), cfg.deeper and cfg.method == "l2g",
+                     new_init).to(data.device)
+    l2g_ddp.from_main(snet)  # under torchrun: new layers, adapters and BNs as rank 0 initialised them
+    rec: dict = {}
+    searched = snet.searchable and cfg.search_epochs > 0
+    if searched:
+        rec.update(search(snet, data, cfg, seed=seed))
+        l2g_ddp.from_main(snet)  # the architecture is read from rank 0's alpha (and weights), on every rank
+    rec["alpha"] = snet.weights_table()
+    path, new = snet.materialize()
+    t = net.add_task(path, new)
+    rec["train_loss"] = fit(net, t, net.trainable_modules(t), data, cfg, seed,
+                            cfg.train_epochs if searched else task_epochs(cfg))
+    net.freeze()
+    rec["choices"] = [f"{op}:{j}" for op, j in net.paths[t].choices]
+    rec["params"] = net.task_params(t)
+    return rec
+
+
+# ----------------------------------------------------------------------------- the stream
+
+def build_net(cfg: L2GConfig, stream: continual.TaskStream) -> nn.Module:
+    x0 = stream.tasks[0]
+    cin, size = x0.info.channels, x0.image_size[0]
+    defs = defs_from_registry(cfg.model, cfg.depths, list(cfg.widths) if cfg.widths else None, tuple(cfg.hidden),
+                              cin, size)
+    if cfg.method == "finetune":
+        return SharedNet(defs, cin, size, stream.num_classes).to(x0.device)
+    return SuperNet(defs, cin, size).to(x0.device)
+
+
+def evaluate_row(net: nn.Module, stream: continual.TaskStream, upto: int) -> list:
+    net.eval()
+    row = [continual.accuracy(lambda x, j=j: net(x, j), stream.tasks[j]) for j in range(upto + 1)]
+    return row + [None] * (len(stream) - upto - 1)
+
+
+def save_task(out: Path, t: int, net: nn.Module, state: dict, cfg: L2GConfig) -> None:
+    """``tasks/task_<t>.pt``: a growkit checkpoint (format 2, atomic) with the network's structure in
+    ``spec``, its weights, and the accuracy-matrix rows and per-task records so far in ``extras``.
+    No optimizer state is kept: every task (and every search) starts a fresh optimizer."""
+    from ...engine import checkpoint
+    d = out / "tasks"
+    d.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(d / f"task_{t}.pt", config=asdict(cfg), model=net,
+                    optimizer={"kind": cfg.optimizer, "groups": [], "state": {}},
+                    loop={"tasks_done": t + 1}, extras={"learn_to_grow": state})
+
+
+def load_task(path: Path, cfg: L2GConfig, stream: continual.TaskStream) -> tuple[nn.Module, dict]:
+    from ...engine import checkpoint
+    ck = checkpoint.load(path)
+    if "learn_to_grow" not in ck["extras"]:
+        raise GrowkitError(f"{path} is not a learn-to-grow task checkpoint")
+    return net_from(ck["spec"], ck["model"], cfg, stream), ck["extras"]["learn_to_grow"]
+
+
+def net_from(spec: dict, weights: dict, cfg: L2GConfig, stream: continual.TaskStream) -> nn.Module:
+    """The network a checkpoint's (or rank 0's) ``spec`` and weights describe, on the stream's device."""
+    net = SuperNet.from_structure(spec) if spec.get("name") == "SuperNet" else build_net(cfg, stream)
+    net.load_state_dict(weights)
+    return net.to(stream.tasks[0].device).eval()
+
+
+def last_task_checkpoint(out: Path) -> tuple[int, Path] | None:
+    found = sorted((int(p.stem.split("_")[1]), p) for p in (out / "tasks").glob("task_*.pt")) if out else []
+    return found[-1] if found else None
+
+
+def initial(cfg: L2GConfig, stream: continual.TaskStream, out: Path | None) -> tuple[nn.Module, dict]:
+    """The network and state the stream starts from: the last task checkpoint in ``out``, else a new net."""
+    last = last_task_checkpoint(out) if out else None
+    if last is None:
+        return build_net(cfg, stream), {"rows": [], "records": []}
+    net, state = load_task(last[1], cfg, stream)
+    if len(state["rows"]) != last[0] + 1:
+        raise GrowkitError(f"{last[1]} does not match its records")
+    return net, state
+
+
+def run_stream(cfg: L2GConfig, stream: continual.TaskStream, out: str | Path | None = None,
+               stop_after: int | None = None) -> dict:
+    """Learn every task of ``stream`` in turn (resuming from ``out/tasks`` if it holds checkpoints).
+
+    ``stop_after``: return after that many tasks have been learned in this call (a clean stand-in
+    for a kill between tasks, used by tests). Returns the summary (see :func:`summarize`).
+    """
+    cfg.validate()
+    out = Path(out) if out is not None else None
+    net, state = initial(cfg, stream, out)
+    return learn_stream(cfg, stream, net, state, out, stop_after)
+
+
+def learn_stream(cfg: L2GConfig, stream: continual.TaskStream, net: nn.Module, state: dict,
+                 out: Path | None = None, stop_after: int | None = None) -> dict:
+    """Learn the tasks after those in ``state`` on ``net``. Under torchrun every rank runs this with the
+    same network and state (rank 0's), rank 0 alone with ``out``: it writes each task's checkpoint, the
+    others wait for it (a barrier), and every rank's network and records are compared by hash."""
+    from ...dist import group as distributed
+    done = 0
+    for t in range(len(state["rows"]), len(stream)):
+        if stop_after is not None and done >= stop_after:
+            break
+        data = stream.tasks[t]
+        if isinstance(net, SuperNet):
+            rec = learn_task(net, t, data, cfg)
+        else:  # fine-tuning: everything shared is trained again, plus this task's head
+            torch.manual_seed(cfg.seed * 7919 + t)
+            trainable = nn.ModuleDict({"layers": net.layers, "bns": net.bns, "head": net.heads[t]})
+            rec = {"train_loss": fit(net, t, trainable, data, cfg, cfg.seed * 7919 + t, task_epochs(cfg)),
+                   "choices": None, "alpha": None,
+                   "params": numel(net) - sum(numel(h) for h in net.heads[1:]) if t == 0 else numel(net.heads[t])}
+        state["rows"].append(evaluate_row(net, stream, t))
+        state["records"].append(rec)
+        done += 1
+        if out is not None:
+            save_task(out, t, net, state, cfg)
+        if distributed.group() is not None:
+            distributed.barrier()  # the checkpoint is on disk before any rank goes on
+            distributed.check_identical(net, None, state, when=f"after task {t}")
+    return summarize(cfg, stream, net, state)
+
+
+def summarize(cfg: L2GConfig, stream: continual.TaskStream, net: nn.Module, state: dict) -> dict:
+    res = {"method": cfg.method, "deeper": cfg.deeper, "dataset": stream.dataset, "classes": stream.classes,
+           "tasks_done": len(state["rows"]), "config": asdict(cfg),
+           "params_per_task": [r["params"] for r in state["records"]],
+           "choices": [r["choices"] for r in state["records"]],
+           "alpha": [r["alpha"] for r in state["records"]],
+           "total_params": numel(net)}
+    if len(state["rows"]) == len(stream):
+        res.update(continual.summary(state["rows"]))
+    else:
+        res["accuracy_matrix"] = state["rows"]
+    return res

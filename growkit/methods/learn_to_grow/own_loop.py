@@ -1,0 +1,115 @@
+"""Learn-to-Grow run directories: start, resume, report, and named cached runs for notebooks.
+
+``learn-to-grow`` is registered (:mod:`growkit.methods.learn_to_grow.method`) as a method with its own loop
+(this module is its ``own_loop``): ``growkit learn-to-grow`` / ``runs.run("learn-to-grow",
+None, L2GConfig(...), out)`` start it, ``growkit resume`` / ``runs.resume`` continue it.
+
+A run directory holds ``config.json`` (``{"command": "learn-to-grow", "learn-to-grow":
+{options}, "environment": ...}``, written before the first task), ``tasks/task_<t>.pt``
+(after every task: a format-2 checkpoint with the super network's structure and weights,
+the accuracy-matrix rows and per-task records so far) and, last, ``result.json``
+(``accuracy_matrix``, ``avg_acc``, ``bwt``, ``forgetting``, ``params_per_task``,
+``choices``, ``alpha``, ...). A killed run resumes from its last finished task; the task
+that was running starts again from its own seed, so the resumed run equals an
+uninterrupted one.
+
+Under ``torchrun`` rank 0 alone reads and writes the run directory: it validates, prepares the folder
+(or loads the last task checkpoint) and sends the other ranks the options and its starting network and
+records (:func:`growkit.dist.leader.own`); they learn the stream beside it (:func:`follow`), and a resume
+may use any number of processes (a task checkpoint holds nothing that depends on the world size).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ...dist import leader as dist_runs
+from ...engine.records import environment, read_json, write_json
+from ...errors import GrowkitError
+from . import continual
+from .loop import L2GConfig, build_net, initial, learn_stream, net_from
+
+COMMAND = "learn-to-grow"
+
+
+def make_stream(cfg: L2GConfig):
+    from ...dist import group as distributed
+    from ...engine.trainer import resolve_device
+    dev = resolve_device(cfg.device)
+    if distributed.setup() is not None:  # under torchrun: this rank's GPU (or the CPU)
+        dev = distributed.group().device(dev)
+    return continual.task_stream(cfg.dataset, cfg.tasks, order=cfg.order, seed=cfg.seed, root=cfg.data_root,
+                                 device=dev, augment=cfg.augment, download=cfg.download,
+                                 split_seed=cfg.split_seed), dev
+
+
+def start(cfg: L2GConfig, out, *, overwrite: bool = False) -> dict:
+    """Validate everything (options, device, data files, backbone, --out) before writing; then run."""
+    from ...runs import rundir
+    stage = rundir.prepare(out, COMMAND, overwrite)  # only a growkit run may be replaced; writes nothing
+    cfg = cfg.validate()
+    stream, dev = make_stream(cfg)
+    build_net(cfg, stream)  # the backbone's settings are checked here, before anything is written
+    # Made in place (not staged like the trainer's runs): a replaced run is gone once this starts.
+    lock = rundir.make_in_place(stage)
+    try:
+        write_json(stage.final / "config.json",
+                   {"command": COMMAND, COMMAND: cfg.to_dict(), "environment": environment(dev)})
+        return _run(cfg, stream, stage.final)
+    finally:
+        lock.release()
+
+
+def resume(out) -> dict:
+    p = Path(out)
+    if not (p / "config.json").exists():
+        raise GrowkitError(f"{out} holds no growkit run (no config.json)")
+    rc = read_json(p / "config.json")
+    if rc.get("command") != COMMAND:
+        raise GrowkitError(f"{out} is not a learn-to-grow run")
+    if (p / "result.json").exists():
+        return read_json(p / "result.json")
+    cfg = L2GConfig.from_dict(rc[COMMAND]).validate()
+    stream, _ = make_stream(cfg)
+    return _run(cfg, stream, p)
+
+
+def _run(cfg: L2GConfig, stream, p: Path) -> dict:
+    t0 = time.perf_counter()
+    net, state = initial(cfg, stream, p)
+    # under torchrun the other ranks start from rank 0's network and records (they read no run directory)
+    payload = {"config": cfg.to_dict(), "spec": net.spec, "weights": net.state_dict(), "state": state}
+    res = dist_runs.own(COMMAND, payload, lambda: learn_stream(cfg, stream, net, state, p))
+    res["wall_s"] = time.perf_counter() - t0  # of this call (a resumed run counts only what it redid)
+    res["test_acc"] = res.get("avg_acc")  # the one-number summary other growkit results carry
+    res["environment"] = read_json(p / "config.json")["environment"]
+    write_json(p / "result.json", res)
+    return res
+
+
+def follow(payload: dict) -> None:
+    """A rank other than 0 under torchrun: learn the stream beside rank 0 from its starting state;
+    it writes nothing (rank 0 writes the records and checkpoints) and returns when the stream is learned."""
+    cfg = L2GConfig.from_dict(payload["config"]).validate()
+    stream, _ = make_stream(cfg)
+    net = net_from(payload["spec"], payload["weights"], cfg, stream)
+    learn_stream(cfg, stream, net, payload["state"])
+
+
+def report(res: dict, out) -> None:
+    print(f"learn-to-grow ({res['method']}{', deeper' if res['deeper'] else ''}): {res['tasks_done']} tasks, "
+          f"average accuracy {res['avg_acc']:.2f}%, BWT {res['bwt']:+.2f}, forgetting {res['forgetting']:.2f}, "
+          f"{res['total_params']:,} params -> {out}/result.json")
+
+
+def cached(runs_dir, name: str, **settings) -> dict:
+    """A named run for notebooks: reused when finished with the same settings, resumed when
+    interrupted with them, replaced when they changed."""
+    cfg = L2GConfig(**settings).validate()
+    out = Path(runs_dir) / name
+    if (out / "config.json").exists():
+        rc = read_json(out / "config.json")
+        if rc.get("command") == COMMAND and rc.get(COMMAND) == json.loads(json.dumps(cfg.to_dict())):
+            return resume(out)
+    return start(cfg, out, overwrite=True)

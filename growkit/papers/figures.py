@@ -1,0 +1,183 @@
+"""``growkit figures``: execute the project's notebooks with papermill under a parameter profile.
+
+* ``smoke``: the smallest settings (tests; seconds to a minute per notebook);
+* ``cpu``: digits on a CPU, the defaults written in each notebook's parameters
+  cell (the committed ``figures/`` come from this profile);
+* ``paper``: the papers' datasets, nets and epochs, for a user's GPU machine
+  (see :mod:`growkit.papers.profiles`).
+
+Executed copies go to ``runs/<profile>/executed/`` (git-ignored), runs to
+``runs/<profile>/<notebook>/``, figures and tables to ``figures/`` (or
+``--figures-dir``). A failing notebook does not stop the others; the command
+ends with a summary (the failing cell of each failure) and exits 1 if
+anything failed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from ..errors import GrowkitError
+from .profiles import PROFILES, profile_parameters
+
+
+def repo_root() -> Path:
+    for cand in (Path(__file__).resolve().parents[1], Path.cwd()):
+        if (cand / "notebooks").is_dir():
+            return cand
+    raise GrowkitError("notebooks/ not found: run `growkit figures` from a growkit checkout")
+
+
+def list_notebooks(only: str | None = None, notebooks_dir: Path | None = None) -> list[Path]:
+    nbs = sorted(Path(notebooks_dir or repo_root() / "notebooks").glob("*.ipynb"))
+    if only:
+        keys = [k.strip() for k in only.split(",") if k.strip()]
+        nbs = [nb for nb in nbs if any(k in nb.stem for k in keys)]
+        if not nbs:
+            raise GrowkitError(f"--only {only!r} matches no notebook")
+    return nbs
+
+
+def _ipc_kernel_manager(cwd: Path):
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        """The kernel is local: Unix sockets, no open TCP port. Each kernel's sockets get a unique temporary path:
+        jupyter_client's default puts them at ``kernel-ipc-<port>`` in the working directory and picks the ports
+        by looking for free names, so two notebooks started together (``--jobs 2``) raced to the same sockets and
+        their messages failed signature checks.
+
+        The kernel starts in ``cwd`` (the notebook's folder) by the launcher's own argument. papermill's ``cwd=``
+        changes the working directory of this whole process for the duration of a notebook, so with ``--jobs``
+        two threads restored each other's directory and a kernel could start in the wrong one."""
+        transport = "ipc"
+
+        def __init__(self, **kw):
+            super().__init__(**kw)  # jupyter_client removes the socket files <ip>-<port> when the kernel ends
+            self.ip = os.path.join(tempfile.gettempdir(), f"growkit-kernel-{uuid.uuid4().hex}")
+
+        async def start_kernel(self, **kw):
+            kw["cwd"] = str(cwd)
+            return await super().start_kernel(**kw)
+
+    return IPCKernelManager
+
+
+def run_notebook(nb: Path, params: dict, executed: Path, timeout: int | None = None) -> dict:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    t0 = time.perf_counter()
+    status = {"notebook": nb.stem, "status": "ok", "cell": None, "error": None}
+    try:
+        pm.execute_notebook(str(nb), str(executed), parameters=params, progress_bar=False,
+                            log_output=False, kernel_name="python3", execution_timeout=timeout,
+                            kernel_manager_class=_ipc_kernel_manager(nb.resolve().parent))
+    except PapermillExecutionError as e:
+        status.update(status="failed", cell=e.cell_index, error=f"{e.ename}: {e.evalue}".splitlines()[0][:300])
+    except Exception as e:  # kernel died, timeout, unreadable notebook...
+        status.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0][:300])
+    status["seconds"] = round(time.perf_counter() - t0, 1)
+    return status
+
+
+def run_figures(profile: str = "cpu", only: str | None = None, jobs: int = 1, out_dir: str | None = None,
+                timeout: int | None = None, runs_dir: str | None = None, notebooks_dir: str | None = None) -> int:
+    if profile not in ("smoke", "cpu", "paper"):
+        raise GrowkitError(f"profile must be smoke, cpu or paper, got {profile!r}")
+    if jobs < 1:
+        raise GrowkitError(f"--jobs must be >= 1, got {jobs}")
+    from ..runs.rundir import check_output_path
+    for flag, path in (("--figures-dir", out_dir), ("--runs-dir", runs_dir)):
+        if path is not None:
+            check_output_path(path, flag)  # under a file, /proc, /sys, unwritable: one line, nothing made
+    figures_dir = Path(out_dir).resolve() if out_dir else repo_root() / "figures"
+    runs_root = (Path(runs_dir).resolve() if runs_dir else repo_root() / "runs") / profile
+    nbs = list_notebooks(only, notebooks_dir)
+    (runs_root / "executed").mkdir(parents=True, exist_ok=True)
+    if jobs > 1:  # share the cores instead of oversubscribing them
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    print(f"growkit figures: {len(nbs)} notebook(s), profile {profile}, {jobs} at a time -> {figures_dir}",
+          flush=True)
+
+    def one(nb: Path) -> dict:
+        params = profile_parameters(nb.stem, profile) if nb.stem in PROFILES else {}
+        params.update(profile=profile, runs_dir=str(runs_root / nb.stem), figures_dir=str(figures_dir))
+        print(f"  start  {nb.stem}", flush=True)
+        return run_notebook(nb, params, runs_root / "executed" / nb.name, timeout)
+
+    results, t0 = [], time.perf_counter()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(one, nb) for nb in nbs]
+        for done, fut in enumerate(as_completed(futures), 1):
+            r = fut.result()
+            results.append(r)
+            where = f" at cell {r['cell']}: {r['error']}" if r["cell"] is not None else (
+                f": {r['error']}" if r["error"] else "")
+            print(f"  [{done}/{len(nbs)}] {r['status']:6s} {r['notebook']} ({r['seconds']:.0f} s){where}",
+                  flush=True)
+    total = round(time.perf_counter() - t0, 1)
+    results.sort(key=lambda r: r["notebook"])
+    (runs_root / "summary.json").write_text(json.dumps({"profile": profile, "total_seconds": total,
+                                                        "notebooks": results}, indent=2))
+    write_index(figures_dir)
+    failed = [r for r in results if r["status"] != "ok"]
+    print(f"\n{len(results) - len(failed)} ok, {len(failed)} failed, {total:.0f} s in all "
+          f"(executed notebooks in {runs_root / 'executed'})")
+    for r in failed:
+        print(f"FAILED {r['notebook']}" + (f" (cell {r['cell']})" if r["cell"] is not None else "") +
+              f": {r['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+# Where each output first appears in the AutoGrow paper (the index follows it; anything else goes last).
+PAPER_ORDER = ["quickstart_growth_curves", "autogrow_table2_morphism", "autogrow_fig2_trajectories_morphism_vs_scratch",
+               "autogrow_table3_c_autogrow", "autogrow_fig3_trajectories", "autogrow_fig4_growth_curves",
+               "autogrow_table5_interval_K", "autogrow_table6_initializers", "autogrow_table7_seed_depth",
+               "autogrow_table4_adaptability", "autogrow_fig5_vs_manual_search", "autogrow_table9_plain_nets",
+               "autogrow_fig6_loss_surfaces_Basic3ResNet", "autogrow_fig6_loss_surfaces_Plain3Net",
+               "autogrow_table8_dataset_fraction", "autogrow_table10_imagenet", "autogrow_fig7_vs_manual_design",
+               "autogrow_table11_efficiency", "autogrow_fig8a_growth_curves", "autogrow_fig8b_growth_curves"]
+
+
+def _paper_rank(stem: str) -> tuple:
+    """A stem's place in the paper. A variant not listed (Figure 6 for a net a user added to ``nets``) goes right
+    after the listed outputs of the same figure or table, not to the end of the index."""
+    import re
+    if stem in PAPER_ORDER:
+        return (PAPER_ORDER.index(stem), stem)
+    m = re.match(r"(autogrow_(?:fig|table)\d+[a-z]?)_", stem)
+    same = [i for i, n in enumerate(PAPER_ORDER) if m and n.startswith(m.group(1) + "_")]
+    return (max(same) + 0.5 if same else len(PAPER_ORDER), stem)
+
+
+def write_index(figures_dir: Path) -> None:
+    """figures/README.md: every figure and table with its caption, in the paper's order, and
+    figures/paper_vs_kit.md from the tables' records."""
+    from .report import read_caption, write_paper_vs_kit
+    figures_dir = Path(figures_dir)
+    if not figures_dir.is_dir():
+        return
+    write_paper_vs_kit(figures_dir, PAPER_ORDER)
+    lines = ["# Figures and tables", "",
+             "Regenerated by `growkit figures --profile cpu` (see the top-level README). Each entry is named after "
+             "the paper's figure or table it reproduces; its caption says the dataset, profile and date.", ""]
+    items = [p for p in figures_dir.glob("*.png")]
+    items += [p for p in figures_dir.glob("*.md") if p.name not in ("README.md", "paper_vs_kit.md")]
+    if (figures_dir / "paper_vs_kit.md").exists():
+        lines += ["The paper's value and the kit's for every table: [paper_vs_kit.md](paper_vs_kit.md).", ""]
+    for item in sorted(items, key=lambda p: _paper_rank(p.stem)):
+        if item.suffix == ".png":
+            lines += [f"## {item.stem}", "", read_caption(item), "", f"![{item.stem}]({item.name})", ""]
+        else:
+            lines += [f"## {item.stem}", "", item.read_text(), f"([CSV]({item.stem}.csv))", ""]
+    (figures_dir / "README.md").write_text("\n".join(lines))
+
+
+__all__ = ["run_figures", "list_notebooks", "write_index", "PROFILES"]

@@ -1,0 +1,62 @@
+"""The run cache: ``runs_dir/name`` is reused when it finished with the same config and the same growkit
+code, resumed when it was interrupted with both the same, and replaced otherwise.
+
+So re-executing a notebook after a crash or with one changed parameter only redoes the runs that need it,
+a fix to growkit's code reruns everything it may have changed (the key holds a hash of the package's
+source files, :func:`growkit.engine.records.code_hash`), and every number a notebook shows comes from a
+run directory a reader can open.
+
+:func:`cached` is the cache itself (a run config in, a result or None out); :func:`named` starts any
+registered method through it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..engine.config import TrainConfig
+from ..engine import records
+from ..errors import GrowkitError
+from . import lifecycle, registry
+
+_IGNORED = {"progress"}  # config keys that do not change results
+
+
+def essential(rc: dict) -> dict:
+    """A run config without what cannot change its results (the environment stamp, progress bars)."""
+    return {k: ({kk: vv for kk, vv in v.items() if kk not in _IGNORED} if isinstance(v, dict) else v)
+            for k, v in rc.items() if k != "environment"}
+
+
+def same(stored: dict, wanted: dict) -> bool:
+    """Equal up to the environment, progress bars, command aliases and option defaults added since, and run by
+    the same growkit code (a hash of its source files: a code fix reruns)."""
+    if stored.get("environment", {}).get("code") != records.code_hash():
+        return False
+    try:
+        stored = registry.normalize(stored)
+    except (GrowkitError, KeyError, TypeError, AttributeError):  # a foreign or older config: not the same run
+        return False
+    return essential(stored) == essential(registry.normalize(wanted))
+
+
+def cached(out: str | Path, wanted: dict):
+    """The result of an identical finished run in ``out``, or resume an identical unfinished one; else None.
+    ``wanted``: the run config (``config.json`` without its environment stamp) the caller would start."""
+    out = Path(out)
+    if not (out / "config.json").exists() or not same(records.read_json(out / "config.json"), wanted):
+        return None
+    if (out / "result.json").exists():
+        return records.read_json(out / "result.json")
+    return lifecycle.resume(out)
+
+
+def train_cfg(train: dict) -> TrainConfig:
+    """A notebook's train settings as a resolved config (no progress bar)."""
+    return TrainConfig(**{"progress": False, **train}).validate().resolved()
+
+
+def named(runs_dir, name: str, method: str, cfg: TrainConfig, options=None, **kw) -> dict:
+    """Reuse, resume or (re)start run ``name`` of ``method``."""
+    out = Path(runs_dir) / name
+    hit = cached(out, registry.get(method).run_config(cfg, options))
+    return hit if hit is not None else lifecycle.run(method, cfg, options, out, overwrite=True, **kw)

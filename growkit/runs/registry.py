@@ -1,0 +1,100 @@
+"""The methods growkit runs, registered by name (``train``, ``autogrow``, ``network-morphism``, ...).
+
+A :class:`Method` says everything the rest of the kit needs to know about one way of
+running: its options (a config dataclass whose fields also generate its command-line
+flags, see :mod:`growkit.flags`), how those options and a :class:`TrainConfig` become
+a grower, phases and the final train config (``build``), which fields it adds to
+``result.json`` (``summarize``), and how its subcommand shows the train flags
+(``train_flags``: hide or respell some). :mod:`growkit.runs.lifecycle` starts and resumes any
+method through this registry, and :mod:`growkit.cli` makes one subcommand per method,
+so a new method is one :func:`register` call.
+
+This module never imports a method: each method's package (``growkit/methods/<name>/method.py``)
+registers itself when it is imported, and :mod:`growkit.methods` imports every built-in one. The
+package's ``growkit/__init__.py`` imports :mod:`growkit.methods` (as timm's package imports its model
+files), so whoever imports any part of growkit finds every built-in method registered, and nothing
+below the methods needs to import them: the import graph keeps its arrows pointing down.
+
+A run's ``config.json`` holds ``{"command": name, "train": {...}, name: {method options}}``.
+Old names stay readable as aliases (``morph`` is ``network-morphism``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from ..engine.config import TrainConfig
+from ..errors import GrowkitError
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str  # the run command and CLI subcommand
+    help: str  # one line for `growkit --help`
+    build: Callable  # (train_cfg, method_cfg) -> (grower or None, phases or None, train_cfg); validates
+    config: type | None = None  # dataclass of the method's options (from_dict / to_dict / validate)
+    summarize: Callable | None = None  # (result, trainer, method_cfg, out dir) -> fields added to result.json
+    train_flags: Mapping = field(default_factory=dict)  # TrainConfig field -> None (no flag) or flag metadata
+    aliases: tuple[str, ...] = ()  # older command names that still resume
+    # A method with its own loop (not the Trainer's): an object with start(options, out, overwrite=...),
+    # resume(out), report(result, out) and follow(payload) (a rank > 0 under torchrun: what rank 0 sent
+    # through growkit.dist.leader.own). Its subcommand offers only its own flags; build is unused.
+    own_loop: object | None = None
+
+    def options(self, rc: dict):
+        """The method's options in run config ``rc`` (under its name, or an alias), or None."""
+        if self.config is None:
+            return None
+        for key in (self.name, *self.aliases):
+            if key in rc:
+                return self.config.from_dict(rc[key]).validate()
+        raise GrowkitError(f"run config of {self.name!r} has no {self.name!r} section")
+
+    def run_config(self, train: TrainConfig, options=None) -> dict:
+        """The config.json (without the environment stamp) that starting this method writes;
+        ``train`` comes back resolved the way the run records it. Validates everything."""
+        if self.config is not None and options is None:
+            raise GrowkitError(f"{self.name} needs its options ({self.config.__name__})")
+        if options is not None:
+            options = options.validate()
+        _, _, resolved = self.build(train.validate().resolved(), options)
+        rc = {"command": self.name, "train": resolved.validate().resolved().to_dict()}
+        if options is not None:
+            rc[self.name] = options.to_dict()
+        return rc
+
+
+_REGISTRY: dict[str, Method] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register(method: Method) -> Method:
+    for name in (method.name, *method.aliases):
+        if name in _REGISTRY or name in _ALIASES:
+            raise ValueError(f"method name {name!r} is already registered")
+    _REGISTRY[method.name] = method
+    _ALIASES.update({a: method.name for a in method.aliases})
+    return method
+
+
+def get(name: str) -> Method:
+    m = _REGISTRY.get(_ALIASES.get(name, name))
+    if m is None:
+        raise GrowkitError(f"unknown run command {name!r}; known: {', '.join(_REGISTRY)}")
+    return m
+
+
+def names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def normalize(rc: dict) -> dict:
+    """``rc`` with its canonical command and section name and the method options' defaults filled in,
+    so configs written under an alias or before an option existed compare equal to today's."""
+    m = get(rc.get("command"))
+    sections = (rc.get("command"), *m.aliases) if m.config is not None else ()  # (train's section is "train")
+    out = {k: v for k, v in rc.items() if k not in sections}
+    out["command"] = m.name
+    if m.config is not None:
+        out[m.name] = m.options(rc).to_dict()
+    return out

@@ -1,0 +1,348 @@
+"""Run directories that never lose a user's files: marker, staging, lock, path checks, recovery.
+
+* **Marker.** Every run directory growkit makes holds ``.growkit-run.json`` (run id, creation time,
+  growkit version, command). Only a directory carrying a valid marker counts as a growkit run:
+  ``--overwrite`` replaces nothing else (a ``config.json`` alone proves nothing: source trees have one).
+* **Staging.** A new run is built in a hidden sibling ``.NAME.growkit-staging-ID`` (same file system)
+  and moved to ``NAME`` only after everything was validated and its first checkpoint was written: a run
+  that fails early -- or an ``--overwrite`` that fails -- leaves ``NAME`` exactly as it was. The move is
+  one ``rename`` (fresh runs; an empty ``NAME`` is replaced) or one ``renameat2(RENAME_EXCHANGE)``
+  (``--overwrite``: old and new swap atomically; the old one is then deleted, its marker last).
+* **Lock.** ``fcntl.flock`` on ``.growkit-lock`` inside the run directory, held while a process writes
+  the run; the holder's pid, host and command are recorded in the file so a second process can say who
+  holds it. The kernel drops the lock when its process dies, so a crash never leaves a stale lock.
+* **Recovery.** ``growkit recover DIR`` (:mod:`growkit.runs.recover`) makes a half-made run usable again:
+  it removes temporary files and leftovers of interrupted replacements, cuts a metrics line torn by a
+  kill, rebuilds ``config.json`` from the checkpoint, or removes a growkit directory that holds nothing.
+
+Every JSON file is written by :func:`atomic_write` (temp file, fsync, rename, fsync of the directory):
+a crash leaves the old or the new version, never half of one. Cost: two fsyncs per write.
+"""
+from __future__ import annotations
+
+import ctypes
+import datetime as _dt
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import socket
+import uuid
+from pathlib import Path
+
+from ..engine.records import atomic_write, fsync_dir
+from ..errors import GrowkitError
+
+MARKER = ".growkit-run.json"
+LOCK = ".growkit-lock"
+_ID = re.compile(r"^[0-9a-f]{32}$")
+_KERNEL_FS = ("/proc", "/sys", "/dev")
+
+
+# ----------------------------------------------------------------------------- marker
+
+def read_marker(path: str | Path) -> dict | None:
+    """The marker of a growkit run directory, or None when there is no valid one."""
+    try:
+        m = json.loads((Path(path) / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(m, dict) or m.get("growkit_run") != 1 or not _ID.match(str(m.get("run_id", ""))):
+        return None
+    return m
+
+
+def new_marker(command: str) -> dict:
+    from ..version import __version__
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return {"growkit_run": 1, "run_id": uuid.uuid4().hex, "created": now, "growkit": __version__,
+            "command": command}
+
+
+def is_run(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() and not p.is_symlink() and read_marker(p) is not None
+
+
+# ----------------------------------------------------------------------------- path checks
+
+def check_output_path(path: str | Path, flag: str = "--out") -> Path:
+    """Refuse output paths that cannot hold a run: under a file, on a kernel file system (/proc, /sys,
+    /dev), an existing non-directory, or under a folder this user cannot write. Touches nothing."""
+    text = str(path)
+    if not text.strip() or "\0" in text:
+        raise GrowkitError(f"{flag} must be a folder path, got {text!r}")
+    p = Path(os.path.abspath(text))
+    real = Path(os.path.realpath(p))
+    for root in _KERNEL_FS:
+        if real == Path(root) or Path(root) in real.parents:
+            raise GrowkitError(f"{flag} {text} is under {root}, a kernel file system; choose a normal folder")
+    if p.exists() and not p.is_dir():
+        raise GrowkitError(f"{flag} {text} exists and is not a directory")
+    if p.is_symlink() and not p.exists():
+        raise GrowkitError(f"{flag} {text} is a symbolic link to a missing target")
+    anc = p if p.exists() else p.parent
+    while not anc.exists() and not anc.is_symlink():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise GrowkitError(f"{flag} {text} is under {anc}, which is a file, not a folder")
+    writable = anc if anc != p else p.parent
+    if not os.access(writable, os.W_OK | os.X_OK):
+        raise GrowkitError(f"{flag} {text}: cannot write in {writable} (permission denied)")
+    if anc == p and not os.access(p, os.W_OK | os.X_OK):
+        raise GrowkitError(f"{flag} {text}: cannot write in it (permission denied)")
+    return Path(text)
+
+
+# ----------------------------------------------------------------------------- lock
+
+class RunLock:
+    """An exclusive ``flock`` on ``DIR/.growkit-lock``. ``acquire`` writes nothing; ``record`` notes the
+    holder (pid, host, command) once the caller has validated its input, so a refused command leaves the
+    directory byte-identical."""
+
+    def __init__(self, run_dir: str | Path):
+        self.dir = Path(run_dir)
+        self.fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        path = self.dir / LOCK
+        try:
+            fd = os.open(path, os.O_RDWR | (0 if path.exists() else os.O_CREAT), 0o644)
+        except OSError as e:
+            raise GrowkitError(f"cannot open the lock file {path}: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise GrowkitError(f"cannot lock {path}: {e.strerror}") from None
+            raise GrowkitError(f"{self.dir} is in use by {holder(self.dir)}; wait for it to finish or stop it"
+                               ) from None
+        self.fd = fd
+        return self
+
+    def record(self, command: str) -> None:
+        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now, "command": command})
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, (info + "\n").encode(), 0)
+        os.fsync(self.fd)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None
+
+    def check_free(self) -> None:
+        """Raise if a process holds the lock; creates nothing (no lock file: nobody holds it)."""
+        if (self.dir / LOCK).exists():
+            self.acquire().release()
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def holder(run_dir: str | Path) -> str:
+    """Who holds a run directory's lock, in words (from what the holder recorded)."""
+    try:
+        h = json.loads((Path(run_dir) / LOCK).read_text())
+        return f"pid {h['pid']} on {h['host']} (`growkit {h['command']}`, since {h['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+# ----------------------------------------------------------------------------- staging
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories atomically (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
+def remove_run(path: Path) -> None:
+    """Delete a growkit run directory, its marker last: an interrupted delete still carries the marker,
+    so a later clean-up can tell it is growkit's."""
+    for child in path.iterdir():
+        if child.name == MARKER:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    (path / MARKER).unlink(missing_ok=True)
+    path.rmdir()
+    fsync_dir(path.parent)
+
+
+def _siblings(final: Path, kind: str) -> list[Path]:
+    parent = final.parent if final.parent.exists() else None
+    if parent is None:
+        return []
+    prefix = f".{final.name}.growkit-{kind}-"
+    return [c for c in parent.iterdir() if c.name.startswith(prefix) and c.is_dir() and not c.is_symlink()]
+
+
+def clean_leftovers(final: str | Path) -> list[str]:
+    """Remove unfinished replacements of ``final`` (staging directories of killed runs) that carry a
+    valid marker and whose lock nobody holds. Returns what was removed."""
+    removed = []
+    for d in _siblings(Path(final), "staging"):
+        if d.name.startswith(f".{Path(final).name}.growkit-staging-old"):
+            continue  # an old run moved aside by an interrupted replacement: recover() puts it back
+        if read_marker(d) is None:
+            if all(c.name == MARKER + ".tmp" for c in d.iterdir()):  # killed while writing its marker
+                shutil.rmtree(d)
+                removed.append(d.name)
+            continue
+        try:
+            with RunLock(d):
+                remove_run(d)
+        except GrowkitError:  # a live run is still building there
+            continue
+        removed.append(d.name)
+    return removed
+
+
+class Stage:
+    """A run directory being made: ``path`` is where to write now; :meth:`commit` moves it to ``final``.
+
+    Call :meth:`commit` after the first checkpoint is on disk, :meth:`abort` on any error before that
+    (it deletes only the staging directory, never ``final``), :meth:`release` when the run ends.
+    """
+
+    def __init__(self, final: Path, command: str, overwrite: bool):
+        self.final, self.command, self.overwrite = final, command, overwrite
+        self.marker = new_marker(command)
+        self.path = final.parent / f".{final.name}.growkit-staging-{self.marker['run_id']}"
+        self.committed = False
+        self.lock: RunLock | None = None
+        self.old_lock: RunLock | None = None
+        self._made_parents: Path | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.marker["run_id"]
+
+    def create(self) -> Path:
+        """Make the staging directory with its marker and lock (after validation: the first write)."""
+        if self.overwrite and is_run(self.final):
+            self.old_lock = RunLock(self.final).acquire()  # no resume may write the old run meanwhile
+        anc = self.final.parent
+        while not anc.exists():
+            self._made_parents, anc = anc, anc.parent
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        clean_leftovers(self.final)
+        self.path.mkdir()
+        atomic_write(self.path / MARKER, json.dumps(self.marker, indent=2) + "\n")
+        self.lock = RunLock(self.path).acquire()
+        self.lock.record(f"{self.command} --out {self.final}")
+        return self.path
+
+    def commit(self) -> Path:
+        """Move the staged run into place. Fresh or empty ``final``: one rename. ``--overwrite``: an atomic
+        exchange with the old run, which is then deleted."""
+        if self.committed:
+            return self.final
+        if self.final.is_dir() and not self.final.is_symlink() and any(self.final.iterdir()):
+            if read_marker(self.final) is None:  # cannot happen unless someone wrote there meanwhile
+                raise GrowkitError(f"{self.final} changed while the run was starting; the new run is in "
+                                   f"{self.path}")
+            if not _exchange(self.path, self.final):
+                trash = self.final.parent / f".{self.final.name}.growkit-staging-old{self.run_id}"
+                os.rename(self.final, trash)  # a kill between these renames: growkit.runs.recover puts it back
+                os.rename(self.path, self.final)
+                self.path = trash
+            old = self.path
+            self.path = self.final
+            remove_run(old)
+        else:
+            try:
+                os.rename(self.path, self.final)
+            except OSError as e:
+                raise GrowkitError(f"cannot move the new run into {self.final}: {e.strerror}; it is in "
+                                   f"{self.path}") from None
+            self.path = self.final
+        fsync_dir(self.final.parent)
+        self.committed = True
+        if self.old_lock is not None:
+            self.old_lock.release()
+            self.old_lock = None
+        return self.final
+
+    def abort(self) -> None:
+        """Undo an uncommitted run: delete the staging directory and any parent folders it created."""
+        if not self.committed and self.path.exists() and read_marker(self.path) is not None:
+            remove_run(self.path)
+            p = self._made_parents
+            if p is not None:
+                for d in [self.final.parent, *self.final.parent.parents]:
+                    try:
+                        d.rmdir()  # only empty folders go; stops at the first one that holds something
+                    except OSError:
+                        break
+                    if d == p:
+                        break
+        self.release()
+
+    def release(self) -> None:
+        for lk in (self.lock, self.old_lock):
+            if lk is not None:
+                lk.release()
+        self.lock = self.old_lock = None
+
+
+def make_in_place(stage: Stage) -> RunLock:
+    """For a method with its own loop that writes its run directory directly: delete the growkit run
+    ``stage`` replaces (checked by :func:`prepare`), make the folder with marker and lock. Returns the
+    held lock. Unlike :meth:`Stage.create`, the old run does not survive a failure of the new one."""
+    final = stage.final
+    if final.is_dir() and any(final.iterdir()):
+        with RunLock(final):
+            remove_run(final)
+    final.mkdir(parents=True, exist_ok=True)
+    atomic_write(final / MARKER, json.dumps(stage.marker, indent=2) + "\n")
+    lock = RunLock(final).acquire()
+    lock.record(f"{stage.command} --out {final}")
+    return lock
+
+
+def prepare(out: str | Path, command: str, overwrite: bool = False) -> Stage:
+    """Check that ``out`` may receive a new run and plan it. Writes nothing (call ``Stage.create()``)."""
+    check_output_path(out)
+    p = Path(out)
+    if p.is_symlink() and overwrite:
+        raise GrowkitError(f"--out {out} is a symbolic link; --overwrite replaces only a real run directory "
+                           f"(pass the link's target, {os.path.realpath(p)}, if you mean it)")
+    if p.is_dir() and any(p.iterdir()):
+        marker = read_marker(p)
+        if not overwrite:
+            if marker is not None:
+                raise GrowkitError(f"--out {out} holds a growkit run; pass --overwrite to replace it, "
+                                   f"`growkit resume {out}` to continue it, or `growkit recover {out}` "
+                                   "if it was interrupted early")
+            raise GrowkitError(f"--out {out} is not empty and is not a growkit run; choose another folder")
+        if marker is None:
+            why = " (a config.json alone does not make one)" if (p / "config.json").exists() else ""
+            raise GrowkitError(f"--out {out} is not a growkit run{why}; --overwrite replaces only folders "
+                               f"growkit made (they carry {MARKER}); refusing to delete it")
+        RunLock(p).check_free()  # refuse now, not after validation, when a process holds it
+    if p.is_symlink():  # a link to an empty folder: the run goes into the folder; the link stays
+        p = Path(os.path.realpath(p))
+    return Stage(p, command, overwrite)
