@@ -86,7 +86,7 @@ def cmd_resume(a) -> int:
     r = lifecycle.resume(a.dir)
     if not distributed.is_main():  # under torchrun: rank 0 reports (only it reads the run directory)
         return 0
-    m = registry.get(read_json(Path(a.dir) / "config.json").get("command"))
+    m = registry.get(registry.current(read_json(Path(a.dir) / "config.json")).get("command"))
     if m.own_loop is not None:
         m.own_loop.report(r, a.dir)
     else:

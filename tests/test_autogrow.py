@@ -12,6 +12,12 @@ from growkit.errors import GrowkitError
 from growkit.methods.autogrow.grower import AutoGrow, make
 from growkit.growers import initializers as I
 from growkit.engine.surgery import AppendBlock
+from growkit.growers.view import GrowerView
+
+
+def view(epoch, row, model):
+    """What a grower sees after ``epoch`` epochs of its growing phase (no data services)."""
+    return GrowerView(epoch=epoch, global_epoch=epoch, row=row, model=model)
 
 
 def drive(cfg, accs, fraction=1.0):
@@ -20,7 +26,7 @@ def drive(cfg, accs, fraction=1.0):
     g = AutoGrow(cfg, 3, fraction)
     log = []
     for epoch, acc in enumerate(accs, 1):
-        d = g.decide(epoch, {"val_acc": acc}, model)
+        d = g.decide(view(epoch, {"val_acc": acc}, model))
         for plan in d.plans:
             plan.apply(model)
         if "stopped_stage" in d.info:
@@ -113,7 +119,7 @@ def test_max_depth_is_a_cap_the_found_net_never_exceeds(cap, seed, expected):
     model = M.create("Basic3ResNet-" + "-".join(map(str, seed)), in_channels=1, image_size=8)
     g = AutoGrow(AutoGrowConfig(policy="periodic", K=1, J=100, max_depth=cap), 3)
     for epoch in range(1, 30):  # accuracy always rising: only the cap can stop growth
-        d = g.decide(epoch, {"val_acc": 10.0 + epoch}, model)
+        d = g.decide(view(epoch, {"val_acc": 10.0 + epoch}, model))
         for plan in d.plans:
             plan.apply(model)
         if d.done:
@@ -124,7 +130,7 @@ def test_max_depth_is_a_cap_the_found_net_never_exceeds(cap, seed, expected):
 def test_request_stop_ends_growing():
     g = AutoGrow(AutoGrowConfig(K=1), 3)
     g.request_stop()
-    d = g.decide(1, {"val_acc": 10.0}, M.create("Basic3ResNet-1-1-1"))
+    d = g.decide(view(1, {"val_acc": 10.0}, M.create("Basic3ResNet-1-1-1")))
     assert d.done and not d.plans
 
 
@@ -212,12 +218,12 @@ def test_adam_init_stops_when_training_accuracy_recovers():
 
 
 def test_adam_init_trains_only_the_last_bn():
-    from growkit.engine.trainer import GrowthContext, Trainer
+    from growkit.engine.trainer import Trainer
     t = Trainer(TrainConfig(depths=[1, 1, 1], epochs=1, progress=False))
     edit = AppendBlock(0).apply(t.model)
     blk = t.model.get_submodule(edit.where)
     before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
-    info = I.adam_(blk.last_bn, GrowthContext(t, {"train_acc": 100.0}), target_acc=100.0, max_epochs=2)
+    info = I.adam_(blk.last_bn, t.view({"train_acc": 100.0}), target_acc=100.0, max_epochs=2)
     assert info["adam_epochs"] == 2
     for n, p in t.model.named_parameters():
         changed = not torch.equal(p, before[n])
@@ -244,20 +250,20 @@ def test_p_autogrow_on_digits_runs_to_a_stop_and_fine_tunes(cli, tmp_path):
 
 
 def test_morph_run_grows_every_stage_once_and_keeps_the_function(tmp_path):
-    from growkit.methods.autogrow.method import morph
-    from growkit.growers.morph import Morph
+    from growkit.methods.autogrow.method import network_morphism
+    from growkit.methods.autogrow.morphism import NetworkMorphism
     cfg = TrainConfig(depths=[1, 1, 1], progress=False, eval_test=False)
-    res = morph(cfg, [2, 3, 1], tmp_path / "m", shallow_epochs=2, deeper_epochs=1, init="zero")
+    res = network_morphism(cfg, [2, 3, 1], tmp_path / "m", shallow_epochs=2, deeper_epochs=1, init="zero")
     assert res["arch"] == "Basic3ResNet-2-3-1" and res["epochs"] == 3
     [event] = res["growth_events"]
     assert event["epoch"] == 2 and [e["where"] for e in event["edits"]] == ["stages.0.1", "stages.1.1", "stages.1.2"]
     # the morph itself preserves the function: apply it to a fresh net and compare
     m = M.create("Basic3ResNet-1-1-1", in_channels=1, image_size=8).eval()
     g = copy.deepcopy(m)
-    d = Morph([2, 3, 1], after=1).decide(1, {}, g)
+    d = NetworkMorphism([2, 3, 1], after=1).decide(view(1, {}, g))
     ed = [p.apply(g) for p in d.plans]
-    Morph([2, 3, 1], after=1).initialize(g, ed, None)
+    NetworkMorphism([2, 3, 1], after=1).initialize(g, ed, None)
     x = torch.randn(4, 1, 8, 8)
     torch.testing.assert_close(g.eval()(x), m(x), rtol=0, atol=0)
     with pytest.raises(Exception, match="must extend"):
-        morph(cfg, [1, 1], tmp_path / "bad", shallow_epochs=1, deeper_epochs=1)
+        network_morphism(cfg, [1, 1], tmp_path / "bad", shallow_epochs=1, deeper_epochs=1)

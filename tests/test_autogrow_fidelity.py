@@ -12,6 +12,7 @@ from growkit.errors import GrowkitError
 from growkit.growers import initializers as I
 from growkit.methods.autogrow.grower import AutoGrow, make
 from growkit.engine.surgery import AppendBlock
+from growkit.growers.view import GrowerView
 
 RESHAPING = ["adam", "uni", "uni01", "gau"]  # every initializer but zero (refused on plain nets) and identity
 
@@ -138,7 +139,7 @@ def test_joint_adam_init_trains_all_new_bns_in_one_optimizer():
     torch.manual_seed(0)
     m = M.create("Basic3ResNet-1-1-1", in_channels=1, image_size=8)
     grower = NetworkMorphism([2, 3, 1], after=1, init="adam")
-    edits = [p.apply(m) for p in grower.decide(1, {}, m).plans]  # (epoch, row, model): a data-less view
+    edits = [p.apply(m) for p in grower.decide(GrowerView(epoch=1, global_epoch=1, row={}, model=m)).plans]
     wheres = [e.where for e in edits]
     assert wheres == ["stages.0.1", "stages.1.1", "stages.1.2"]
     view = ScriptedView([50.0, 95.0])  # reaches the shallower net's 90 % at the second epoch

@@ -27,19 +27,13 @@ def test_row_hides_test_fields_and_refuses_to_read_them():
 
 
 class Reader(Grower):
-    """Reads one key of its view's row at the first decision (new protocol, or the older call)."""
-    def __init__(self, key, legacy=False):
+    """Reads one key of its view's row at the first decision."""
+    def __init__(self, key):
         super().__init__()
         self.key, self.seen = key, None
-        if legacy:
-            self.decide = self._legacy
 
     def decide(self, view):
         self.seen = view.row[self.key]
-        return Decision(done=True)
-
-    def _legacy(self, epoch, row, model):
-        self.seen = row[self.key]
         return Decision(done=True)
 
     def state_dict(self):
@@ -55,12 +49,11 @@ def _trainer(grower=None, **kw):
     return Trainer(cfg, None, phases=phases, grower=grower)
 
 
-@pytest.mark.parametrize("legacy", [False, True], ids=["view", "legacy-signature"])
-def test_a_grower_reading_test_acc_fails_the_run(legacy):
-    t = _trainer(Reader("test_acc", legacy))
+def test_a_grower_reading_test_acc_fails_the_run():
+    t = _trainer(Reader("test_acc"))
     with pytest.raises(GrowkitError, match="test_acc"):
         t.fit()
-    ok, rows = Reader("val_acc", legacy), []
+    ok, rows = Reader("val_acc"), []
 
     class Rows:
         def on_epoch(self, trainer, row):
@@ -190,8 +183,8 @@ def test_a_grower_probe_inside_a_run_leaves_the_run_unchanged():
 
 
 def test_view_without_trainer_has_no_data():
-    from growkit.growers.view import legacy_view
-    v = legacy_view(1, {"val_acc": 1.0}, None)
+    from growkit.growers.view import GrowerView
+    v = GrowerView(epoch=1, global_epoch=1, row={"val_acc": 1.0}, model=None)
     with pytest.raises(GrowkitError, match="no data"):
         v.probe(1)
     assert v.row["val_acc"] == 1.0 and v.epoch == 1

@@ -59,10 +59,11 @@ def test_flags_parse_lists_switches_and_respelled_names():
 
 def test_registry_names_aliases_and_errors():
     assert registry.names()[:3] == ["train", "autogrow", "network-morphism"]
-    assert registry.get("morph") is registry.get("network-morphism")
     with pytest.raises(GrowkitError, match="unknown run command 'grow'"):
         registry.get("grow")
     with pytest.raises(ValueError, match="already registered"):
+        registry.register(registry.Method("train", "dup", lambda t, o: (None, None, t)))
+    with pytest.raises(ValueError, match="former name of 'network-morphism'"):
         registry.register(registry.Method("morph", "dup", lambda t, o: (None, None, t)))
     old = {"command": "morph", "train": {"epochs": 3}, "morph": {"target_depths": [2, 2, 2], "shallow_epochs": 1,
                                                                 "deeper_epochs": 2, "init": "zero"}}

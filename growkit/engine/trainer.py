@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import inspect
 import itertools
 import math
 import time
@@ -87,11 +86,6 @@ def build_model(cfg: TrainConfig, info):
                   image_size=info.image_size)
 
 
-def GrowthContext(trainer: "Trainer", row: dict) -> GrowerView:
-    """The view an initializer gets after a growth (kept for callers of the older name)."""
-    return trainer.view(row)
-
-
 def _to_device(obj, device: torch.device):
     """Checkpointed state (nested dicts / lists holding tensors) with every tensor on ``device``."""
     if torch.is_tensor(obj):
@@ -101,16 +95,6 @@ def _to_device(obj, device: torch.device):
     if isinstance(obj, list):
         return [_to_device(v, device) for v in obj]
     return obj
-
-
-def _legacy_decide(decide) -> bool:
-    """True for the older signature ``decide(epoch, row, model)`` (two or more required positionals)."""
-    try:
-        params = inspect.signature(decide).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return sum(p.kind in kinds and p.default is inspect.Parameter.empty for p in params) >= 2
 
 
 class Trainer:
@@ -246,11 +230,6 @@ class Trainer:
             grower = None if self.grower is None else self.grower.state_dict()
             distributed.check_identical(self.model, self.opt, grower, when)
 
-    def _decide(self, view: GrowerView):
-        if _legacy_decide(self.grower.decide):
-            return self.grower.decide(view.epoch, view.row, view.model)
-        return self.grower.decide(view)
-
     def _grower_epoch(self, phase, e0: int):
         """A grower may spend an epoch of its growing phase on parameters of its own, the net frozen
         (Gauss-Newton's morphism phases), through ``replaces_epoch(view) -> (train loss, train acc %)
@@ -337,7 +316,7 @@ class Trainer:
         done, events = False, []
         in_phase = self.loop.epoch - self.loop.phase_start
         if phase.grows and self.grower is not None:
-            decision = self._on_main(lambda: self._decide(self.view(row, in_phase)))
+            decision = self._on_main(lambda: self.grower.decide(self.view(row, in_phase)))
             if decision.plans:
                 events.append(self._grow(decision, row))
             limit = phase.epochs if phase.epochs is not None else phase.max_epochs

@@ -14,17 +14,13 @@ A grower has two separate parts, never mixed:
 Growers never touch the optimizer (the trainer carries its state) and keep
 their state in :meth:`Grower.state_dict` (JSON values and tensors), which goes
 into every checkpoint.
-
-The older call ``decide(epoch, row, model)`` still works: growers written for it
-get those three (the row without test fields); growers of this package accept
-both (see :func:`as_view`).
 """
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
 
-from .view import GrowerView, legacy_view
+from .view import GrowerView
 
 
 @dataclass
@@ -32,13 +28,6 @@ class Decision:
     plans: list = field(default_factory=list)  # surgery plans to apply now
     done: bool = False  # growing is finished: move on to the next phase
     info: dict = field(default_factory=dict)  # what the growth record should say about this decision
-
-
-def as_view(view, row=None, model=None) -> GrowerView:
-    """``decide(view)``, or the older ``decide(epoch, row, model)`` as a data-less view."""
-    if isinstance(view, GrowerView):
-        return view
-    return legacy_view(view, row if row is not None else {}, model)
 
 
 class Grower:

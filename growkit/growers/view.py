@@ -200,7 +200,3 @@ class ViewServices:
     def train_only(self, params, optimizer):
         return self._train_only(params, optimizer)
 
-
-def legacy_view(epoch: int, row: Mapping, model) -> GrowerView:
-    """A data-less view for the older call ``decide(epoch, row, model)``."""
-    return GrowerView(epoch=epoch, global_epoch=epoch, row=row, model=model)

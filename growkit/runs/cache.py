@@ -28,7 +28,7 @@ def essential(rc: dict) -> dict:
 
 
 def same(stored: dict, wanted: dict) -> bool:
-    """Equal up to the environment, progress bars, command aliases and option defaults added since, and run by
+    """Equal up to the environment, progress bars, former command names and option defaults added since, and run by
     the same growkit code (a hash of its source files: a code fix reruns)."""
     if stored.get("environment", {}).get("code") != records.code_hash():
         return False

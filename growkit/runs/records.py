@@ -25,6 +25,7 @@ def read_run_config(run_dir: str | Path) -> dict:
     path = Path(run_dir) / "config.json"
     rc = read_json(path)
     try:
+        rc = registry.current(rc)  # a run written under a command's former name
         method = registry.get(rc.get("command"))
         if method.own_loop is not None:  # no train section: the method's options are the whole config
             method.options(rc)

@@ -16,7 +16,8 @@ files), so whoever imports any part of growkit finds every built-in method regis
 below the methods needs to import them: the import graph keeps its arrows pointing down.
 
 A run's ``config.json`` holds ``{"command": name, "train": {...}, name: {method options}}``.
-Old names stay readable as aliases (``morph`` is ``network-morphism``).
+A run written under a command's former name still resumes: :func:`current` maps it to today's
+(:data:`RENAMED`) wherever a config is read.
 """
 from __future__ import annotations
 
@@ -35,19 +36,17 @@ class Method:
     config: type | None = None  # dataclass of the method's options (from_dict / to_dict / validate)
     summarize: Callable | None = None  # (result, trainer, method_cfg, out dir) -> fields added to result.json
     train_flags: Mapping = field(default_factory=dict)  # TrainConfig field -> None (no flag) or flag metadata
-    aliases: tuple[str, ...] = ()  # older command names that still resume
     # A method with its own loop (not the Trainer's): an object with start(options, out, overwrite=...),
     # resume(out), report(result, out) and follow(payload) (a rank > 0 under torchrun: what rank 0 sent
     # through growkit.dist.leader.own). Its subcommand offers only its own flags; build is unused.
     own_loop: object | None = None
 
     def options(self, rc: dict):
-        """The method's options in run config ``rc`` (under its name, or an alias), or None."""
+        """The method's options in run config ``rc`` (under its name), or None."""
         if self.config is None:
             return None
-        for key in (self.name, *self.aliases):
-            if key in rc:
-                return self.config.from_dict(rc[key]).validate()
+        if self.name in rc:
+            return self.config.from_dict(rc[self.name]).validate()
         raise GrowkitError(f"run config of {self.name!r} has no {self.name!r} section")
 
     def run_config(self, train: TrainConfig, options=None) -> dict:
@@ -65,20 +64,20 @@ class Method:
 
 
 _REGISTRY: dict[str, Method] = {}
-_ALIASES: dict[str, str] = {}
+RENAMED = {"morph": "network-morphism"}  # former command name -> today's (run directories written under it)
 
 
 def register(method: Method) -> Method:
-    for name in (method.name, *method.aliases):
-        if name in _REGISTRY or name in _ALIASES:
-            raise ValueError(f"method name {name!r} is already registered")
+    if method.name in _REGISTRY:
+        raise ValueError(f"method name {method.name!r} is already registered")
+    if method.name in RENAMED:
+        raise ValueError(f"method name {method.name!r} is the former name of {RENAMED[method.name]!r}")
     _REGISTRY[method.name] = method
-    _ALIASES.update({a: method.name for a in method.aliases})
     return method
 
 
 def get(name: str) -> Method:
-    m = _REGISTRY.get(_ALIASES.get(name, name))
+    m = _REGISTRY.get(name)
     if m is None:
         raise GrowkitError(f"unknown run command {name!r}; known: {', '.join(_REGISTRY)}")
     return m
@@ -88,12 +87,26 @@ def names() -> list[str]:
     return list(_REGISTRY)
 
 
+def current(rc: dict) -> dict:
+    """Run config ``rc`` as it reads today: written under a former command name (:data:`RENAMED`), its
+    command and its options' section take the new name; any other config comes back as it is."""
+    old = rc.get("command")
+    new = RENAMED.get(old) if isinstance(old, str) else None
+    if new is None:
+        return rc
+    out = {k: v for k, v in rc.items() if k != old}
+    out["command"] = new
+    if old in rc:
+        out[new] = rc[old]
+    return out
+
+
 def normalize(rc: dict) -> dict:
-    """``rc`` with its canonical command and section name and the method options' defaults filled in,
-    so configs written under an alias or before an option existed compare equal to today's."""
+    """``rc`` with today's command and section name and the method options' defaults filled in,
+    so configs written under a former name or before an option existed compare equal to today's."""
+    rc = current(rc)
     m = get(rc.get("command"))
-    sections = (rc.get("command"), *m.aliases) if m.config is not None else ()  # (train's section is "train")
-    out = {k: v for k, v in rc.items() if k not in sections}
+    out = {k: v for k, v in rc.items() if k != m.name or m.config is None}  # (train's section is "train")
     out["command"] = m.name
     if m.config is not None:
         out[m.name] = m.options(rc).to_dict()

@@ -41,7 +41,7 @@ from ...engine.config import TrainConfig
 from ...engine.schedule import Phase
 from ...engine.surgery import AppendBlock
 from ...errors import GrowkitError
-from ...growers.base import Decision, Grower, as_view
+from ...growers.base import Decision, Grower
 from ...growers.initializers import check_family, initialize_block
 from .config import AutoGrowConfig
 
@@ -92,8 +92,7 @@ class AutoGrow(Grower):
         later = [s for s in ring if s > stage]
         return later[0] if later else ring[0]
 
-    def decide(self, view, row=None, model=None) -> Decision:
-        view = as_view(view, row, model)
+    def decide(self, view) -> Decision:
         epoch, model = view.epoch, view.model
         st, cfg = self.state, self.cfg
         acc = view.row["val_acc"]

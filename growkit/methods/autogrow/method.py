@@ -55,8 +55,7 @@ register(Method("autogrow", "grow the depth of a net with AutoGrow", make, AutoG
 register(Method("network-morphism", "train a shallower net, stack blocks on every stage at once, train on "
                 "(AutoGrow's Network Morphism study)", _network_morphism, NetworkMorphismConfig,
                 train_flags={"depths": {"help": "depths of the shallower net, e.g. 1-1-1"},
-                             "epochs": None, "schedule": None},
-                aliases=("morph",)))
+                             "epochs": None, "schedule": None}))
 
 
 def autogrow(train_cfg: TrainConfig, ag_cfg: AutoGrowConfig, out: str | Path, *, overwrite: bool = False,
@@ -76,5 +75,3 @@ def network_morphism(train_cfg: TrainConfig, target_depths: list[int], out: str 
     return lifecycle.run("network-morphism", train_cfg, nm, out, overwrite=overwrite, callbacks=callbacks,
                          data=data)
 
-
-morph = network_morphism  # the former name

@@ -8,12 +8,13 @@ grower: one decision, ``after`` epochs into a growing phase that lasts exactly
 ``after`` epochs.
 
 (Named ``network-morphism`` so it is not confused with the Gauss-Newton
-split/prune morphisms; run directories written as ``morph`` still resume.)
+split/prune morphisms; run directories written as ``morph`` still resume, see
+:data:`growkit.runs.registry.RENAMED`.)
 """
 from __future__ import annotations
 
 from ...engine.surgery import AppendBlock
-from ...growers.base import Decision, Grower, as_view
+from ...growers.base import Decision, Grower
 from ...growers.initializers import initialize_blocks
 
 
@@ -26,8 +27,7 @@ class NetworkMorphism(Grower):
         self.target, self.after, self.init, self.std, self.adam = list(target_depths), after, init, init_std, adam
         self.done = False
 
-    def decide(self, view, row=None, model=None) -> Decision:
-        view = as_view(view, row, model)
+    def decide(self, view) -> Decision:
         if self.done or view.epoch < self.after:
             return Decision()
         self.done = True

@@ -25,8 +25,6 @@ def network_morphism(runs_dir, name: str, *, train: dict, target_depths, shallow
     return cache.named(runs_dir, name, "network-morphism", cache.train_cfg(train), nm)
 
 
-morph = network_morphism  # the former name
-
 
 def summary_row(res: dict, **extra) -> dict:
     """The columns the AutoGrow tables share."""
