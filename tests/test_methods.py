@@ -17,7 +17,8 @@ from growkit.errors import GrowkitError
 from growkit.engine.flags import values
 from growkit.growers.base import Decision, Grower
 from growkit.engine.schedule import Phase
-from growkit.engine.trainer import Trainer, derive_seed
+from growkit.engine.passes import derive_seed
+from growkit.engine.trainer import Trainer
 
 
 def _parsed(*argv):

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from growkit import models as M
 from growkit.engine.surgery import AppendBlock, Widen
 from growkit.viz import landscape as L
+from growkit.engine import snapshots
 from growkit.viz import trajectory as T
 
 
@@ -181,7 +182,7 @@ def test_snapshots_follow_a_growing_run_and_are_pruned_on_resume(tmp_path):
     assert snaps[0].arch == "Basic3ResNet-1-1-1" and snaps[-1].arch == res["found"]
     tr = T.pca_trajectory(snaps)
     assert tr.coords.shape == (5, 2) and np.allclose(tr.coords[-1], 0)
-    T.prune_snapshots(tmp_path / "r", 2)
+    snapshots.prune_snapshots(tmp_path / "r", 2)
     assert [s.epoch for s in T.load_snapshots(tmp_path / "r")] == [0, 1, 2]
 
 
@@ -202,15 +203,15 @@ def test_embed_places_entries_after_prunes_and_splits_by_hand(tmp_path):
     from growkit.engine.surgery import PruneChannels, SplitChannel, SplitChannels
     torch.manual_seed(0)
     m = M.create("LeNet5", in_channels=1, image_size=8)
-    T.save_snapshot(tmp_path, 0, m, dtype=torch.float64)
+    snapshots.save_snapshot(tmp_path, 0, m, dtype=torch.float64)
     p0 = L.params_of(m)
     e = [PruneChannels("conv1", [1, 3]).apply(m), SplitChannel("conv1", 0).apply(m)]
-    T.record_growth(tmp_path, 1, e)
-    T.save_snapshot(tmp_path, 1, m, dtype=torch.float64)
+    snapshots.record_growth(tmp_path, 1, e)
+    snapshots.save_snapshot(tmp_path, 1, m, dtype=torch.float64)
     p1 = L.params_of(m)
     e = [SplitChannels("conv1", [2, 0]).apply(m), Widen("conv2", 1).apply(m)]
-    T.record_growth(tmp_path, 2, e)
-    T.save_snapshot(tmp_path, 2, m, dtype=torch.float64)
+    snapshots.record_growth(tmp_path, 2, e)
+    snapshots.save_snapshot(tmp_path, 2, m, dtype=torch.float64)
     snaps = T.load_snapshots(tmp_path)
     final = snaps[-1].params
     per = m.flat
@@ -237,7 +238,7 @@ def test_embed_places_entries_after_prunes_and_splits_by_hand(tmp_path):
     # a parameter the final net lacks is an error, never dropped
     with pytest.raises(GrowkitError, match="no place in the final net: ghost"):
         T.embed({**p0, "ghost": torch.zeros(2)}, final, T.maps_to(snaps[0]))
-    T.prune_snapshots(tmp_path, 1)
+    snapshots.prune_snapshots(tmp_path, 1)
     assert [s.epoch for s in T.load_snapshots(tmp_path)] == [0, 1] and T.load_growths(tmp_path)[-1].epoch == 1
 
 

@@ -200,12 +200,11 @@ def state_hash(model: torch.nn.Module, opt=None, extra=None) -> str:
     """SHA-256 of the model's parameters and buffers (by name, bit for bit), the optimizer state by
     parameter name and ``extra`` (e.g. a grower's state): equal hashes mean identical states.
     Cost: one copy of everything to the host."""
-    from ..engine.optim import state_by_name
     h = hashlib.sha256()
     _feed(h, dict(model.named_parameters()))
     _feed(h, dict(model.named_buffers()))
-    if opt is not None:
-        _feed(h, state_by_name(model, opt))
+    if opt is not None:  # its state by parameter name (this layer sits below the engine's optimizers)
+        _feed(h, {n: dict(opt.state[p]) for n, p in model.named_parameters() if p in opt.state and opt.state[p]})
     if extra is not None:
         _feed(h, extra)
     return h.hexdigest()

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from .records import MetricsLog
+from .snapshots import prune_snapshots, record_growth, save_snapshot
 
 HOOKS = ("on_fit_start", "on_epoch_start", "on_batch", "on_growth", "on_epoch", "on_checkpoint", "on_fit_end")
 
@@ -95,14 +96,12 @@ class Recorder(Callback):
         if self.log.path.exists():  # a resume: drop rows the checkpoint has not seen
             self.log.truncate(epoch)
         if self.snapshot_every:
-            from ..viz.trajectory import prune_snapshots, save_snapshot
             prune_snapshots(self.out, epoch)
             if epoch == 0:
                 save_snapshot(self.out, 0, trainer.model)
 
     def on_growth(self, trainer, event: dict) -> None:
         if self.snapshot_every:  # where old entries went, so older snapshots embed in the grown net
-            from ..viz.trajectory import record_growth
             record_growth(self.out, trainer.loop.epoch, trainer.growth_edits)
 
     def on_epoch(self, trainer, row: dict) -> None:
@@ -113,7 +112,6 @@ class Recorder(Callback):
         # the origin of its PCA plane and the centre of the loss contours
         finished = trainer.loop.phase >= len(trainer.phases)
         if self.snapshot_every and (trainer.loop.epoch % self.snapshot_every == 0 or finished):
-            from ..viz.trajectory import save_snapshot
             save_snapshot(self.out, trainer.loop.epoch, trainer.model)
 
 

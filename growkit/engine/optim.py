@@ -26,6 +26,8 @@ rebuild ``{kind, groups, state}`` for checkpoints.
 """
 from __future__ import annotations
 
+import types
+
 import torch
 import torch.nn as nn
 
@@ -192,9 +194,11 @@ def build(model: nn.Module, cfg, lr: float) -> torch.optim.Optimizer:
 
 def sgd(model: nn.Module, lr: float, momentum: float = 0.9, nesterov: bool = False,
         weight_decay: float = 5e-4) -> torch.optim.Optimizer:
-    """SGD over every parameter (weight decay on all of them), without a config."""
-    from .config import TrainConfig
-    return build(model, TrainConfig(momentum=momentum, nesterov=nesterov, weight_decay=weight_decay), lr)
+    """SGD over every parameter (weight decay on all of them), without a config: the fields :func:`build`
+    reads, as a TrainConfig with these values gives them."""
+    cfg = types.SimpleNamespace(optimizer="sgd", optimizer_kw={}, decay_bn_bias=True, momentum=momentum,
+                                nesterov=nesterov, weight_decay=weight_decay)
+    return build(model, cfg, lr)
 
 
 # ----------------------------------------------------------------------------- state by name

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import zlib
 from typing import Callable
 
 import torch
@@ -25,6 +26,11 @@ import torch.nn.functional as F
 from ..dist import group as distributed
 
 Objective = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def derive_seed(*parts) -> int:
+    """A seed from any parts (the run's seed, an epoch, a purpose): the same parts give the same seed."""
+    return zlib.crc32(":".join(map(str, parts)).encode())
 
 
 def cross_entropy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,6 @@ import gc
 import itertools
 import math
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -37,7 +36,7 @@ from . import checkpoint as ckpt
 from . import optim
 from .callbacks import CallbackList, ProgressBar, Recorder
 from .config import TrainConfig
-from .passes import Objective, Passes
+from .passes import Objective, Passes, derive_seed
 from .records import environment
 from .schedule import Phase
 
@@ -64,10 +63,6 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise GrowkitError(f"device {name!r} requested but no CUDA device is available")
     return dev
-
-
-def derive_seed(*parts) -> int:
-    return zlib.crc32(":".join(map(str, parts)).encode())
 
 
 def load_data(cfg: TrainConfig, device: torch.device, channels_last: bool = False):

@@ -26,6 +26,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from ..engine.passes import derive_seed
 from ..errors import GrowkitError
 
 TEST_PREFIX = "test_"
@@ -192,7 +193,6 @@ class ViewServices:
         self.passes, self.run_seed, self._train_only = passes, run_seed, train_only
 
     def batches(self, n, split, augment, seed, batch_size, global_epoch):
-        from ..engine.trainer import derive_seed
         if seed is None:
             seed = derive_seed(self.run_seed, global_epoch, "view")
         return self.passes.batches(n, split, augment, seed, batch_size or self.passes.batch_size)

@@ -2,12 +2,12 @@
 
 During a run (``TrainConfig.snapshot_every = N``) the trainer saves the
 parameters, by name, every N epochs to ``<run>/trajectory/e00012.pt``
-(epoch 0 = the initial net). A snapshot taken before a growth has fewer (or
+(epoch 0 = the initial net; :mod:`growkit.engine.snapshots` writes them). A snapshot taken before a growth has fewer (or
 narrower) parameters than the final net. To put all snapshots in one space we
 embed each into the *final* network's parameter space and **zero-pad what did
 not exist yet** (the paper's rule): a missing parameter is all zeros. Where
 an old entry lands is told by the growth records: at every growth the trainer
-calls :func:`record_growth`, which stores the step's composed index maps
+calls :func:`~growkit.engine.snapshots.record_growth`, which stores the step's composed index maps
 (``trajectory/growth_e00012.pt``); a snapshot is carried through every later
 growth's maps, so prunes and splits (which move or drop channels) place each
 surviving entry at its final position and new entries at 0. Without records
@@ -26,58 +26,22 @@ run's final checkpoint, which is also the centre of the loss contours. Because a
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..engine.snapshots import SNAPSHOTS
 from ..engine.surgery import Edit, compose_remaps, remap_tensor
 from ..errors import GrowkitError
 
 Params = dict[str, torch.Tensor]
-SNAPSHOTS = "trajectory"
-
-
-def save_snapshot(run_dir: str | Path, epoch: int, model: torch.nn.Module, dtype=torch.float32) -> Path:
-    d = Path(run_dir) / SNAPSHOTS
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"e{epoch:05d}.pt"
-    payload = {"epoch": epoch, "arch": model.arch, "spec_json": json.dumps(model.spec),
-               "params": {n: p.detach().to("cpu", dtype).clone() for n, p in model.named_parameters()}}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def record_growth(run_dir: str | Path, epoch: int, edits) -> Path:
-    """Store the composed index maps of the growth at ``epoch`` (after that epoch's training, before
-    its snapshot), so :func:`embed` can place older snapshots in the grown net."""
-    comp = compose_remaps(edits)
-    d = Path(run_dir) / SNAPSHOTS
-    d.mkdir(parents=True, exist_ok=True)
-    path = d / f"growth_e{epoch:05d}.pt"
-    payload = {"epoch": epoch, "new": list(comp.new),
-               "remap": {n: [i.to(torch.long) for i in idx] for n, idx in comp.remap.items()}}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def prune_snapshots(run_dir: str | Path, last_epoch: int) -> None:
-    """Delete snapshots and growth records newer than the checkpoint a run resumes from."""
-    d = Path(run_dir) / SNAPSHOTS
-    for f in [*d.glob("e*.pt"), *d.glob("growth_e*.pt")]:
-        if int(f.stem.rpartition("e")[2]) > last_epoch:
-            f.unlink()
 
 
 @dataclass
 class Growth:
-    """One growth step's composed index maps (see :func:`record_growth`)."""
+    """One growth step's composed index maps (see :func:`growkit.engine.snapshots.record_growth`)."""
     epoch: int
     edit: Edit
 
