@@ -45,6 +45,24 @@ def test_a_method_package_imports_no_other_method(graph):
     assert not crossing, crossing
 
 
+def test_what_a_run_executes_imports_no_presentation_code(graph):
+    """The run cache's code hash leaves out papers/, viz/ and the methods' plots.py (a plot fix re-draws from
+    cached runs); that is right only while nothing a run executes imports them."""
+    from growkit.engine.records import presentation
+    run = G.reach(graph, ["growkit.methods", "growkit.runs.lifecycle"])
+    shown = sorted(m for m in run if presentation("/".join(m.split(".")[1:]) + ".py"))
+    assert not shown, shown
+    assert "growkit.methods.gauss_newton.grower" in run and "growkit.engine.trainer" in run
+
+
+def test_presentation_code_is_known_by_where_it_lives():
+    from growkit.engine.records import presentation
+    assert all(map(presentation, ["viz/plots.py", "viz/trajectory.py", "papers/report.py", "papers/study.py",
+                                  "methods/adenel/plots.py", "methods/gauss_newton/plots.py"]))
+    assert not any(map(presentation, ["engine/trainer.py", "engine/snapshots.py", "methods/gauss_newton/study.py",
+                                      "methods/plots.py", "runs/cache.py", "growers/view.py"]))
+
+
 def test_no_module_over_400_lines():
     long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MAX_LINES}

@@ -92,10 +92,11 @@ def test_code_hash_ignores_presentation_modules_only(tmp_path):
     shutil.copytree(Path(growkit.__file__).parent, pkg, ignore=shutil.ignore_patterns("__pycache__"))
     base = records.tree_hash(pkg)
     assert base == records.code_hash()  # the copy hashes as the installed package
-    for rel in ("viz/plots.py", "papers/report.py", "papers/figures.py", "papers/profiles.py"):
+    for rel in ("viz/plots.py", "viz/trajectory.py", "papers/report.py", "papers/figures.py", "papers/profiles.py",
+                "papers/study.py", "methods/gauss_newton/plots.py"):
         (pkg / rel).write_text((pkg / rel).read_text() + "\n# a presentation edit\n")
     assert records.tree_hash(pkg) == base
-    for rel in ("engine/trainer.py", "viz/trajectory.py", "growers/initializers.py"):
+    for rel in ("engine/trainer.py", "engine/snapshots.py", "growers/initializers.py", "methods/gauss_newton/study.py"):
         edited = records.tree_hash(pkg)
         (pkg / rel).write_text((pkg / rel).read_text() + "\n# a change that may alter results\n")
         assert records.tree_hash(pkg) != edited, rel

@@ -179,17 +179,20 @@ def git_commit() -> str:
     return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
 
 
-# Modules that only draw, tabulate or caption finished runs (no training code imports them).
-PRESENTATION = frozenset({"viz/plots.py", "methods/adenel/plots.py", "methods/learn_to_grow/plots.py",
-                          "viz/widgets.py", "papers/report.py", "papers/figures.py", "papers/profiles.py"})
+def presentation(rel: str) -> bool:
+    """Whether the package file at ``rel`` (e.g. ``viz/plots.py``) only draws, tabulates or captions finished
+    runs, known by where it lives: ``papers/``, ``viz/`` and every method's ``plots.py``. Nothing a run
+    executes imports them (tests/test_layout.py checks it)."""
+    parts = rel.split("/")
+    return parts[0] in ("papers", "viz") or (len(parts) == 3 and parts[0] == "methods" and parts[2] == "plots.py")
 
 
 @functools.lru_cache(maxsize=1)
 def code_hash() -> str:
     """A hash of growkit's own source files: what a run's results depend on. It changes with every commit
     (or uncommitted edit) that changes the code, and not with one that changes only the docs, the notebooks or
-    the presentation modules (:data:`PRESENTATION`: plots, tables, captions, profiles), which read finished
-    runs and never run training; so a plot fix re-draws from the cached runs instead of retraining them."""
+    the presentation code (:func:`presentation`: plots, tables, captions, profiles, surfaces), which reads
+    finished runs and never trains; so a plot fix re-draws from the cached runs instead of retraining them."""
     return tree_hash(Path(__file__).resolve().parents[1])
 
 
@@ -197,7 +200,7 @@ def tree_hash(root: Path) -> str:
     """:func:`code_hash` of the package rooted at ``root``."""
     h = hashlib.sha256()
     for f in sorted(root.rglob("*.py")):
-        if f.relative_to(root).as_posix() in PRESENTATION:
+        if presentation(f.relative_to(root).as_posix()):
             continue
         h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
