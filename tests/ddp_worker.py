@@ -1,4 +1,4 @@
-"""Workers of tests/test_distributed.py: started by ``torchrun`` for N processes, or called in the test's
+"""Workers of tests/distributed/test_distributed.py: started by ``torchrun`` for N processes, or called in the test's
 own process (no launcher: the one-process answer, through the code path one process always takes).
 
     torchrun --nproc_per_node=N tests/ddp_worker.py step OUT N_IMAGES BATCH [NET]

@@ -28,7 +28,7 @@ import torch
 import formats
 from conftest import run_cli
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1]  # the tests folder
 TINY = ["--depths", "1-1-1", "--epochs", "1", "--batch-size", "64", "--no-progress"]
 
 

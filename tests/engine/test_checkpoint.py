@@ -12,7 +12,7 @@ from growkit.engine import optim
 from growkit.engine.config import TrainConfig
 from growkit.errors import GrowkitError
 
-FORMAT1_RUN = Path(__file__).parent / "data" / "format1_run"
+FORMAT1_RUN = Path(__file__).resolve().parents[1] / "data" / "format1_run"
 
 
 def test_split_tensors_moves_every_tensor_to_a_table_and_merge_puts_it_back():

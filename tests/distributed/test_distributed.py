@@ -14,7 +14,7 @@ import torch
 
 import ddp_worker
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORKER = str(Path(ddp_worker.__file__).resolve())
 
 

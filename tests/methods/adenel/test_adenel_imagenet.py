@@ -7,7 +7,7 @@ import pytest
 
 from growkit.papers.figures import run_notebook
 
-NB = Path(__file__).resolve().parents[1] / "notebooks" / "adenel_05_imagenet.ipynb"
+NB = Path(__file__).resolve().parents[3] / "notebooks" / "adenel_05_imagenet.ipynb"
 
 
 @pytest.mark.parametrize("present,missing", [((), ["imagenet/train", "imagenet/val"]),

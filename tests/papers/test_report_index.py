@@ -6,7 +6,7 @@ from pathlib import Path
 from growkit.papers.figures import PAPER_ORDER, write_index
 from growkit.papers.profiles import PROFILES
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 # The order of the captions in the AutoGrow paper's text (000_*, read by hand): Table 9 and Figure 6 come before
 # Table 8, Table 4's caption after Table 7's.
 PAPER_CAPTIONS = ["table2", "fig2", "table3", "fig3", "fig4", "table5", "table6", "table7", "table4", "fig5", "table9",

@@ -13,7 +13,7 @@ from growkit.papers.figures import list_notebooks, run_figures
 from growkit.papers.profiles import PROFILES
 
 NOTEBOOKS = list_notebooks()
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def parameters_cell(nb):

@@ -1,0 +1,1 @@
+"""Tests of growkit/dist/ (the folder is not named dist: pytest skips folders of that name)."""

@@ -1,0 +1,1 @@
+"""Tests of growkit/methods/gauss_newton/."""

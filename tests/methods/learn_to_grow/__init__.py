@@ -1,0 +1,1 @@
+"""Tests of growkit/methods/learn_to_grow/."""
