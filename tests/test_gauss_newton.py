@@ -211,6 +211,7 @@ def test_morphism_epochs_leave_the_model_frozen_and_average_with_weight_b_over_2
     assert loss == pytest.approx(sum(losses) / 10)
 
 
+@pytest.mark.slow
 def test_cli_runs_a_search_and_refuses_bad_input_before_writing(cli, tmp_path):
     out = tmp_path / "gn"
     bad = cli("gauss-newton", "--model", "NoSuchNet", "--dataset", "digits", "--out", out)
