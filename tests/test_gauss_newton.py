@@ -148,6 +148,7 @@ def test_one_round_of_many_splits_and_prunes_equals_a_hand_built_net_and_carries
     opt2.step()  # the carried optimizer steps the edited net
 
 
+@pytest.mark.slow
 def test_kill_in_a_morphism_phase_and_resume_is_identical(tmp_path):
     from growkit import checkpoint, runs
     from growkit.config import TrainConfig
