@@ -17,6 +17,8 @@ import ddp_worker
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = str(Path(ddp_worker.__file__).resolve())
 
+pytestmark = pytest.mark.slow  # every test here starts a subprocess
+
 
 @pytest.fixture(autouse=True)
 def one_thread():

@@ -41,11 +41,13 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path, args, msg):
 
 
 @pytest.mark.parametrize("args", [["train", "--model", "ResNet9000"], ["autogrow", "--K", "0"]])
+@pytest.mark.slow
 def test_the_installed_command_exits_2(cli, tmp_path, args):
     r = cli(*args, "--out", tmp_path / "run")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_non_empty_out_without_overwrite_is_refused_and_left_alone(cli, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
@@ -57,11 +59,13 @@ def test_non_empty_out_without_overwrite_is_refused_and_left_alone(cli, tmp_path
     assert (out / "notes.txt").read_text() == "mine" and len(list(out.iterdir())) == 1
 
 
+@pytest.mark.slow
 def test_resume_of_a_folder_without_a_run(cli, tmp_path):
     r = cli("resume", tmp_path)
     assert r.returncode == 2 and "not a growkit run" in r.stderr
 
 
+@pytest.mark.slow
 def test_train_writes_the_documented_files(cli, tmp_path):
     out = tmp_path / "run"
     r = cli("train", "--model", "Basic3ResNet", "--depths", "1-1-1", "--epochs", "2", "--out", out, "--no-progress")

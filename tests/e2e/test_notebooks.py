@@ -94,6 +94,7 @@ def smoke(tmp_path_factory):
     return code, figs, runs / "smoke"
 
 
+@pytest.mark.slow
 def test_figures_smoke_profile_runs_every_notebook(smoke):
     code, figs, runs = smoke
     summary = json.loads((runs / "summary.json").read_text())
@@ -104,6 +105,7 @@ def test_figures_smoke_profile_runs_every_notebook(smoke):
 
 
 @pytest.mark.parametrize("stem", sorted(EXPECTED))
+@pytest.mark.slow
 def test_each_notebook_writes_its_records_and_outputs(smoke, stem):
     _, figs, runs = smoke
     for name, n_rows in EXPECTED[stem].items():
@@ -127,6 +129,7 @@ def test_each_notebook_writes_its_records_and_outputs(smoke, stem):
         assert math.isfinite(res["test_acc"]) and res["environment"]["torch"]
 
 
+@pytest.mark.slow
 def test_table_values_come_from_the_run_records(smoke):
     _, figs, runs = smoke
     rows = list(csv.DictReader(open(figs / "autogrow_table5_interval_K.csv")))
@@ -138,6 +141,7 @@ def test_table_values_come_from_the_run_records(smoke):
     assert [r["K, J used"] for r in rows] == ["1, 4", "2, 8"]  # K and J divided by the fraction 0.5
 
 
+@pytest.mark.slow
 def test_tables_carry_computed_verdicts_and_the_paper_vs_kit_page(smoke):
     _, figs, _ = smoke
     for name in ("autogrow_table3_c_autogrow", "autogrow_table4_adaptability", "autogrow_table5_interval_K",
@@ -162,6 +166,7 @@ def _tiny_notebooks(nbdir, bodies: dict):
         nbformat.write(nb, nbdir / f"{name}.ipynb")
 
 
+@pytest.mark.slow
 def test_a_failing_notebook_is_reported_with_its_cell_and_the_others_still_run(tmp_path):
     nbdir = tmp_path / "nbs"
     _tiny_notebooks(nbdir, {"a_bad": "raise ValueError('boom')", "b_good": "x = 1"})
@@ -173,6 +178,7 @@ def test_a_failing_notebook_is_reported_with_its_cell_and_the_others_still_run(t
     assert by["a_bad"]["status"] == "failed" and by["a_bad"]["cell"] == 3 and "boom" in by["a_bad"]["error"]
 
 
+@pytest.mark.slow
 def test_notebooks_run_in_parallel_each_with_its_own_kernel(tmp_path):
     """--jobs 4: four kernels start at once; each answers its own notebook (their sockets used to collide in the
     shared working directory) and no socket file is left behind there. Each kernel starts in the notebook's folder

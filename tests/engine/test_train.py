@@ -144,6 +144,7 @@ def _kill_after_rows(proc, out, n_rows, timeout=300):
     ["autogrow", "--model", "Basic3ResNet", "--K", "1", "--J", "2", "--init", "gau", "--finetune", "2",
      "--max-grow-epochs", "4"],
 ], ids=["train", "autogrow"])
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, command):
     args = [*command, "--batch-size", "16", "--no-progress", "--seed", "7"]
     full, cut = tmp_path / "full", tmp_path / "cut"
@@ -176,6 +177,7 @@ def test_nan_loss_stops_and_leaves_the_last_good_checkpoint(tmp_path):
     assert len(_rows(tmp_path)) == 2 and not (tmp_path / "result.json").exists()
 
 
+@pytest.mark.slow
 def test_nan_loss_from_the_cli_exits_1_with_one_line(cli, tmp_path):
     # valid settings (an lr of 1e38 is refused up front) that diverge in epoch 1 on digits, seeded
     r = cli("train", "--depths", "1-1-1", "--lr", "10", "--momentum", "0.999", "--weight-decay", "0.9",
@@ -232,6 +234,7 @@ print(json.dumps(t.fit()["train_loss"]))
 
 
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
+@pytest.mark.slow
 def test_sigkill_mid_width_growth_then_resume_is_bit_for_bit(tmp_path, kind):
     script = tmp_path / "width_run.py"
     script.write_text(WIDTH_RUN)

@@ -475,6 +475,7 @@ def outcomes(request, finished, tmp_path_factory):
     return dict(zip([c[0] for c in todo], results))
 
 
+@pytest.mark.slow
 def test_the_forked_cli_behaves_like_a_fresh_interpreter(tmp_path):
     """The forked runner against run_cli on the same inputs: same exit codes and stderr, and a crash
     inside the command would show its traceback."""
@@ -493,6 +494,7 @@ def test_there_are_at_least_60_cases_across_every_subcommand():
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.slow
 def test_bad_input_is_refused_and_changes_nothing(outcomes, case):
     if case[2] is s_readonly and os.geteuid() == 0:
         pytest.skip("root may write into a read-only folder")
@@ -519,6 +521,7 @@ def _one_line(r):
     return r.stderr.strip()
 
 
+@pytest.mark.slow
 def test_a_folder_with_a_foreign_config_json_survives_overwrite(tmp_path):
     s_foreign(tmp_path, None)
     before = tree(tmp_path)
@@ -528,6 +531,7 @@ def test_a_folder_with_a_foreign_config_json_survives_overwrite(tmp_path):
     assert tree(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_an_old_run_survives_a_failing_overwrite(tmp_path, finished):
     s_run(tmp_path, finished)
     before = tree(tmp_path)
@@ -545,6 +549,7 @@ def test_an_old_run_survives_a_failing_overwrite(tmp_path, finished):
     assert tree(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_only_after_the_first_checkpoint_and_leaves_nothing_beside(tmp_path, finished):
     from growkit.runs import rundir
     s_run(tmp_path, finished)
@@ -565,6 +570,7 @@ def _comparable(rows):
     return [{k: v for k, v in r.items() if k not in ("wall_s", "epoch_s")} for r in rows]
 
 
+@pytest.mark.slow
 def test_a_second_process_on_a_run_is_refused_while_one_runs(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--depths", "1-1-1", "--epochs", "40", "--batch-size", "32", "--no-progress", "--out", out]
@@ -593,6 +599,7 @@ def _killpoint(*args, cwd):
 
 
 @pytest.mark.parametrize("overwrite", [False, True], ids=["fresh", "overwrite"])
+@pytest.mark.slow
 def test_a_kill_at_every_write_point_is_recoverable(tmp_path, finished, overwrite):
     """Kill the run before each of its writes (renames, fsyncs; an append cut mid-line), then
     `growkit recover` and `growkit resume` (or the command again, when nothing was left): the result
@@ -641,6 +648,7 @@ def test_a_kill_at_every_write_point_is_recoverable(tmp_path, finished, overwrit
     assert any("result.json" in p for p in points) == overwrite, points
 
 
+@pytest.mark.slow
 def test_recover_repairs_what_a_crash_leaves_and_refuses_what_is_not_growkits(tmp_path, finished):
     from growkit.runs import rundir
     from growkit.runs.recover import recover
@@ -692,6 +700,7 @@ def test_recover_repairs_what_a_crash_leaves_and_refuses_what_is_not_growkits(tm
     assert tree(tmp_path / "src") == before
 
 
+@pytest.mark.slow
 def test_lock_is_exclusive_across_processes_and_names_the_holder(tmp_path):
     from growkit.runs import rundir
     from growkit.errors import GrowkitError

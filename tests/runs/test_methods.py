@@ -73,6 +73,7 @@ def test_registry_names_aliases_and_errors():
                                                            "deeper_epochs": 2, "init": "zero", "init_std": 1.0}}
 
 
+@pytest.mark.slow
 def test_python_dash_m_growkit_runs_network_morphism(tmp_path):
     out = tmp_path / "nm"
     r = subprocess.run([sys.executable, "-m", "growkit", "network-morphism", "--depths", "1-1-1", "--target-depths",
@@ -153,6 +154,7 @@ def test_callbacks_see_every_hook_in_order(tmp_path):
     assert calls == ["fit_start", *epoch, *epoch2, "fit_end"]
 
 
+@pytest.mark.slow
 def test_the_training_core_does_not_import_viz():
     code = ("import sys, growkit.engine.trainer, growkit.runs.lifecycle, growkit.methods; "
             "print(sorted(m for m in sys.modules if m.startswith('growkit.viz')))")

@@ -9,6 +9,8 @@ from growkit.papers.figures import run_notebook
 
 NB = Path(__file__).resolve().parents[3] / "notebooks" / "adenel_05_imagenet.ipynb"
 
+pytestmark = pytest.mark.slow  # every test here executes a notebook
+
 
 @pytest.mark.parametrize("present,missing", [((), ["imagenet/train", "imagenet/val"]),
                                               (("imagenet/train",), ["imagenet/val"])])

@@ -11,6 +11,8 @@ import torch
 from growkit.engine import checkpoint
 from growkit import models as M
 
+pytestmark = pytest.mark.slow  # every test here starts a subprocess
+
 # a LeNet-5 seed of 4 grows within J = 2 epochs on digits at lambda 0.02 (the ISS path moves per step)
 FAST = ["adenel", "--model", "LeNet5", "--seed-width", "4", "--dataset", "digits", "--J", "2", "--tau", "0.5",
         "--grow-by", "2", "--lam", "0.02", "--nu", "2", "--finetune", "2", "--max-grow-epochs", "6",

@@ -231,6 +231,7 @@ def test_adam_init_trains_only_the_last_bn():
     assert all(p.requires_grad for p in t.model.parameters())  # unfrozen afterwards
 
 
+@pytest.mark.slow
 def test_p_autogrow_on_digits_runs_to_a_stop_and_fine_tunes(cli, tmp_path):
     out = tmp_path / "g"
     r = cli("autogrow", "--model", "Basic3ResNet", "--dataset", "digits", "--K", "3", "--J", "6",

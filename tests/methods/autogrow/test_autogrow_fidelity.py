@@ -76,6 +76,7 @@ def test_after_growth_in_a_run_the_plain_bn_is_at_its_default(init):
     assert "adam_epochs" not in res["growth_events"][0]  # no AdamInit on plain nets (the authors' code)
 
 
+@pytest.mark.slow
 def test_init_zero_on_a_plain_net_is_refused_before_anything_is_written(cli, tmp_path):
     out = tmp_path / "z"
     r = cli("autogrow", "--model", "Plain4Net", "--init", "zero", "--out", out, "--no-progress")
@@ -165,6 +166,7 @@ def test_network_morphism_refuses_zero_init_on_a_plain_net():
                                               NetworkMorphismConfig([2, 2, 2], 1, 1, "zero"))
 
 
+@pytest.mark.slow
 def test_J_below_2K_exits_2_before_anything_is_written(cli, tmp_path):
     out = tmp_path / "j"
     r = cli("autogrow", "--K", "3", "--J", "5", "--out", out, "--no-progress")

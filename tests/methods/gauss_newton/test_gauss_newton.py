@@ -148,6 +148,7 @@ def test_one_round_of_many_splits_and_prunes_equals_a_hand_built_net_and_carries
     opt2.step()  # the carried optimizer steps the edited net
 
 
+@pytest.mark.slow
 def test_kill_in_a_morphism_phase_and_resume_is_identical(tmp_path):
     from growkit.engine import checkpoint
     from growkit.runs import lifecycle as runs
@@ -212,6 +213,7 @@ def test_morphism_epochs_leave_the_model_frozen_and_average_with_weight_b_over_2
     assert loss == pytest.approx(sum(losses) / 10)
 
 
+@pytest.mark.slow
 def test_cli_runs_a_search_and_refuses_bad_input_before_writing(cli, tmp_path):
     out = tmp_path / "gn"
     bad = cli("gauss-newton", "--model", "NoSuchNet", "--dataset", "digits", "--out", out)

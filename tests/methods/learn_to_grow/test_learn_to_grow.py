@@ -191,6 +191,7 @@ def digits5():
     return continual.task_stream("digits", 5)
 
 
+@pytest.mark.slow
 def test_finetuning_forgets_and_learn_to_grow_cannot(digits5):
     ft = run_stream(L2GConfig(method="finetune", search_epochs=0, warmup=0, train_epochs=6), digits5)
     assert ft["bwt"] < -5.0 and ft["forgetting"] > 5.0, ft["accuracy_matrix"]
@@ -202,6 +203,7 @@ def test_finetuning_forgets_and_learn_to_grow_cannot(digits5):
     assert l2g["choices"][0] == ["new:0"] * 5 and len(l2g["alpha"][1]) == 5
 
 
+@pytest.mark.slow
 def test_matrix_recomputed_from_the_per_task_checkpoints(digits5, tmp_path):
     for method in ("l2g", "finetune"):
         cfg = L2GConfig(method=method, deeper=method == "l2g", **FAST)
@@ -216,6 +218,7 @@ def test_matrix_recomputed_from_the_per_task_checkpoints(digits5, tmp_path):
         assert ck["format"] == 2 and ck["config"]["method"] == method and ck["loop"]["tasks_done"] == 5
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_equals_uninterrupted(digits5, tmp_path):
     cfg = L2GConfig(deeper=True, **FAST)
     full = run_stream(cfg, digits5, tmp_path / "a")
