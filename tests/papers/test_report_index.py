@@ -75,3 +75,18 @@ def test_an_unlisted_variant_of_a_paper_figure_sits_beside_it(tmp_path):
     heads = [line[3:] for line in (tmp_path / "README.md").read_text().splitlines() if line.startswith("## ")]
     assert heads == ["autogrow_table9_plain_nets", "autogrow_fig6_loss_surfaces_Basic4ResNet",
                      "autogrow_table8_dataset_fraction", "zz_other_table"]
+
+
+def test_the_hand_written_findings_lead_the_index_and_are_not_a_table(tmp_path):
+    """figures/FINDINGS.md (committed by hand) survives regeneration: copied once, before the entries, never
+    listed as a table of its own."""
+    (tmp_path / "autogrow_table2_morphism.md").write_text("*autogrow_table2_morphism caption*\n\n| a |\n|---|\n| 1 |\n")
+    findings = "## What the committed figures show\n\nWritten by hand: Table 2 is within noise.\n"
+    (tmp_path / "FINDINGS.md").write_text(findings)
+    write_index(tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert text.count("Written by hand") == 1 and findings.strip() in text
+    assert text.index("Written by hand") < text.index("## autogrow_table2_morphism")
+    assert "## FINDINGS" not in text and "FINDINGS.csv" not in text
+    write_index(tmp_path)
+    assert (tmp_path / "README.md").read_text() == text
