@@ -24,7 +24,7 @@ from ...engine.schedule import Phase
 from ...errors import GrowkitError
 from ...models import count_flops, create, from_spec
 from ...runs import lifecycle
-from ...runs.registry import Method, get, register
+from ...runs.registry import Method, register
 from . import prune
 from .grower import AdeNeL, AdeNeLConfig, ReplayGrowth, summarize as adenel_summary
 from .lbi import classifier_name
@@ -154,23 +154,14 @@ def _prune_summary(res: dict, trainer, cfg, out: Path) -> dict:
     return {"widths": widths(net), "pruned_to": next((e.get("pruned_to") for e in res["growth_events"]), None)}
 
 
-def _register() -> None:
-    try:
-        get("adenel")
-        return  # already registered (a re-import)
-    except GrowkitError:
-        pass
-    # AdeNeL sets the optimizer, rates and widths itself: those train flags would only conflict
-    own = {k: None for k in ("widths", "lr", "momentum", "nesterov", "weight_decay", "optimizer", "epochs",
-                             "schedule", "milestones", "gamma")}
-    register(Method("adenel", "grow conv widths from a thin seed by the support set of an inverse scale space, "
-                    "under budgets (AdeNeL)", build, AdeNeLConfig, summarize=summarize, train_flags=own))
-    register(Method("adenel-replay", "replay an AdeNeL growth schedule with SGD (started by adenel --scratch)",
-                    build_replay, ReplayConfig,
-                    train_flags={k: None for k in ("widths", "epochs", "schedule", "milestones", "gamma")}))
-    register(Method("l1-prune", "train a full-size net, prune its conv channels by filter L1 norm, fine-tune",
-                    prune.build, prune.L1PruneConfig, summarize=_prune_summary,
-                    train_flags={k: None for k in ("epochs", "schedule", "milestones", "gamma")}))
-
-
-_register()
+# AdeNeL sets the optimizer, rates and widths itself: those train flags would only conflict
+_OWN = {k: None for k in ("widths", "lr", "momentum", "nesterov", "weight_decay", "optimizer", "epochs", "schedule",
+                          "milestones", "gamma")}
+register(Method("adenel", "grow conv widths from a thin seed by the support set of an inverse scale space, "
+                "under budgets (AdeNeL)", build, AdeNeLConfig, summarize=summarize, train_flags=_OWN))
+register(Method("adenel-replay", "replay an AdeNeL growth schedule with SGD (started by adenel --scratch)",
+                build_replay, ReplayConfig,
+                train_flags={k: None for k in ("widths", "epochs", "schedule", "milestones", "gamma")}))
+register(Method("l1-prune", "train a full-size net, prune its conv channels by filter L1 norm, fine-tune",
+                prune.build, prune.L1PruneConfig, summarize=_prune_summary,
+                train_flags={k: None for k in ("epochs", "schedule", "milestones", "gamma")}))
