@@ -49,7 +49,7 @@ def _mean_loss(model, batches) -> float:
 
 
 def learn_morphisms(model, data, groups, epochs: int, *, batch_size: int = 64, lr: float = 1e-2,
-                    theta_init: float = 1e-2, seed: int = 0, loss_ref: str = "sample") -> dict:
+                    theta_init: float = 1e-2, seed: int = 0, loss_ref: str = "batch") -> dict:
     """Learned thetas and moving averages of the estimates (``{"thetas", "split", "prune", "theta0"}``)."""
     model.eval()
     thetas = gn.init_thetas(model, groups, scale=theta_init, generator=torch.Generator().manual_seed(seed))
