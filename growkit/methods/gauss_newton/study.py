@@ -6,7 +6,11 @@
 * :func:`true_delta`: the brute-force truth: expand the net by one morphism and measure the change
   of the mean cross-entropy on a held-out split (eval mode). The paper measures on the test set; we
   use the validation split (the test split stays for reporting accuracies).
-* :func:`estimate_vs_truth` (Figure 3) and :func:`morphism_quality` (Figure 4).
+* :func:`estimate_vs_truth` (Figure 3, splits and prunes) with :func:`fit_summary` per layer and kind
+  (least-squares slope and intercept of estimated on true, the slope of the fit through the origin, the
+  share within a factor of 2, Pearson and Spearman) and :func:`prune_bias`; :func:`morphism_quality`
+  (Figure 4) with :func:`quality_summary` (wins weighted by the size of the decrease).
+* :func:`verdicts`: the agrees / disagrees lines of Figures 3-4 over seeds, through :mod:`growkit.papers.stats`.
 * :func:`gauss_newton`: a named ``gauss-newton`` search run (through the run cache).
 
 The figures are drawn by :mod:`growkit.methods.gauss_newton.plots`.
@@ -16,23 +20,34 @@ Figure 4's baselines, defined concretely:
 * *expanded*: build the expanded net for one channel and optimise its theta with Adam (lr 1e-2) on
   the true training loss of that net, same mini-batches and number of steps as the Gauss-Newton
   learning; one whole forward + backward per channel and step.
-* *steepest descent + line search*: the first-order direction vanishes at theta = 0, so the
-  direction is taken at the same small random start theta_0 that the other two methods start from:
-  ``d = -grad_theta L_expanded(theta_0)`` (summed over ``probe_batches`` training batches),
-  normalised; the step ``t`` is the best of a geometric grid of scales relative to ``|w_in|``
-  (and 0), judged by the true expanded training loss on the same batches; theta = theta_0 + t d.
+* *splitting direction + line search* (the paper's "steepest descent direction as in [45, 42, 44]",
+  splitting steepest descent): a split ``w +- theta`` with halved outgoing weights changes the loss by
+  ``theta^T S theta / 2 + O(|theta|^3)`` (the first-order term cancels), ``S`` the splitting matrix; the
+  steepest split is along the eigenvector of ``S`` for its smallest eigenvalue. For ReLU nets ``S``
+  holds a Dirac term at the kink that autograd cannot see (its Hessian at theta = 0 is 0), so ``S`` is
+  measured from the true expanded loss: its gradient at ``probes`` random ``theta_i`` of norm
+  ``probe_scale * |w_in|`` (summed over ``probe_batches`` training batches) is fitted as ``S theta_i``
+  by least squares, ``S`` symmetrised. theta = ``t v_min``, ``t`` the best of the line search below.
+* *steepest descent from theta_0 + line search* (kept for comparison with earlier records): the
+  gradient direction at the same small random start theta_0 the other methods start from,
+  ``d = -grad_theta L_expanded(theta_0)`` normalised, theta = theta_0 + t d.
+
+The line search of both: ``t`` the best of a geometric grid of scales relative to ``|w_in|`` (and 0),
+judged by the true expanded training loss on the probe batches.
 """
 from __future__ import annotations
 
 import copy
+import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
 from ...engine.surgery import PruneChannel, SplitChannel
 from ...engine.trainer import resolve_device
-from ...papers import study
+from ...papers import stats, study
 from ...runs import cache
 from ...runs.records import load_data, load_model
 from . import estimate as gn
@@ -75,41 +90,75 @@ def true_delta(model, group: str, channel: int, theta: torch.Tensor | None, batc
     return _mean_loss(big, batches) - base
 
 
-def _ranks(v: torch.Tensor) -> torch.Tensor:
-    order = v.argsort()
-    r = torch.empty_like(v)
-    r[order] = torch.arange(len(v), dtype=v.dtype)
-    for val in v.unique():  # ties share their mean rank
-        m = v == val
-        if m.sum() > 1:
-            r[m] = r[m].mean()
-    return r
-
-
 def pearson(a, b) -> float:
-    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
-    a, b = a - a.mean(), b - b.mean()
-    den = (a.norm() * b.norm()).item()
-    return float("nan") if den == 0 else (a @ b).item() / den
+    """Pearson's r (scipy.stats); NaN where either side is constant."""
+    from scipy import stats as sst
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(sst.pearsonr(a, b)[0])
 
 
 def spearman(a, b) -> float:
-    return pearson(_ranks(torch.as_tensor(a, dtype=torch.float64)), _ranks(torch.as_tensor(b, dtype=torch.float64)))
+    """Spearman's rho (scipy.stats, ties share their mean rank); NaN where either side is constant."""
+    from scipy import stats as sst
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(sst.spearmanr(a, b)[0])
+
+
+def fit_summary(estimated, true) -> dict:
+    """How well estimates follow the truth, beyond a correlation: the least-squares line ``estimated =
+    slope * true + intercept``, the slope of the least-squares line through the origin (``sum(t e) /
+    sum(t^2)``: 1 on the identity line, 0.5 when the estimates are half the truth), the share of points
+    within a factor of 2 (``0.5 <= estimated / true <= 2``; a point whose truth is exactly 0 counts only
+    when its estimate is 0 too), Pearson and Spearman, and the means of both (their difference is the bias)."""
+    from scipy import stats as sst
+    t, e = np.asarray(true, dtype=float), np.asarray(estimated, dtype=float)
+    if t.shape != e.shape or t.ndim != 1 or not len(t):
+        raise ValueError("estimated and true must be 1-d and of the same length")
+    if not (np.isfinite(t).all() and np.isfinite(e).all()):
+        raise ValueError("estimated and true must be finite")
+    if len(t) >= 2 and np.ptp(t) > 0:
+        fit = sst.linregress(t, e)
+        slope, intercept = float(fit.slope), float(fit.intercept)
+    else:
+        slope = intercept = float("nan")
+    tt = float(t @ t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(t != 0, e / np.where(t != 0, t, 1.0), np.where(e == 0, 1.0, np.inf))
+    within = float(np.mean((ratio >= 0.5) & (ratio <= 2.0)))
+    return {"points": len(t), "slope": slope, "intercept": intercept,
+            "slope_origin": float(t @ e) / tt if tt > 0 else float("nan"), "within_2x": within,
+            "pearson": pearson(e, t), "spearman": spearman(e, t),
+            "mean_estimated": float(e.mean()), "mean_true": float(t.mean()), "bias": float(e.mean() - t.mean())}
 
 
 def estimate_vs_truth(model, data, groups, learned: dict, split: str = "val") -> tuple[list[dict], list[dict]]:
-    """Figure 3: per split morphism of ``groups``, the moving-average estimate against the brute-force
-    truth on ``split``; and per layer the Pearson / Spearman correlations."""
+    """Figure 3: per split and per prune of every channel of ``groups``, the moving-average estimate against
+    the brute-force truth on ``split`` (rows with ``layer, kind, channel, estimated, true``); and per layer and
+    kind the :func:`fit_summary` (rows with ``layer, kind, channels`` and its numbers)."""
     batches = list(data.eval_batches(split))
     base = _mean_loss(model, batches)
-    rows, stats = [], []
+    rows, summary = [], []
     for g in groups:
-        est = learned["split"][g].detach().cpu()
-        truth = [true_delta(model, g, k, learned["thetas"][g][k], batches, base) for k in range(len(est))]
-        rows += [{"layer": g, "channel": k, "estimated": float(est[k]), "true": truth[k]} for k in range(len(est))]
-        stats.append({"layer": g, "channels": len(est), "pearson": pearson(est, truth),
-                      "spearman": spearman(est, truth)})
-    return rows, stats
+        for kind in ("split", "prune"):
+            est = learned[kind][g].detach().cpu()
+            truth = [true_delta(model, g, k, learned["thetas"][g][k] if kind == "split" else None, batches, base)
+                     for k in range(len(est))]
+            rows += [{"layer": g, "kind": kind, "channel": k, "estimated": float(est[k]), "true": truth[k]}
+                     for k in range(len(est))]
+            summary.append({"layer": g, "kind": kind, "channels": len(est), **fit_summary(est.tolist(), truth)})
+    return rows, summary
+
+
+def prune_bias(summary: list[dict]) -> list[dict]:
+    """The prune rows of :func:`estimate_vs_truth`'s summary as a table: mean estimated and true loss change
+    of removing a channel per layer, and their difference (negative: pruning looks cheaper than it is)."""
+    return [{"layer": r["layer"], "channels": r["channels"], "mean estimated": r["mean_estimated"],
+             "mean true": r["mean_true"], "bias": r["bias"], "slope_origin": r["slope_origin"]}
+            for r in summary if r["kind"] == "prune"]
 
 
 def _expanded_loss_fn(model, group: str, channel: int):
@@ -155,20 +204,61 @@ def steepest_descent(model, data, group: str, channel: int, theta0: torch.Tensor
     if d.norm() == 0:
         return theta0.detach()
     w_in = model.get_submodule(gn.sites(model)[group].producer).weight[channel].detach()
-    d = d / d.norm() * w_in.norm()
+    return _line_search(loss, batches, theta0.detach(), d / d.norm() * w_in.norm(), grid)
+
+
+def _line_search(loss, batches, start: torch.Tensor, d: torch.Tensor, grid: int) -> torch.Tensor:
+    """start + t d, t the best of 0 and 2^-(grid-1) ... 1 by the summed loss on ``batches``."""
     best_t, best = 0.0, float("inf")
     with torch.no_grad():
         for t in [0.0] + [2.0 ** -k for k in range(grid - 1, -1, -1)]:
-            v = sum(loss(theta0 + t * d, x, y).item() for x, y in batches)
+            v = sum(loss(start + t * d, x, y).item() for x, y in batches)
             if v < best:
                 best_t, best = t, v
-    return (theta0 + best_t * d).detach()
+    return (start + best_t * d).detach()
+
+
+def splitting_matrix(model, data, group: str, channel: int, *, batch_size: int = 64, probe_batches: int = 8,
+                     probes: int | None = None, probe_scale: float = 0.1, seed: int = 0) -> torch.Tensor:
+    """The splitting matrix ``S`` of one channel, measured from the true expanded loss (module docstring):
+    ``grad L(theta_i) ~ S theta_i`` at ``probes`` (default ``2 d``) random ``theta_i`` of norm
+    ``probe_scale * |w_in|``, fitted by least squares and symmetrised. (d, d), d = the filter's size."""
+    _, loss = _expanded_loss_fn(model, group, channel)
+    batches = [b for _, b in zip(range(probe_batches), data.train_batches(batch_size, seed * 1000))]
+    w_in = model.get_submodule(gn.sites(model)[group].producer).weight[channel].detach()
+    d = w_in.numel()
+    gen = torch.Generator().manual_seed(seed * 7919 + channel)
+    thetas, grads = [], []
+    for _ in range(probes or 2 * d):
+        th = torch.randn(d, generator=gen, dtype=w_in.dtype).to(w_in.device)
+        th = (th / th.norm() * probe_scale * w_in.norm()).reshape(w_in.shape).requires_grad_(True)
+        total = sum(loss(th, x, y) for x, y in batches)
+        grads.append(torch.autograd.grad(total, th)[0].reshape(-1).detach())
+        thetas.append(th.detach().reshape(-1))
+    a, g = torch.stack(thetas).double(), torch.stack(grads).double()  # g_i = S a_i  ->  A S^T = G
+    st = torch.linalg.lstsq(a, g).solution
+    return ((st + st.T) / 2).to(w_in.dtype)
+
+
+def splitting_direction(model, data, group: str, channel: int, *, batch_size: int = 64, probe_batches: int = 8,
+                        grid: int = 12, seed: int = 0, **kw) -> torch.Tensor:
+    """Figure 4's *splitting direction + line search* baseline: theta = t v_min, v_min the unit eigenvector of
+    the smallest eigenvalue of :func:`splitting_matrix` scaled to ``|w_in|``, t by the line search."""
+    _, loss = _expanded_loss_fn(model, group, channel)
+    batches = [b for _, b in zip(range(probe_batches), data.train_batches(batch_size, seed * 1000))]
+    s = splitting_matrix(model, data, group, channel, batch_size=batch_size, probe_batches=probe_batches,
+                         seed=seed, **kw)
+    _, vecs = torch.linalg.eigh(s.double())
+    w_in = model.get_submodule(gn.sites(model)[group].producer).weight[channel].detach()
+    v = vecs[:, 0].to(w_in.dtype).reshape(w_in.shape) * w_in.norm()
+    return _line_search(loss, batches, torch.zeros_like(w_in), v, grid)
 
 
 def morphism_quality(model, data, group: str, learned: dict, epochs: int, *, batch_size: int = 64,
                      seed: int = 0, split: str = "val", channels=None) -> list[dict]:
     """Figure 4: the true loss change of each channel's split with theta learned by Gauss-Newton, by
-    optimising the expanded net, and by steepest descent + line search."""
+    optimising the expanded net, along the splitting direction + line search, and by steepest descent from
+    theta_0 + line search."""
     batches = list(data.eval_batches(split))
     base = _mean_loss(model, batches)
     n = learned["thetas"][group].shape[0]
@@ -177,10 +267,11 @@ def morphism_quality(model, data, group: str, learned: dict, epochs: int, *, bat
         th0 = learned["theta0"][group][k]
         gn_t = learned["thetas"][group][k].detach()
         ex_t = optimise_expanded(model, data, group, k, th0, epochs, batch_size=batch_size, seed=seed)
+        sp_t = splitting_direction(model, data, group, k, batch_size=batch_size, seed=seed)
         sd_t = steepest_descent(model, data, group, k, th0, batch_size=batch_size, seed=seed)
         rows.append({"channel": k, **{name: true_delta(model, group, k, t, batches, base)
                                       for name, t in (("gauss_newton", gn_t), ("expanded", ex_t),
-                                                      ("steepest_descent", sd_t))}})
+                                                      ("splitting", sp_t), ("steepest_descent", sd_t))}})
     return rows
 
 
@@ -206,17 +297,84 @@ def site_names(model, layers) -> list[str]:
     return [names[i - 1] if i > 0 else names[i] for i in layers]
 
 
+BASELINES = ("splitting", "steepest_descent", "expanded")
+
+
+def weighted_wins(rows: list[dict], other: str, key: str = "gauss_newton") -> float:
+    """The share of wins of ``key`` over ``other`` weighted by the size of the decrease at stake: channel c
+    weighs ``w_c = max(0, -dL_key, -dL_other)`` (the larger true decrease of the two) and counts as a win
+    when ``key``'s loss change is lower; ``sum(w_c wins_c) / sum(w_c)``. A channel where neither lowers the
+    loss weighs nothing; NaN when no channel does."""
+    w = [max(0.0, -r[key], -r[other]) for r in rows]
+    total = sum(w)
+    return sum(wc for wc, r in zip(w, rows) if r[key] < r[other]) / total if total > 0 else float("nan")
+
+
 def quality_summary(rows: list[dict]) -> dict:
-    """Figure 4 in numbers: the share of channels where Gauss-Newton's split lowers the true loss more
-    than steepest descent's (and than the expanded net's), and the median ratio of its decrease to
-    the expanded net's where that one decreases the loss."""
+    """Figure 4 in numbers: per baseline the share of channels where Gauss-Newton's split lowers the true
+    loss more (``gn_beats_X``) and the same share weighted by the decrease at stake (``gn_beats_X_weighted``,
+    :func:`weighted_wins`); the total decrease of each method, and the median ratio of Gauss-Newton's decrease
+    to the expanded net's where that one decreases the loss."""
     n = len(rows)
-    wins_sd = sum(r["gauss_newton"] < r["steepest_descent"] for r in rows)
-    wins_ex = sum(r["gauss_newton"] < r["expanded"] for r in rows)
+    out: dict = {"channels": n}
+    for b in BASELINES:
+        if rows and b not in rows[0]:
+            continue
+        out[f"gn_beats_{b}"] = sum(r["gauss_newton"] < r[b] for r in rows) / max(n, 1)
+        out[f"gn_beats_{b}_weighted"] = weighted_wins(rows, b)
+    for m in ("gauss_newton",) + BASELINES:
+        if rows and m in rows[0]:
+            out[f"decrease_{m}"] = -sum(r[m] for r in rows)
     ratios = sorted(r["gauss_newton"] / r["expanded"] for r in rows if r["expanded"] < 0)
-    return {"channels": n, "gn_beats_steepest_descent": wins_sd / max(n, 1),
-            "gn_beats_expanded": wins_ex / max(n, 1),
-            "median_gn_over_expanded_decrease": ratios[len(ratios) // 2] if ratios else float("nan")}
+    out["median_gn_over_expanded_decrease"] = ratios[len(ratios) // 2] if ratios else float("nan")
+    return out
+
+
+def verdicts(fig3: dict, fig4: dict, *, identity_margin: float = 0.25, bias_margin: float = 0.25) -> list[str]:
+    """The agrees / disagrees lines of Figures 3-4, from per-seed numbers, through :mod:`growkit.papers.stats`.
+
+    ``fig3``: seed -> :func:`estimate_vs_truth`'s summary rows; ``fig4``: seed -> :func:`quality_summary`.
+    Claims judged (paired by seed):
+
+    * per layer and kind, "the estimates lie on the identity line": the slope of the fit through the
+      origin equals 1 within ``identity_margin`` (TOST);
+    * per layer, "the prune estimate is unbiased": mean estimated and mean true loss change of a removal
+      are the same within ``bias_margin`` x the mean true change (TOST);
+    * "Gauss-Newton beats the splitting direction + line search" (and steepest descent from theta_0): its
+      decrease-weighted win share is higher than 0.5; "on par with optimising the expanded net": that share
+      is 0.5 within 0.15 (TOST).
+    One seed gives "illustrative (1 run)" lines."""
+    lines = []
+    seeds = sorted(fig3)
+    if seeds:
+        keys = [(r["layer"], r["kind"]) for r in fig3[seeds[0]]]
+        for layer, kind in keys:
+            per = {s: next(r for r in fig3[s] if (r["layer"], r["kind"]) == (layer, kind)) for s in seeds}
+            slopes = {s: per[s]["slope_origin"] for s in seeds}
+            if all(math.isfinite(v) for v in slopes.values()):
+                lines.append(stats.same(slopes, {s: 1.0 for s in seeds}, f"Figure 3, {layer} {kind}s: the estimates "
+                                        "lie on the identity line (slope through the origin 1)",
+                                        margin=identity_margin).text)
+            if kind == "prune":
+                est = {s: per[s]["mean_estimated"] for s in seeds}
+                true = {s: per[s]["mean_true"] for s in seeds}
+                ref = abs(sum(true.values()) / len(seeds))
+                if ref > 0:
+                    lines.append(stats.same(est, true, f"{layer}: the prune estimate is unbiased (mean estimated "
+                                            "= mean true loss change of a removal)", relative=bias_margin,
+                                            reference=ref, digits=3).text)
+    seeds4 = sorted(fig4)
+    for b, what in (("splitting", "the splitting direction + line search"),
+                    ("steepest_descent", "steepest descent from theta_0 + line search")):
+        vals = {s: fig4[s].get(f"gn_beats_{b}_weighted") for s in seeds4}
+        if vals and all(v is not None and math.isfinite(v) for v in vals.values()):
+            lines.append(stats.higher(vals, {s: 0.5 for s in seeds4}, f"Figure 4: Gauss-Newton beats {what} "
+                                      "(decrease-weighted win share above 0.5)").text)
+    vals = {s: fig4[s].get("gn_beats_expanded_weighted") for s in seeds4}
+    if vals and all(v is not None and math.isfinite(v) for v in vals.values()):
+        lines.append(stats.same(vals, {s: 0.5 for s in seeds4}, "Figure 4: Gauss-Newton is on par with optimising "
+                                "the expanded net (decrease-weighted win share 0.5)", margin=0.15).text)
+    return lines
 
 
 def search_row(res: dict, **extra) -> dict:
