@@ -149,7 +149,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         "paper": dict(dataset="cifar100", tasks=10, device="cuda", search_epochs=40, warmup=20, train_epochs=60),
     },
     "gauss_newton_01_estimates": {
-        "smoke": dict(seed_width=4, train_epochs=1, morph_epochs=1, quality_channels=[0, 1]),
+        "smoke": dict(seeds=[0], seed_width=4, train_epochs=1, morph_epochs=1, quality_channels=[0, 1]),
         "cpu": {},
         "paper": dict(dataset="cifar10", device="cuda", seed_width=[64, 64, 128, 128, 256, 256, 256, 256, 512, 512,
                                                                     512, 512, 512, 512, 512, 512],

@@ -72,3 +72,20 @@ def test_prune_bias_table_and_verdict_lines():
     assert lines[5].startswith("Agrees with the paper: Figure 4: Gauss-Newton is on par")
     one = G.verdicts({0: fig3[0]}, {0: fig4[0]})
     assert all(line.startswith("Illustrative (1 run)") for line in one)
+
+
+def test_plot_scores_outlines_exactly_the_chosen_cells():
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.patches import Rectangle
+
+    from growkit.methods.gauss_newton import plots as GP
+    scores = {"split": {"a": [0.5, -1.0, 0.2], "b": [-1.0, -1.0]},
+              "prune": {"a": [-0.1, 0.8, -0.3], "b": [0.4, -2.0]},
+              "chosen": {"a": [[0], [1]], "b": [[], [0]]}}
+    # column a sorted by score: split 0 (+0.5) row 0, split 2 (+0.2) row 1, prune 1 (-0.8) row 2
+    # column b: channel 1 scores nothing (0.0) row 0, prune 0 (-0.4) row 1
+    ax = GP.plot_scores(scores)
+    cells = sorted((round(p.get_x() + 0.5), round(p.get_y() + 0.5)) for p in ax.patches if isinstance(p, Rectangle)
+                   and not p.get_fill())
+    assert cells == [(0, 0), (0, 2), (1, 1)]
