@@ -89,3 +89,39 @@ def test_plot_scores_outlines_exactly_the_chosen_cells():
     cells = sorted((round(p.get_x() + 0.5), round(p.get_y() + 0.5)) for p in ax.patches if isinstance(p, Rectangle)
                    and not p.get_fill())
     assert cells == [(0, 0), (0, 2), (1, 1)]
+
+
+def test_splitting_matrix_and_direction_on_a_known_quadratic(monkeypatch):
+    """With an expanded loss that is exactly theta^T A theta / 2 per batch, the fitted splitting matrix is
+    A times the number of probe batches, and the direction is A's eigenvector of the smallest eigenvalue
+    (scaled to |w_in|, the line search then taking the best step of the grid)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from growkit.models import create
+    torch.manual_seed(0)
+    model = create("VGG19", widths=4, in_channels=1, image_size=8).double()
+    w = model.get_submodule("layers.0.conv").weight[1].detach()
+    d = w.numel()
+    gen = torch.Generator().manual_seed(3)
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64))
+    eig = torch.linspace(-2.0, 3.0, d, dtype=torch.float64)
+    a = q @ torch.diag(eig) @ q.T
+
+    def loss(theta, x, y):
+        t = theta.reshape(-1)
+        return 0.5 * t @ a @ t + 0.1 * (t @ a @ t) ** 2  # quartic term: the line search has a finite best step
+
+    monkeypatch.setattr(G, "_expanded_loss_fn", lambda model, group, channel: (None, loss))
+    data = SimpleNamespace(train_batches=lambda b, seed: iter([(None, None)] * 5))
+    s = G.splitting_matrix(model, data, "layers.0", 1, probe_batches=3, probe_scale=1e-4)
+    assert torch.allclose(s, 3 * a, atol=1e-6 * float(a.abs().max()), rtol=1e-4)
+    theta = G.splitting_direction(model, data, "layers.0", 1, probe_batches=3, probe_scale=1e-4)
+    v = theta.reshape(-1) / theta.norm()
+    assert abs(float(v @ q[:, 0])) == pytest.approx(1.0, abs=1e-6)  # the eigenvector of eigenvalue -2
+    # along v: f(t) = -t^2 r^2 + 0.4 t^4 r^4 (r = |w_in|) is smallest at t^2 r^2 = 1.25; the grid's best:
+    r2 = float(w.norm()) ** 2
+    grid = [0.0] + [2.0 ** -k for k in range(11, -1, -1)]
+    best = min(grid, key=lambda t: -t * t * r2 + 0.4 * (t * t * r2) ** 2)
+    assert float(theta.norm()) == pytest.approx(best * float(w.norm()), rel=1e-9)
