@@ -149,19 +149,19 @@ PROFILES: dict[str, dict[str, dict]] = {
         "paper": dict(dataset="cifar100", tasks=10, device="cuda", search_epochs=40, warmup=20, train_epochs=60),
     },
     "gauss_newton_01_estimates": {
-        "smoke": dict(seed_width=4, train_epochs=1, morph_epochs=1, quality_channels=[0, 1]),
+        "smoke": dict(seeds=[0], seed_width=4, train_epochs=1, morph_epochs=1, quality_channels=[0, 1]),
         "cpu": {},
         "paper": dict(dataset="cifar10", device="cuda", seed_width=[64, 64, 128, 128, 256, 256, 256, 256, 512, 512,
                                                                     512, 512, 512, 512, 512, 512],
                       train_epochs=20, morph_epochs=20),
     },
     "gauss_newton_02_search": {
-        "smoke": dict(seeds=[0], nets=[["VGG19", 4]], lambdas={"VGG19": [0.0001]}, phases=1, phase_epochs=1,
+        "smoke": dict(seeds=[0], nets=[["VGG19", 4]], lambdas={"VGG19": [0.0001]}, phases=2, phase_epochs=1,
                       scratch_epochs=1),
         "cpu": {},
         "paper": dict(datasets=["cifar10", "cifar100"], device="cuda", seeds=[0],
                       lambdas={"VGG19": [3e-7, 6e-7, 1e-6], "MobileNetV1": [3e-8, 3e-7, 6e-7, 1e-6]},
-                      phases=30, phase_epochs=20),
+                      phases=30, phase_epochs=20, lr_drops=[300, 450]),
     },
 }
 

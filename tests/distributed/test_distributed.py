@@ -206,7 +206,7 @@ def test_gauss_newton_round_resumed_under_two_processes_equals_one_process(tmp_p
 
     train = TrainConfig(model="VGG16", widths=8, dataset="digits", fraction=0.5, device="cpu", progress=False,
                         seed=1, lr=0.02)
-    cfg = GaussNewtonConfig(lambda_p=1e-4, phases=1, phase_epochs=1, scratch=False)
+    cfg = GaussNewtonConfig(lambda_p=1e-4, phases=2, phase_epochs=1, scratch=False)
     with pytest.raises(Stop):
         runs.run("gauss-newton", train, cfg, tmp_path / "two", callbacks=[StopAfter()])
     one = runs.run("gauss-newton", train, cfg, tmp_path / "one")
@@ -224,7 +224,7 @@ def test_gauss_newton_round_resumed_under_two_processes_equals_one_process(tmp_p
 
 
 GN_TRAIN = dict(model="LeNet5", dataset="digits", fraction=0.5, device="cpu", progress=False, seed=1, lr=0.05)
-GN_OPTIONS = dict(lambda_p=1e-4, phases=1, phase_epochs=2, scratch=False)
+GN_OPTIONS = dict(lambda_p=1e-4, phases=2, phase_epochs=2, scratch=False)
 
 
 def test_gauss_newton_round_of_a_two_process_checkpoint_resumed_in_one_equals_one_process(tmp_path):

@@ -8,10 +8,17 @@ Networks") approximate the change of the loss when a morphism changes a layer's 
 
 where ``g_s`` is the gradient of the sample's own loss ``L_s`` with respect to ``z_s`` (the loss
 Hessian is replaced by ``g g^T / (2 L)``), and average over the batch (their eq. 1). Which ``L``:
-the appendix derives the approximation for ``L = |Az - b|^2 / 2`` with ``g = A^T r``, so the
-``L`` that makes Theorems 1-2 exact is the loss whose gradient is ``g``: the per-sample loss
-``L_s`` (``loss_ref="sample"``, the default). Eq. (1) literally reads "the current training
-loss"; ``loss_ref="batch"`` uses the mini-batch mean instead and is kept for comparison.
+eq. (1) reads "the current training loss", the mini-batch mean (``loss_ref="batch"``, the default).
+The appendix derives the approximation for ``L = |Az - b|^2 / 2`` with ``g = A^T r``, so the ``L``
+that makes Theorems 1-2 exact is the loss whose gradient is ``g``: the per-sample loss ``L_s``
+(``loss_ref="sample"``, an option). On cross-entropy the per-sample choice was not more accurate.
+
+The reference loss is guarded (:func:`reference_loss`): float32 rounds the cross-entropy of a
+confidently right sample to exactly 0, and ``d^2 / (4 * 0)`` is inf or NaN although the exact term
+tends to 0 (``d`` shrinks with ``L_s``). The rule: a sample whose ``L_s`` is not above the machine
+epsilon of its dtype uses the batch mean instead, and any reference (the batch mean too) is floored
+at that epsilon. A non-finite estimate that still comes out stops with :class:`NonFiniteEstimate`
+naming the layer (never averaged into the moving averages, never "no decision").
 
 Sites. A site is a channel group with one ``Conv2d`` producer (``groups=1``) and one consumer
 (a conv, or a linear layer after a flatten that owns ``per`` features per channel); between
@@ -55,9 +62,35 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...errors import GrowkitError
+from ...errors import GrowkitError, NonFiniteLoss
 
-LOSS_REFS = ("sample", "batch")
+LOSS_REFS = ("batch", "sample")  # the first is the default
+
+
+class NonFiniteEstimate(NonFiniteLoss):
+    """A split or prune estimate (or its theta gradient) is NaN or infinite: the morphism phase stops
+    (the CLI exits 1, the last good checkpoint untouched)."""
+
+
+def reference_loss(losses: torch.Tensor, loss_ref: str) -> torch.Tensor:
+    """The ``L`` of the Gauss-Newton term, guarded: ``(S,)`` per-sample losses for ``"sample"`` (where a
+    sample's loss is not above the dtype's machine epsilon, the batch mean), the batch mean for
+    ``"batch"``; either floored at that epsilon, so the term is finite whenever ``d`` is."""
+    losses = losses.detach()
+    eps = torch.finfo(losses.dtype).eps
+    mean = losses.mean().clamp_min(eps)
+    if loss_ref == "batch":
+        return mean
+    return torch.where(losses > eps, losses, mean).clamp_min(eps)
+
+
+def check_finite(values: dict[str, torch.Tensor], what: str) -> None:
+    """Stop with :class:`NonFiniteEstimate` naming the first layer of ``values`` holding NaN or inf."""
+    for g, v in values.items():
+        bad = ~torch.isfinite(v.detach())
+        if bool(bad.any()):
+            raise NonFiniteEstimate(f"the {what} of layer {g} is not finite ({int(bad.sum())} of {bad.numel()} "
+                                    f"values, e.g. {float(v.detach()[bad].flatten()[0])})")
 
 
 def per_sample_ce(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -194,7 +227,7 @@ class _Perturb(_Capture):
 
 
 def estimate(model, x: torch.Tensor, target: torch.Tensor, thetas: dict[str, torch.Tensor], *,
-             loss_fn=per_sample_ce, loss_ref: str = "sample") -> Estimate:
+             loss_fn=per_sample_ce, loss_ref: str = "batch") -> Estimate:
     """Estimated loss change of splitting (with ``thetas[group][k]``) and of pruning every channel
     of every group in ``thetas``, on the batch ``(x, target)``. ``split`` keeps the graph to
     ``thetas``: ``sum(e.split[g].sum())`` differentiates to each theta's own gradient (a
@@ -229,7 +262,7 @@ def estimate(model, x: torch.Tensor, target: torch.Tensor, thetas: dict[str, tor
             pert.close()
         model.train(was_training)
     s = x.shape[0]
-    ref = losses.detach() if loss_ref == "sample" else loss.detach()
+    ref = reference_loss(losses, loss_ref)
     split, prune = {}, {}
     for (gname, site), grad in zip(chosen.items(), grads):
         st = cap.store[gname]
@@ -299,15 +332,22 @@ class ThetaAdam:
 
 
 def learn_epoch(model, batches, thetas: dict[str, torch.Tensor], adam: ThetaAdam, ema: dict, momentum,
-                loss_ref: str = "sample") -> tuple[float, int, int]:
+                loss_ref: str = "batch") -> tuple[float, int, int]:
     """One pass of morphism learning with the model frozen: per mini-batch, the estimate of every
     morphism, an Adam step on every theta, and the moving averages ``ema["split"][g]`` /
     ``ema["prune"][g]`` updated with weight ``momentum(batch size)``. Returns (summed loss, hits,
-    samples) of the untouched net."""
+    samples) of the untouched net. A non-finite estimate or theta gradient stops with
+    :class:`NonFiniteEstimate` (naming the layer and the mini-batch) before it reaches theta or an average."""
     loss_sum, hits, count = 0.0, 0, 0
-    for x, y in batches:
+    for i, (x, y) in enumerate(batches):
         est = estimate(model, x, y, thetas, loss_ref=loss_ref)
         grads = theta_grads(est, thetas)
+        try:
+            check_finite(est.split, "split estimate")
+            check_finite(est.prune, "prune estimate")
+            check_finite(grads, "theta gradient")
+        except NonFiniteEstimate as e:
+            raise NonFiniteEstimate(f"{e} at mini-batch {i + 1}") from None
         m = momentum(len(y))
         for g in thetas:
             ema["split"][g] = ema_update(ema["split"].get(g), est.split[g], m)

@@ -1,6 +1,8 @@
 """Gauss-Newton morphisms (Lawton, Galstyan, Ver Steeg; Algorithm 1) as a grower.
 
-The search alternates two kinds of phases of ``n_phase`` epochs each:
+The search alternates two kinds of phases of ``n_phase`` epochs each, ``phases`` of them in all, counted as
+the paper counts them (its 30 phases are 15 model phases and 15 morphism phases, 600 epochs; Figure 2 shows
+the net after the 15th growth phase):
 
 * **model phase**: the trainer trains the net as usual (SGD, Nesterov 0.9, weight decay 1e-4,
   batch 64, lr 0.1: set by the method's build);
@@ -28,9 +30,13 @@ Choices the paper leaves open (also in the README section):
 * the average starts at the first mini-batch's value (no bias towards 0);
 * a prune is the actual removal of the channel (with BatchNorm, theta = w_in is not one), and
   nothing is learned for it;
-* the estimate uses each sample's own loss as the ``L`` of the Gauss-Newton term
-  (``loss_ref="sample"``; the appendix's theorems hold with it), per-sample cross-entropy
-  whatever the run's objective, and runs in fp32 without autocast;
+* the estimate uses the batch-mean loss as the ``L`` of the Gauss-Newton term, as eq. (1) reads
+  (``loss_ref="sample"``, each sample's own loss, is the appendix's least-squares argument), guarded
+  against a zero loss (:func:`~growkit.methods.gauss_newton.estimate.reference_loss`), per-sample
+  cross-entropy whatever the run's objective, and runs in fp32 without autocast;
+* a non-finite estimate, theta gradient or score stops the run with a one-line error naming the layer
+  and the phase (:class:`~growkit.methods.gauss_newton.estimate.NonFiniteEstimate`, exit 1, the last
+  good checkpoint kept), never "no decision";
 * the morphism-learning epochs use the same augmented mini-batches as training;
 * they read batches through ``view.batches`` and run their own passes instead of ``view.probe``:
   the estimate needs per-sample losses and a pre-hook on each consumer (the probe offers the
@@ -94,11 +100,12 @@ class GaussNewton(Grower):
     name = "gauss-newton"
 
     def __init__(self, lambda_p: float, phases: int, n_phase: int, *, top_fraction: float = 0.3,
-                 theta_lr: float = 1e-2, theta_init: float = 1e-2, loss_ref: str = "sample",
+                 theta_lr: float = 1e-2, theta_init: float = 1e-2, loss_ref: str = "batch",
                  momentum: float | None = None, seed: int = 0):
         super().__init__()
-        if lambda_p < 0 or phases <= 0 or n_phase <= 0 or not 0 < top_fraction < 1:
-            raise GrowkitError("gauss-newton needs lambda_p >= 0, phases > 0, n_phase > 0, 0 < top_fraction < 1")
+        if lambda_p < 0 or phases < 2 or phases % 2 or n_phase <= 0 or not 0 < top_fraction < 1:
+            raise GrowkitError("gauss-newton needs lambda_p >= 0, an even number of phases >= 2 (model and "
+                               "morphism phases alternate), n_phase > 0, 0 < top_fraction < 1")
         if loss_ref not in gn.LOSS_REFS:
             raise GrowkitError(f"loss_ref must be one of {gn.LOSS_REFS}, got {loss_ref!r}")
         self.lambda_p, self.phases, self.n_phase = lambda_p, phases, n_phase
@@ -119,6 +126,11 @@ class GaussNewton(Grower):
 
     def is_morphism_epoch(self, epochs_done: int) -> bool:
         return self._cycle(epochs_done)[1] >= self.n_phase
+
+    def phase_of(self, epochs_done: int) -> int:
+        """The phase (1-based, as the paper counts: odd ones train the model, even ones learn morphisms)
+        of the epoch after ``epochs_done``."""
+        return epochs_done // self.n_phase + 1
 
     # ----------------------------------------------------------------- morphism epochs
     def _start_phase(self, model, view, pair: int) -> None:
@@ -142,9 +154,16 @@ class GaussNewton(Grower):
             self._start_phase(model, view, pair)
         self._to(next(model.parameters()).device)
         ema = {"split": self.ema_split, "prune": self.ema_prune}
-        loss_sum, hits, count = gn.learn_epoch(model, view.batches(None, "train", augment=True), self.thetas,
-                                               self.adam, ema, self._momentum, self.loss_ref)
+        try:
+            loss_sum, hits, count = gn.learn_epoch(model, view.batches(None, "train", augment=True), self.thetas,
+                                                   self.adam, ema, self._momentum, self.loss_ref)
+        except gn.NonFiniteEstimate as e:
+            raise gn.NonFiniteEstimate(f"{e}, in {self._where(done)}") from None
         return loss_sum / max(count, 1), 100.0 * hits / max(count, 1)
+
+    def _where(self, epochs_done: int) -> str:
+        return (f"morphism phase {self.phase_of(epochs_done)} of {self.phases} "
+                f"(epoch {epochs_done + 1} of the search)")
 
     def _momentum(self, batch: int) -> float:
         return self.momentum if self.momentum is not None else gn.ema_momentum(batch, self.n_train)
@@ -171,11 +190,16 @@ class GaussNewton(Grower):
 
     def decide(self, view) -> Decision:
         done = view.epoch
-        last = done >= 2 * self.n_phase * self.phases or self.stop_requested
+        last = done >= self.n_phase * self.phases or self.stop_requested
         if done == 0 or done % (2 * self.n_phase) != 0 or not self.ema_split:
             return Decision(done=last)
         model = view.model
         split, prune = self.scores(model)
+        try:
+            gn.check_finite(split, "split score")
+            gn.check_finite(prune, "prune score")
+        except gn.NonFiniteEstimate as e:
+            raise gn.NonFiniteEstimate(f"{e}, at the end of {self._where(done - 1)}") from None
         chosen = select(split, prune, self.top_fraction)
         plans = plans_for(model, chosen, self.thetas)
         n_split = sum(len(s) for s, _ in chosen.values())

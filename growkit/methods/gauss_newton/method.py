@@ -3,16 +3,23 @@ registration.
 
 ``growkit gauss-newton --model VGG19 --seed-width 16 --dataset digits --lambda-p 3e-7 --phases 30
 --out DIR`` searches with Algorithm 1 (:mod:`growkit.methods.gauss_newton.grower`), then trains the found
-architecture from scratch in ``DIR/scratch`` (a run directory of its own). Without ``--seed-width``
-the seed is the paper's: 16 channels per VGG layer, 32 per MobileNetV1 layer. The search uses the
-paper's model optimiser whatever the train flags say: SGD with Nesterov momentum 0.9, weight
-decay 1e-4, batch 64, the train config's learning rate (0.1), constant during the search (the
-paper's decays at epochs 300 and 450 belong to its 1200-epoch CIFAR schedule); the from-scratch
-retraining uses the train config's schedule. ``search_wall_s`` (the paper's "GPU time") is the
-wall time of every epoch of the search, model and morphism phases alike.
+architecture from scratch in ``DIR/scratch`` (a run directory of its own). ``--phases`` counts model and
+morphism phases together, as the paper does ("a total of 30 training and growing phases": 15 of each,
+600 epochs at 20 per phase). Without ``--seed-width`` the seed is the paper's: 16 channels per VGG layer,
+32 per MobileNetV1 layer. The search uses the paper's model optimiser whatever the train flags say: SGD
+with Nesterov momentum 0.9, weight decay 1e-4, batch 64, the train config's learning rate (0.1),
+divided by 10 after each epoch of ``--lr-drops`` (the paper's 300 and 450; a drop at or beyond the end of
+a shorter search never happens); the from-scratch retraining uses the train config's schedule.
+``search_wall_s`` (the paper's "GPU time") is the wall time of every epoch of the search, model and
+morphism phases alike.
+
+Run directories written before ``phases`` counted single phases hold that version's fields and no
+``lr_drops``: where such a config is read (:meth:`GaussNewtonConfig.from_dict`) its ``phases`` (then pairs)
+is doubled and its drops are none (its learning rate was constant), so it resumes as it ran.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,25 +35,60 @@ from . import estimate as gn
 from .grower import GaussNewton
 
 
+def _drops(text: str) -> list[int]:
+    """'300,450' -> [300, 450]; 'none' or '' -> []."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        return [int(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated epochs or none, got {text!r}") from None
+
+
+# The fields of a config written when ``phases`` counted (model phase, morphism phase) pairs.
+PAIRS_FIELDS = frozenset({"lambda_p", "phases", "phase_epochs", "top_fraction", "theta_lr", "theta_init", "loss_ref",
+                          "scratch", "scratch_epochs"})
+
+
 @dataclass
 class GaussNewtonConfig(Record):
     """Gauss-Newton morphisms (Algorithm 1). The seed net is ``TrainConfig.model`` / ``widths``."""
     lambda_p: float = opt(3e-7, flag="--lambda-p", help="loss-resource tradeoff: penalty per parameter")
-    phases: int = opt(30, help="pairs of (model phase, morphism phase)")
+    phases: int = opt(30, help="model and morphism phases in all, alternating (even; the paper's 30 = 15 + 15)")
     phase_epochs: int = opt(20, help="epochs per phase, n_phase")
     top_fraction: float = opt(0.3, help="most channels of a layer changed per round, as a share")
     theta_lr: float = opt(1e-2, help="Adam learning rate of the split directions theta")
     theta_init: float = opt(1e-2, help="initial theta: this times rms(w_in) times N(0, 1)")
-    loss_ref: str = opt("sample", choices=list(gn.LOSS_REFS),
-                        help="L of the Gauss-Newton term: each sample's loss, or the batch mean")
+    loss_ref: str = opt("batch", choices=list(gn.LOSS_REFS),
+                        help="L of the Gauss-Newton term: the batch-mean loss, as eq. (1) reads (default), or "
+                             "each sample's own loss (the appendix's least-squares argument: the L whose "
+                             "gradient is g); either is floored where float32 rounds a loss to 0")
+    lr_drops: list[int] = opt(default_factory=lambda: [300, 450], parse=lambda t: _drops(t),
+                              help="search epochs after which the model learning rate drops 10x, e.g. 300,450 "
+                                   "(the paper's), or none")
     scratch: bool = opt(True, flag="--no-scratch", help="do not retrain the found net from scratch")
-    scratch_epochs: int | None = opt(None, help="epochs of the retraining (default: phases x phase-epochs)")
+    scratch_epochs: int | None = opt(None, help="epochs of the retraining (default: the model phases' epochs, "
+                                                 "phases / 2 x phase-epochs)")
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """Also reads configs written when ``phases`` counted (model, morphism) pairs: such a config holds
+        exactly that version's fields (:data:`PAIRS_FIELDS`, every one, as config.json stores them) and no
+        ``lr_drops`` (the learning rate was constant), so its ``phases`` is doubled and its drops are none.
+        A partial dict of options is read as today's."""
+        if isinstance(d, dict) and set(d) == PAIRS_FIELDS and isinstance(d["phases"], int) \
+                and not isinstance(d["phases"], bool):
+            d = {**d, "phases": 2 * d["phases"], "lr_drops": []}
+        return super().from_dict(d)
 
     def validate(self) -> "GaussNewtonConfig":
         self.check_fields()
         _check(self.lambda_p >= 0, f"lambda_p must be >= 0, got {self.lambda_p}")
-        _check(self.phases > 0 and self.phase_epochs > 0,
-               f"phases and phase_epochs must be > 0, got {self.phases}, {self.phase_epochs}")
+        _check(self.phases >= 2 and self.phases % 2 == 0,
+               f"phases counts model and morphism phases together and must be even and >= 2, got {self.phases}")
+        _check(self.phase_epochs > 0, f"phase_epochs must be > 0, got {self.phase_epochs}")
+        _check(all(d > 0 for d in self.lr_drops) and list(self.lr_drops) == sorted(set(self.lr_drops)),
+               f"lr_drops must be increasing epochs > 0, got {self.lr_drops}")
         _check(0 < self.top_fraction < 1, f"top_fraction must be in (0, 1), got {self.top_fraction}")
         _check(self.theta_lr > 0 and self.theta_init > 0, "theta_lr and theta_init must be > 0")
         _check(self.loss_ref in gn.LOSS_REFS, f"loss_ref must be one of {gn.LOSS_REFS}, got {self.loss_ref!r}")
@@ -73,20 +115,25 @@ def _check_seed(train: TrainConfig) -> None:
 def build(train: TrainConfig, cfg: GaussNewtonConfig):
     cfg.validate()
     _check_seed(train)
-    epochs = 2 * cfg.phase_epochs * cfg.phases
+    epochs = cfg.phase_epochs * cfg.phases
     if train.widths is None and train.model.upper().startswith(("VGG", "MOBILENET")):
         train = dataclasses.replace(train, widths=SEED_WIDTH[train.model.upper()[:3]])  # the paper's seeds
     train = dataclasses.replace(train, epochs=epochs, batch_size=64, optimizer="sgd", optimizer_kw={},
                                 momentum=0.9, nesterov=True, weight_decay=1e-4)
     grower = GaussNewton(cfg.lambda_p, cfg.phases, cfg.phase_epochs, top_fraction=cfg.top_fraction,
                          theta_lr=cfg.theta_lr, theta_init=cfg.theta_init, loss_ref=cfg.loss_ref, seed=train.seed)
-    return grower, [Phase("search", train.lr, "constant", epochs, grows=True)], train
+    drops = [d for d in cfg.lr_drops if d < epochs]
+    # staircase: the rate at whole epoch e is lr * 0.1^#{d : e >= int(m * epochs)}; m = (d + 0.5) / epochs
+    # makes int(m * epochs) exactly d whatever the rounding
+    phase = (Phase("search", train.lr, "staircase", epochs, milestones=tuple((d + 0.5) / epochs for d in drops),
+                   gamma=0.1, grows=True) if drops else Phase("search", train.lr, "constant", epochs, grows=True))
+    return grower, [phase], train
 
 
 def scratch_config(train: TrainConfig, cfg: GaussNewtonConfig, spec: dict) -> TrainConfig:
     """The found widths trained from scratch with the paper's optimiser and the train config's schedule."""
     return dataclasses.replace(train, widths=list(spec["widths"]),
-                               epochs=cfg.scratch_epochs or cfg.phases * cfg.phase_epochs, snapshot_every=0)
+                               epochs=cfg.scratch_epochs or cfg.phases // 2 * cfg.phase_epochs, snapshot_every=0)
 
 
 def summarize(result: dict, trainer, cfg: GaussNewtonConfig, out: Path) -> dict:

@@ -9,21 +9,29 @@ import numpy as np
 
 def plot_scores(scores: dict, ax=None, title: str = ""):
     """Figure 2: every channel of every layer as a cell, red where splitting it scores best (darker:
-    higher score), blue where pruning does, grey where neither is positive; the chosen ones outlined."""
+    higher score), blue where pruning does, white where neither is positive; the chosen ones (``scores
+    ["chosen"]``: per layer the split and the pruned channels applied) outlined in black."""
     import matplotlib.pyplot as plt  # imported on use: the package itself never needs a display
+    from matplotlib.patches import Rectangle
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 4))
     layers = list(scores["split"])
     width = max(len(scores["split"][g]) for g in layers)
     img = np.full((width, len(layers)), np.nan)
+    outlined = []
     for j, g in enumerate(layers):
         s, p = (np.asarray(scores[k][g], dtype=float) for k in ("split", "prune"))
         best = np.where(s >= p, s, -p)  # positive: split wins, negative: prune wins
         best[np.maximum(s, p) <= 0] = 0.0
-        order = np.argsort(-best)
+        order = np.argsort(-best, kind="stable")
         img[:len(best), j] = best[order]
+        row = {int(k): i for i, k in enumerate(order)}
+        splits, prunes = (scores.get("chosen") or {}).get(g, [[], []])
+        outlined += [(j, row[int(k)]) for k in list(splits) + list(prunes)]
     lim = np.nanmax(np.abs(img)) or 1.0
     im = ax.imshow(img, cmap="coolwarm", vmin=-lim, vmax=lim, aspect="auto", origin="upper")
+    for j, i in outlined:
+        ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", lw=1.2))
     ax.set_xticks(range(len(layers)), [g.replace("layers.", "").replace("blocks.", "b") for g in layers],
                   rotation=90, fontsize=7)
     ax.set_xlabel("layer")
@@ -34,31 +42,48 @@ def plot_scores(scores: dict, ax=None, title: str = ""):
 
 
 def plot_estimates(rows: list[dict], stats: list[dict]):
-    """Figure 3: estimated against true loss change, one panel per layer, the identity dashed."""
+    """Figure 3: estimated against true loss change, one panel per layer (columns) and kind (rows: splits,
+    prunes), the identity dashed, the least-squares line solid, its numbers in the title."""
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(stats), figsize=(3.6 * len(stats), 3.4), constrained_layout=True,
-                             squeeze=False)
-    for ax, st in zip(axes[0], stats):
-        pts = [(r["true"], r["estimated"]) for r in rows if r["layer"] == st["layer"]]
-        t, e = zip(*pts)
-        lo, hi = min(min(t), min(e)), max(max(t), max(e))
+    layers = list(dict.fromkeys(st["layer"] for st in stats))
+    kinds = list(dict.fromkeys(st.get("kind", "split") for st in stats))
+    fig, axes = plt.subplots(len(kinds), len(layers), figsize=(3.6 * len(layers), 3.3 * len(kinds)),
+                             constrained_layout=True, squeeze=False)
+    for st in stats:
+        kind = st.get("kind", "split")
+        ax = axes[kinds.index(kind)][layers.index(st["layer"])]
+        pts = [(r["true"], r["estimated"]) for r in rows if r["layer"] == st["layer"] and r.get("kind", "split") == kind]
+        t, e = (np.asarray(v, dtype=float) for v in zip(*pts))
+        lo, hi = min(t.min(), e.min()), max(t.max(), e.max())
         ax.plot([lo, hi], [lo, hi], "--", color="0.6", lw=1)
-        ax.scatter(t, e, s=18, facecolors="none", edgecolors="C0")
-        ax.set_title(f"{st['layer']}: Pearson {st['pearson']:.2f}, Spearman {st['spearman']:.2f}", fontsize=8)
+        if np.isfinite(st.get("slope", np.nan)):
+            ax.plot([lo, hi], [st["slope"] * lo + st["intercept"], st["slope"] * hi + st["intercept"]], "-",
+                    color="C3", lw=1)
+        ax.scatter(t, e, s=18, facecolors="none", edgecolors="C0" if kind == "split" else "C1")
+        ax.set_title(f"{st['layer']} {kind}s: fit {st.get('slope', np.nan):.2f}x{st.get('intercept', np.nan):+.3f}, "
+                     f"origin {st.get('slope_origin', np.nan):.2f}, r {st['pearson']:.2f}, "
+                     f"2x {100 * st.get('within_2x', np.nan):.0f}%", fontsize=7)
         ax.set_xlabel("true dL (brute force)")
         ax.set_ylabel("estimated dL (Gauss-Newton, EMA)")
     return fig
 
 
+QUALITY = (("expanded", "optimise the expanded net"), ("gauss_newton", "Gauss-Newton"),
+           ("splitting", "splitting direction + line search"),
+           ("steepest_descent", "steepest descent from theta_0 + line search"))
+
+
 def plot_quality(rows: list[dict]):
-    """Figure 4: true decrease of the loss per channel, three bars each, sorted by the expanded baseline."""
+    """Figure 4: true decrease of the loss per channel, one bar per method present, sorted by the expanded
+    baseline."""
     import matplotlib.pyplot as plt
     rows = sorted(rows, key=lambda r: r["expanded"])
+    methods = [(k, label) for k, label in QUALITY if rows and k in rows[0]]
     x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.35 * len(rows)), 3.2), constrained_layout=True)
-    for i, (key, label) in enumerate((("expanded", "optimise the expanded net"), ("gauss_newton", "Gauss-Newton"),
-                                      ("steepest_descent", "steepest descent + line search"))):
-        ax.bar(x + (i - 1) * 0.27, [-r[key] for r in rows], 0.27, label=label)
+    w = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(rows)), 3.2), constrained_layout=True)
+    for i, (key, label) in enumerate(methods):
+        ax.bar(x + (i - (len(methods) - 1) / 2) * w, [-r[key] for r in rows], w, label=label)
     ax.set_xticks(x, [str(r["channel"]) for r in rows], fontsize=7)
     ax.set_xlabel("channel (sorted by the expanded baseline)")
     ax.set_ylabel("true decrease of the loss")

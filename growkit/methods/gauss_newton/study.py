@@ -6,7 +6,11 @@
 * :func:`true_delta`: the brute-force truth: expand the net by one morphism and measure the change
   of the mean cross-entropy on a held-out split (eval mode). The paper measures on the test set; we
   use the validation split (the test split stays for reporting accuracies).
-* :func:`estimate_vs_truth` (Figure 3) and :func:`morphism_quality` (Figure 4).
+* :func:`estimate_vs_truth` (Figure 3, splits and prunes) with :func:`fit_summary` per layer and kind
+  (least-squares slope and intercept of estimated on true, the slope of the fit through the origin, the
+  share within a factor of 2, Pearson and Spearman) and :func:`prune_bias`; :func:`morphism_quality`
+  (Figure 4) with :func:`quality_summary` (wins weighted by the size of the decrease).
+* :func:`verdicts`: the agrees / disagrees lines of Figures 3-4 over seeds, through :mod:`growkit.papers.stats`.
 * :func:`gauss_newton`: a named ``gauss-newton`` search run (through the run cache).
 
 The figures are drawn by :mod:`growkit.methods.gauss_newton.plots`.
@@ -16,11 +20,20 @@ Figure 4's baselines, defined concretely:
 * *expanded*: build the expanded net for one channel and optimise its theta with Adam (lr 1e-2) on
   the true training loss of that net, same mini-batches and number of steps as the Gauss-Newton
   learning; one whole forward + backward per channel and step.
-* *steepest descent + line search*: the first-order direction vanishes at theta = 0, so the
-  direction is taken at the same small random start theta_0 that the other two methods start from:
-  ``d = -grad_theta L_expanded(theta_0)`` (summed over ``probe_batches`` training batches),
-  normalised; the step ``t`` is the best of a geometric grid of scales relative to ``|w_in|``
-  (and 0), judged by the true expanded training loss on the same batches; theta = theta_0 + t d.
+* *splitting direction + line search* (the paper's "steepest descent direction as in [45, 42, 44]",
+  splitting steepest descent): a split ``w +- theta`` with halved outgoing weights changes the loss by
+  ``theta^T S theta / 2 + O(|theta|^3)`` (the first-order term cancels), ``S`` the splitting matrix; the
+  steepest split is along the eigenvector of ``S`` for its smallest eigenvalue. For ReLU nets ``S``
+  holds a Dirac term at the kink that autograd cannot see (its Hessian at theta = 0 is 0), so ``S`` is
+  measured from the true expanded loss: its gradient at ``probes`` random ``theta_i`` of norm
+  ``probe_scale * |w_in|`` (summed over ``probe_batches`` training batches) is fitted as ``S theta_i``
+  by least squares, ``S`` symmetrised. theta = ``t v_min``, ``t`` the best of the line search below.
+* *steepest descent from theta_0 + line search* (kept for comparison with earlier records): the
+  gradient direction at the same small random start theta_0 the other methods start from,
+  ``d = -grad_theta L_expanded(theta_0)`` normalised, theta = theta_0 + t d.
+
+The line search of both: ``t`` the best of a geometric grid of scales relative to ``|w_in|`` (and 0),
+judged by the true expanded training loss on the probe batches.
 """
 from __future__ import annotations
 
@@ -37,6 +50,8 @@ from ...runs import cache
 from ...runs.records import load_data, load_model
 from . import estimate as gn
 from .method import GaussNewtonConfig
+from .summaries import (BASELINES, fit_summary, pearson, prune_bias, quality_summary, spearman,  # noqa: F401
+                        verdicts, weighted_wins)
 
 
 def _mean_loss(model, batches) -> float:
@@ -49,7 +64,7 @@ def _mean_loss(model, batches) -> float:
 
 
 def learn_morphisms(model, data, groups, epochs: int, *, batch_size: int = 64, lr: float = 1e-2,
-                    theta_init: float = 1e-2, seed: int = 0, loss_ref: str = "sample") -> dict:
+                    theta_init: float = 1e-2, seed: int = 0, loss_ref: str = "batch") -> dict:
     """Learned thetas and moving averages of the estimates (``{"thetas", "split", "prune", "theta0"}``)."""
     model.eval()
     thetas = gn.init_thetas(model, groups, scale=theta_init, generator=torch.Generator().manual_seed(seed))
@@ -75,41 +90,22 @@ def true_delta(model, group: str, channel: int, theta: torch.Tensor | None, batc
     return _mean_loss(big, batches) - base
 
 
-def _ranks(v: torch.Tensor) -> torch.Tensor:
-    order = v.argsort()
-    r = torch.empty_like(v)
-    r[order] = torch.arange(len(v), dtype=v.dtype)
-    for val in v.unique():  # ties share their mean rank
-        m = v == val
-        if m.sum() > 1:
-            r[m] = r[m].mean()
-    return r
-
-
-def pearson(a, b) -> float:
-    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
-    a, b = a - a.mean(), b - b.mean()
-    den = (a.norm() * b.norm()).item()
-    return float("nan") if den == 0 else (a @ b).item() / den
-
-
-def spearman(a, b) -> float:
-    return pearson(_ranks(torch.as_tensor(a, dtype=torch.float64)), _ranks(torch.as_tensor(b, dtype=torch.float64)))
-
-
 def estimate_vs_truth(model, data, groups, learned: dict, split: str = "val") -> tuple[list[dict], list[dict]]:
-    """Figure 3: per split morphism of ``groups``, the moving-average estimate against the brute-force
-    truth on ``split``; and per layer the Pearson / Spearman correlations."""
+    """Figure 3: per split and per prune of every channel of ``groups``, the moving-average estimate against
+    the brute-force truth on ``split`` (rows with ``layer, kind, channel, estimated, true``); and per layer and
+    kind the :func:`fit_summary` (rows with ``layer, kind, channels`` and its numbers)."""
     batches = list(data.eval_batches(split))
     base = _mean_loss(model, batches)
-    rows, stats = [], []
+    rows, summary = [], []
     for g in groups:
-        est = learned["split"][g].detach().cpu()
-        truth = [true_delta(model, g, k, learned["thetas"][g][k], batches, base) for k in range(len(est))]
-        rows += [{"layer": g, "channel": k, "estimated": float(est[k]), "true": truth[k]} for k in range(len(est))]
-        stats.append({"layer": g, "channels": len(est), "pearson": pearson(est, truth),
-                      "spearman": spearman(est, truth)})
-    return rows, stats
+        for kind in ("split", "prune"):
+            est = learned[kind][g].detach().cpu()
+            truth = [true_delta(model, g, k, learned["thetas"][g][k] if kind == "split" else None, batches, base)
+                     for k in range(len(est))]
+            rows += [{"layer": g, "kind": kind, "channel": k, "estimated": float(est[k]), "true": truth[k]}
+                     for k in range(len(est))]
+            summary.append({"layer": g, "kind": kind, "channels": len(est), **fit_summary(est.tolist(), truth)})
+    return rows, summary
 
 
 def _expanded_loss_fn(model, group: str, channel: int):
@@ -155,20 +151,61 @@ def steepest_descent(model, data, group: str, channel: int, theta0: torch.Tensor
     if d.norm() == 0:
         return theta0.detach()
     w_in = model.get_submodule(gn.sites(model)[group].producer).weight[channel].detach()
-    d = d / d.norm() * w_in.norm()
+    return _line_search(loss, batches, theta0.detach(), d / d.norm() * w_in.norm(), grid)
+
+
+def _line_search(loss, batches, start: torch.Tensor, d: torch.Tensor, grid: int) -> torch.Tensor:
+    """start + t d, t the best of 0 and 2^-(grid-1) ... 1 by the summed loss on ``batches``."""
     best_t, best = 0.0, float("inf")
     with torch.no_grad():
         for t in [0.0] + [2.0 ** -k for k in range(grid - 1, -1, -1)]:
-            v = sum(loss(theta0 + t * d, x, y).item() for x, y in batches)
+            v = sum(loss(start + t * d, x, y).item() for x, y in batches)
             if v < best:
                 best_t, best = t, v
-    return (theta0 + best_t * d).detach()
+    return (start + best_t * d).detach()
+
+
+def splitting_matrix(model, data, group: str, channel: int, *, batch_size: int = 64, probe_batches: int = 8,
+                     probes: int | None = None, probe_scale: float = 0.1, seed: int = 0) -> torch.Tensor:
+    """The splitting matrix ``S`` of one channel, measured from the true expanded loss (module docstring):
+    ``grad L(theta_i) ~ S theta_i`` at ``probes`` (default ``2 d``) random ``theta_i`` of norm
+    ``probe_scale * |w_in|``, fitted by least squares and symmetrised. (d, d), d = the filter's size."""
+    _, loss = _expanded_loss_fn(model, group, channel)
+    batches = [b for _, b in zip(range(probe_batches), data.train_batches(batch_size, seed * 1000))]
+    w_in = model.get_submodule(gn.sites(model)[group].producer).weight[channel].detach()
+    d = w_in.numel()
+    gen = torch.Generator().manual_seed(seed * 7919 + channel)
+    thetas, grads = [], []
+    for _ in range(probes or 2 * d):
+        th = torch.randn(d, generator=gen, dtype=w_in.dtype).to(w_in.device)
+        th = (th / th.norm() * probe_scale * w_in.norm()).reshape(w_in.shape).requires_grad_(True)
+        total = sum(loss(th, x, y) for x, y in batches)
+        grads.append(torch.autograd.grad(total, th)[0].reshape(-1).detach())
+        thetas.append(th.detach().reshape(-1))
+    a, g = torch.stack(thetas).double(), torch.stack(grads).double()  # g_i = S a_i  ->  A S^T = G
+    st = torch.linalg.lstsq(a, g).solution
+    return ((st + st.T) / 2).to(w_in.dtype)
+
+
+def splitting_direction(model, data, group: str, channel: int, *, batch_size: int = 64, probe_batches: int = 8,
+                        grid: int = 12, seed: int = 0, **kw) -> torch.Tensor:
+    """Figure 4's *splitting direction + line search* baseline: theta = t v_min, v_min the unit eigenvector of
+    the smallest eigenvalue of :func:`splitting_matrix` scaled to ``|w_in|``, t by the line search."""
+    _, loss = _expanded_loss_fn(model, group, channel)
+    batches = [b for _, b in zip(range(probe_batches), data.train_batches(batch_size, seed * 1000))]
+    s = splitting_matrix(model, data, group, channel, batch_size=batch_size, probe_batches=probe_batches,
+                         seed=seed, **kw)
+    _, vecs = torch.linalg.eigh(s.double())
+    w_in = model.get_submodule(gn.sites(model)[group].producer).weight[channel].detach()
+    v = vecs[:, 0].to(w_in.dtype).reshape(w_in.shape) * w_in.norm()
+    return _line_search(loss, batches, torch.zeros_like(w_in), v, grid)
 
 
 def morphism_quality(model, data, group: str, learned: dict, epochs: int, *, batch_size: int = 64,
                      seed: int = 0, split: str = "val", channels=None) -> list[dict]:
     """Figure 4: the true loss change of each channel's split with theta learned by Gauss-Newton, by
-    optimising the expanded net, and by steepest descent + line search."""
+    optimising the expanded net, along the splitting direction + line search, and by steepest descent from
+    theta_0 + line search."""
     batches = list(data.eval_batches(split))
     base = _mean_loss(model, batches)
     n = learned["thetas"][group].shape[0]
@@ -177,10 +214,11 @@ def morphism_quality(model, data, group: str, learned: dict, epochs: int, *, bat
         th0 = learned["theta0"][group][k]
         gn_t = learned["thetas"][group][k].detach()
         ex_t = optimise_expanded(model, data, group, k, th0, epochs, batch_size=batch_size, seed=seed)
+        sp_t = splitting_direction(model, data, group, k, batch_size=batch_size, seed=seed)
         sd_t = steepest_descent(model, data, group, k, th0, batch_size=batch_size, seed=seed)
         rows.append({"channel": k, **{name: true_delta(model, group, k, t, batches, base)
                                       for name, t in (("gauss_newton", gn_t), ("expanded", ex_t),
-                                                      ("steepest_descent", sd_t))}})
+                                                      ("splitting", sp_t), ("steepest_descent", sd_t))}})
     return rows
 
 
@@ -204,19 +242,6 @@ def site_names(model, layers) -> list[str]:
     """Layer numbers as the paper counts them (1-based; -1: the last) -> the sites' group names."""
     names = list(gn.sites(model))
     return [names[i - 1] if i > 0 else names[i] for i in layers]
-
-
-def quality_summary(rows: list[dict]) -> dict:
-    """Figure 4 in numbers: the share of channels where Gauss-Newton's split lowers the true loss more
-    than steepest descent's (and than the expanded net's), and the median ratio of its decrease to
-    the expanded net's where that one decreases the loss."""
-    n = len(rows)
-    wins_sd = sum(r["gauss_newton"] < r["steepest_descent"] for r in rows)
-    wins_ex = sum(r["gauss_newton"] < r["expanded"] for r in rows)
-    ratios = sorted(r["gauss_newton"] / r["expanded"] for r in rows if r["expanded"] < 0)
-    return {"channels": n, "gn_beats_steepest_descent": wins_sd / max(n, 1),
-            "gn_beats_expanded": wins_ex / max(n, 1),
-            "median_gn_over_expanded_decrease": ratios[len(ratios) // 2] if ratios else float("nan")}
 
 
 def search_row(res: dict, **extra) -> dict:

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from growkit.errors import GrowkitError
 from growkit.methods.gauss_newton import estimate as gn
 from growkit.methods.gauss_newton.grower import GaussNewton, plans_for, select
 from growkit.models import create
@@ -36,7 +37,7 @@ def _view(model, epoch, global_epoch=None):
 
 def test_decide_scores_the_averages_with_the_parameter_penalty():
     model = create("VGG19", widths=4, in_channels=1, image_size=8)
-    g = GaussNewton(lambda_p=1e-3, phases=3, n_phase=2)
+    g = GaussNewton(lambda_p=1e-3, phases=6, n_phase=2)
     sites = list(gn.sites(model))
     g.thetas = gn.init_thetas(model, generator=torch.Generator().manual_seed(0))
     g.ema_split = {s: torch.zeros(4) for s in sites}
@@ -55,9 +56,43 @@ def test_decide_scores_the_averages_with_the_parameter_penalty():
     assert not d.done and g.decide(_view(model, 12)).done
 
 
-def test_phase_schedule():
-    g = GaussNewton(lambda_p=0.0, phases=2, n_phase=3)
+def test_phase_schedule_counts_phases_as_the_paper():
+    g = GaussNewton(lambda_p=0.0, phases=4, n_phase=3)  # 4 phases: model, morphism, model, morphism
     assert [g.is_morphism_epoch(e) for e in range(12)] == [False] * 3 + [True] * 3 + [False] * 3 + [True] * 3
+    assert [g.phase_of(e) for e in (0, 2, 3, 5, 6, 11)] == [1, 1, 2, 2, 3, 4]
+    for bad in (1, 3, 0):
+        with pytest.raises(GrowkitError, match="even number of phases"):
+            GaussNewton(lambda_p=0.0, phases=bad, n_phase=3)
+
+
+def test_paper_phases_and_learning_rate_drops():
+    """30 phases of 20 epochs = 600 epochs, the rate 0.1 until epoch 300, 0.01 until 450, then 0.001."""
+    from growkit.engine.config import TrainConfig
+    from growkit.methods.gauss_newton.method import GaussNewtonConfig, build, scratch_config
+    cfg = GaussNewtonConfig()
+    assert (cfg.phases, cfg.phase_epochs, cfg.lr_drops, cfg.loss_ref) == (30, 20, [300, 450], "batch")
+    grower, [phase], train = build(TrainConfig(model="VGG19", dataset="digits", lr=0.1), cfg)
+    assert train.epochs == phase.epochs == 600 and grower.phases == 30
+    rates = {e: phase.lr_at(e) for e in (0, 299, 300, 449, 450, 599)}
+    assert rates == pytest.approx({0: 0.1, 299: 0.1, 300: 0.01, 449: 0.01, 450: 0.001, 599: 0.001})
+    assert scratch_config(train, cfg, {"widths": [16] * 16}).epochs == 300  # the model phases' epochs
+    _, [phase], _ = build(TrainConfig(model="VGG19", dataset="digits", lr=0.1),
+                          GaussNewtonConfig(phases=4, phase_epochs=7, lr_drops=[13, 28]))
+    assert [phase.lr_at(e) for e in (12, 13, 27)] == pytest.approx([0.1, 0.01, 0.01])  # 28 epochs: the drop at 28 never comes
+    _, [phase], _ = build(TrainConfig(model="VGG19", dataset="digits", lr=0.1),
+                          GaussNewtonConfig(phases=2, phase_epochs=3, lr_drops=[]))
+    assert phase.schedule == "constant"
+
+
+def test_configs_written_when_phases_counted_pairs_read_as_they_ran():
+    from growkit.methods.gauss_newton.method import GaussNewtonConfig
+    old = {"lambda_p": 1e-5, "phases": 3, "phase_epochs": 2, "top_fraction": 0.3, "theta_lr": 0.01,
+           "theta_init": 0.01, "loss_ref": "sample", "scratch": False, "scratch_epochs": None}
+    cfg = GaussNewtonConfig.from_dict(old)
+    assert (cfg.phases, cfg.lr_drops, cfg.loss_ref) == (6, [], "sample")
+    new = GaussNewtonConfig.from_dict(cfg.to_dict())
+    assert new == cfg  # today's configs are read as written
+    assert GaussNewtonConfig.from_dict({"lambda_p": 1e-4, "phases": 2}).phases == 2  # options, not an old file
 
 
 def test_plans_carry_the_learned_theta_rows():
@@ -167,7 +202,7 @@ def test_kill_in_a_morphism_phase_and_resume_is_identical(tmp_path):
                 raise Kill()
 
     train = TrainConfig(model="VGG19", widths=4, dataset="digits", device="cpu", progress=False, seed=3)
-    cfg = GaussNewtonConfig(lambda_p=1e-5, phases=2, phase_epochs=2, scratch=False)
+    cfg = GaussNewtonConfig(lambda_p=1e-5, phases=4, phase_epochs=2, scratch=False)
     full = runs.run("gauss-newton", train, cfg, tmp_path / "full")
     with pytest.raises(Kill):  # epochs 3-4 learn theta: killed after epoch 3, inside the morphism phase
         runs.run("gauss-newton", train, cfg, tmp_path / "killed", callbacks=[KillAfter(3)])
@@ -194,7 +229,7 @@ def test_morphism_epochs_leave_the_model_frozen_and_average_with_weight_b_over_2
     def view_batches(n=None, split="train", augment=True, seed=None):
         return iter(batches)
 
-    g = GaussNewton(lambda_p=0.0, phases=1, n_phase=1, seed=5)
+    g = GaussNewton(lambda_p=0.0, phases=2, n_phase=1, seed=5)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     assert g.replaces_epoch(SimpleNamespace(model=model, epoch=0, batches=view_batches)) is None  # a model epoch
     loss, acc = g.replaces_epoch(SimpleNamespace(model=model, epoch=1, batches=view_batches))
@@ -203,7 +238,7 @@ def test_morphism_epochs_leave_the_model_frozen_and_average_with_weight_b_over_2
     thetas = gn.init_thetas(model, scale=1e-2, generator=torch.Generator().manual_seed(5 * 1_000_003 + 0))
     adam, ema, losses = gn.ThetaAdam(1e-2), {}, []
     for i, (x, y) in enumerate(batches):
-        est = gn.estimate(model, x, y, thetas)
+        est = gn.estimate(model, x, y, thetas, loss_ref="batch")  # the default, as eq. (1) reads
         m = len(y) / 20
         ema = {k: (est.split[k].detach() if i == 0 else (1 - m) * ema[k] + m * est.split[k].detach()) for k in thetas}
         adam.step(thetas, gn.theta_grads(est, thetas))
@@ -222,10 +257,29 @@ def test_cli_runs_a_search_and_refuses_bad_input_before_writing(cli, tmp_path):
     bad = cli("gauss-newton", "--model", "VGG19", "--lambda-p", "-1", "--out", out)
     assert bad.returncode == 2 and "lambda_p" in bad.stderr and not out.exists()
     ok = cli("gauss-newton", "--model", "VGG19", "--seed-width", "4", "--dataset", "digits", "--lambda-p", "1e-5",
-             "--phases", "1", "--phase-epochs", "1", "--no-scratch", "--device", "cpu", "--no-progress", "--out", out)
+             "--phases", "2", "--phase-epochs", "1", "--no-scratch", "--device", "cpu", "--no-progress", "--out", out)
     assert ok.returncode == 0, ok.stderr
     res = json.loads((out / "result.json").read_text())
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["train"]["batch_size"] == 64 and cfg["train"]["nesterov"] and cfg["train"]["weight_decay"] == 1e-4
     assert res["epochs"] == 2 and len(res["rounds"]) == 1 and res["search_wall_s"] > 0
     assert res["arch"].startswith("VGG19[") and res["found_widths"] == res["spec"]["widths"]
+
+
+def test_a_non_finite_estimate_stops_the_cli_with_one_line_and_keeps_the_last_checkpoint(tmp_path, monkeypatch,
+                                                                                       capsys):
+    """The unguarded rule (L = 0 for every sample) makes every term 0/0 or x/0: the morphism phase stops with
+    exit 1 and a line naming the layer and the phase; the checkpoint of the last model epoch stays."""
+    import torch
+
+    from growkit import cli
+    from growkit.engine import checkpoint
+    monkeypatch.setattr(gn, "reference_loss", lambda losses, loss_ref: torch.zeros_like(losses.detach()))
+    out = tmp_path / "gn"
+    rc = cli.main(["gauss-newton", "--model", "LeNet5", "--dataset", "digits", "--lambda-p", "1e-4",
+                   "--phases", "2", "--phase-epochs", "1", "--no-scratch", "--device", "cpu", "--no-progress",
+                   "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert "layer conv1" in err and "morphism phase 2 of 2 (epoch 2 of the search)" in err and "not finite" in err
+    assert checkpoint.load(out / "checkpoint.pt")["loop"]["epoch"] == 1 and not (out / "result.json").exists()

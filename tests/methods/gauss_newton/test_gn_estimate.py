@@ -59,8 +59,9 @@ def _consumer_out(model, consumer, x):
     return out, box["z"]
 
 
-def expanded_reference(model, group, k, theta, x, t, loss_fn=gn.per_sample_ce, prune=False):
-    """(GN formula from the expanded net's own dz, true dL of the expanded net), per sample mean."""
+def expanded_reference(model, group, k, theta, x, t, loss_fn=gn.per_sample_ce, prune=False, loss_ref="sample"):
+    """(GN formula from the expanded net's own dz, true dL of the expanded net), per sample mean; the L of the
+    Gauss-Newton term is each sample's loss (``"sample"``) or the batch mean (``"batch"``)."""
     consumer = model.channel_groups()[group].consumers[0][0]
     producer = model.channel_groups()[group].producers[0]
     with torch.enable_grad():
@@ -74,7 +75,8 @@ def expanded_reference(model, group, k, theta, x, t, loss_fn=gn.per_sample_ce, p
         out1, z1 = _consumer_out(big, consumer, x)
         losses1 = loss_fn(out1, t)
     d = ((z1 - z).detach() * g).reshape(x.shape[0], -1).sum(1)
-    est = (d + d ** 2 / (4 * losses.detach())).mean()
+    ref = losses.detach() if loss_ref == "sample" else losses.detach().mean()
+    est = (d + d ** 2 / (4 * ref)).mean()
     return est.item(), (losses1 - losses.detach()).mean().item()
 
 
@@ -87,20 +89,21 @@ CASES = [  # (model, widths, extra kw, groups to check): conv->conv, last conv->
 ]
 
 
+@pytest.mark.parametrize("loss_ref", ["batch", "sample"])
 @pytest.mark.parametrize("name,widths,kw,groups", CASES, ids=[c[0] for c in CASES])
-def test_all_at_once_matches_expanded_nets(float64, name, widths, kw, groups):
+def test_all_at_once_matches_expanded_nets(float64, name, widths, kw, groups, loss_ref):
     gen = torch.Generator().manual_seed(1)
     model = _net(name, widths, gen, **kw)
     x, t = _data(model, 8, gen)
     thetas = gn.init_thetas(model, groups, scale=2.0, generator=gen)
-    est = gn.estimate(model, x, t, thetas)
+    est = gn.estimate(model, x, t, thetas, loss_ref=loss_ref)
     for gname in groups:
         checked = 0
         c = thetas[gname].shape[0]
         assert est.split[gname].shape == (c,)
         for k in range(c):
-            ref_split, _ = expanded_reference(model, gname, k, thetas[gname][k].detach(), x, t)
-            ref_prune, _ = expanded_reference(model, gname, k, None, x, t, prune=True)
+            ref_split, _ = expanded_reference(model, gname, k, thetas[gname][k].detach(), x, t, loss_ref=loss_ref)
+            ref_prune, _ = expanded_reference(model, gname, k, None, x, t, prune=True, loss_ref=loss_ref)
             assert est.split[gname][k].item() == pytest.approx(ref_split, abs=1e-10, rel=1e-10)
             assert est.prune[gname][k].item() == pytest.approx(ref_prune, abs=1e-10, rel=1e-10)
             checked += (abs(ref_split) > 1e-6) + (abs(ref_prune) > 1e-6)
@@ -179,8 +182,8 @@ def test_batch_estimate_is_mean_of_single_sample_estimates(float64):
     model = _net("VGG19", 3, gen, in_channels=1, image_size=8)
     x, t = _data(model, 4, gen)
     thetas = gn.init_thetas(model, scale=0.5, generator=gen)
-    whole = gn.estimate(model, x, t, thetas)
-    singles = [gn.estimate(model, x[i:i + 1], t[i:i + 1], thetas) for i in range(4)]
+    whole = gn.estimate(model, x, t, thetas, loss_ref="sample")  # (with the batch mean it is not a mean)
+    singles = [gn.estimate(model, x[i:i + 1], t[i:i + 1], thetas, loss_ref="sample") for i in range(4)]
     alive = 0
     for g in thetas:
         for field in ("split", "prune"):
@@ -222,7 +225,9 @@ def test_estimate_leaves_model_untouched(float64):
     gn.estimate(model, x, t, gn.init_thetas(model, generator=gen))
     assert model.training and all(p.grad is None for p in model.parameters())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert not model._forward_hooks and not model.layers[0].conv._forward_hooks
+    hooked = [name for name, m in model.named_modules()
+              if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks]
+    assert not hooked  # every producer's forward hook and every consumer's pre-hook removed
 
 
 def test_channel_cost_counts_hand_derived_parameters():
@@ -267,3 +272,56 @@ def test_ema_and_theta_adam_match_references():
         opt.step()
         mine.step(th, {"g": d})
     assert torch.allclose(th["g"], ref.detach(), atol=1e-7)
+
+
+@pytest.mark.parametrize("loss_ref", ["sample", "batch"])
+def test_float32_samples_with_zero_loss_give_finite_estimates(loss_ref):
+    """Trained nets are confident: float32 rounds some samples' cross-entropy to exactly 0 (and their
+    gradient with it), where d^2 / (4 L_s) would be 0/0. The guarded estimate is finite and matches the
+    float64 computation of the same net (where those losses are tiny but not 0) from expanded nets."""
+    gen = torch.Generator().manual_seed(11)
+    torch.manual_seed(11)
+    model = create("LeNet5", widths=[3, 4, 6, 5], in_channels=1, image_size=8).eval()
+    x = torch.randn(8, 1, 8, 8, generator=gen)
+    with torch.no_grad():
+        fc = model.fc3
+        scale = 400.0 / model(x).std().item()
+        fc.weight.mul_(scale)
+        fc.bias.mul_(scale)
+        out = model(x)
+    t = out.argmax(1)
+    t[:3] = out.argmin(1)[:3]  # three samples badly wrong, five confidently right
+    losses = gn.per_sample_ce(model(x), t)
+    assert int((losses == 0).sum()) >= 2 and losses.max() > 1  # float32: some losses exactly 0
+    thetas = gn.init_thetas(model, scale=0.5, generator=gen)
+    est = gn.estimate(model, x, t, thetas, loss_ref=loss_ref)
+    for field in (est.split, est.prune):
+        assert all(bool(torch.isfinite(v).all()) for v in field.values())
+    grads = gn.theta_grads(est, thetas)
+    assert all(bool(torch.isfinite(v).all()) for v in grads.values())
+    big = copy.deepcopy(model).double()
+    x64 = x.double()
+    assert bool((gn.per_sample_ce(big(x64), t) > 0).all())
+    moved = 0
+    for g in thetas:
+        for k in range(thetas[g].shape[0]):
+            ref_s, _ = expanded_reference(big, g, k, thetas[g][k].detach().double(), x64, t, loss_ref=loss_ref)
+            ref_p, _ = expanded_reference(big, g, k, None, x64, t, prune=True, loss_ref=loss_ref)
+            assert est.split[g][k].item() == pytest.approx(ref_s, rel=1e-3, abs=1e-5)
+            assert est.prune[g][k].item() == pytest.approx(ref_p, rel=1e-3, abs=1e-5)
+            moved += abs(ref_s) > 1e-3
+    assert moved >= 2  # not a 0 == 0 comparison
+
+
+def test_a_non_finite_estimate_stops_learning_naming_the_layer():
+    torch.manual_seed(12)
+    model = create("LeNet5", widths=[3, 4, 6, 5], in_channels=1, image_size=8).eval()
+    x, t = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    with torch.no_grad():
+        model.conv2.weight[1, 0, 0, 0] = float("inf")  # conv1's consumer: its channel gradients turn NaN
+    thetas = gn.init_thetas(model, generator=torch.Generator().manual_seed(0))
+    before = {g: v.detach().clone() for g, v in thetas.items()}
+    ema = {"split": {}, "prune": {}}
+    with pytest.raises(gn.NonFiniteEstimate, match=r"layer conv\d .* at mini-batch 1"):
+        gn.learn_epoch(model, [(x, t)], thetas, gn.ThetaAdam(1e-2), ema, lambda b: 0.5)
+    assert not ema["split"] and all(torch.equal(before[g], thetas[g].detach()) for g in thetas)

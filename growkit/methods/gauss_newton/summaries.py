@@ -1,0 +1,144 @@
+"""Figures 3-4 in numbers: how well estimates follow the truth (:func:`fit_summary`, :func:`prune_bias`), how
+often and by how much Gauss-Newton's splits beat the baselines (:func:`quality_summary`, :func:`weighted_wins`),
+and the verdict lines over seeds (:func:`verdicts`, through :mod:`growkit.papers.stats`). Pure functions of the
+records :mod:`growkit.methods.gauss_newton.study` computes; re-exported there for the notebooks."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...papers import stats
+
+
+def pearson(a, b) -> float:
+    """Pearson's r (scipy.stats); NaN where either side is constant."""
+    from scipy import stats as sst
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(sst.pearsonr(a, b)[0])
+
+
+def spearman(a, b) -> float:
+    """Spearman's rho (scipy.stats, ties share their mean rank); NaN where either side is constant."""
+    from scipy import stats as sst
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(sst.spearmanr(a, b)[0])
+
+
+def fit_summary(estimated, true) -> dict:
+    """How well estimates follow the truth, beyond a correlation: the least-squares line ``estimated =
+    slope * true + intercept``, the slope of the least-squares line through the origin (``sum(t e) /
+    sum(t^2)``: 1 on the identity line, 0.5 when the estimates are half the truth), the share of points
+    within a factor of 2 (``0.5 <= estimated / true <= 2``; a point whose truth is exactly 0 counts only
+    when its estimate is 0 too), Pearson and Spearman, and the means of both (their difference is the bias)."""
+    from scipy import stats as sst
+    t, e = np.asarray(true, dtype=float), np.asarray(estimated, dtype=float)
+    if t.shape != e.shape or t.ndim != 1 or not len(t):
+        raise ValueError("estimated and true must be 1-d and of the same length")
+    if not (np.isfinite(t).all() and np.isfinite(e).all()):
+        raise ValueError("estimated and true must be finite")
+    if len(t) >= 2 and np.ptp(t) > 0:
+        fit = sst.linregress(t, e)
+        slope, intercept = float(fit.slope), float(fit.intercept)
+    else:
+        slope = intercept = float("nan")
+    tt = float(t @ t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(t != 0, e / np.where(t != 0, t, 1.0), np.where(e == 0, 1.0, np.inf))
+    within = float(np.mean((ratio >= 0.5) & (ratio <= 2.0)))
+    return {"points": len(t), "slope": slope, "intercept": intercept,
+            "slope_origin": float(t @ e) / tt if tt > 0 else float("nan"), "within_2x": within,
+            "pearson": pearson(e, t), "spearman": spearman(e, t),
+            "mean_estimated": float(e.mean()), "mean_true": float(t.mean()), "bias": float(e.mean() - t.mean())}
+
+
+def prune_bias(summary: list[dict]) -> list[dict]:
+    """The prune rows of :func:`estimate_vs_truth`'s summary as a table: mean estimated and true loss change
+    of removing a channel per layer, and their difference (negative: pruning looks cheaper than it is)."""
+    return [{"layer": r["layer"], "channels": r["channels"], "mean estimated": r["mean_estimated"],
+             "mean true": r["mean_true"], "bias": r["bias"], "slope_origin": r["slope_origin"]}
+            for r in summary if r["kind"] == "prune"]
+
+
+BASELINES = ("splitting", "steepest_descent", "expanded")
+
+
+def weighted_wins(rows: list[dict], other: str, key: str = "gauss_newton") -> float:
+    """The share of wins of ``key`` over ``other`` weighted by the size of the decrease at stake: channel c
+    weighs ``w_c = max(0, -dL_key, -dL_other)`` (the larger true decrease of the two) and counts as a win
+    when ``key``'s loss change is lower; ``sum(w_c wins_c) / sum(w_c)``. A channel where neither lowers the
+    loss weighs nothing; NaN when no channel does."""
+    w = [max(0.0, -r[key], -r[other]) for r in rows]
+    total = sum(w)
+    return sum(wc for wc, r in zip(w, rows) if r[key] < r[other]) / total if total > 0 else float("nan")
+
+
+def quality_summary(rows: list[dict]) -> dict:
+    """Figure 4 in numbers: per baseline the share of channels where Gauss-Newton's split lowers the true
+    loss more (``gn_beats_X``) and the same share weighted by the decrease at stake (``gn_beats_X_weighted``,
+    :func:`weighted_wins`); the total decrease of each method, and the median ratio of Gauss-Newton's decrease
+    to the expanded net's where that one decreases the loss."""
+    n = len(rows)
+    out: dict = {"channels": n}
+    for b in BASELINES:
+        if rows and b not in rows[0]:
+            continue
+        out[f"gn_beats_{b}"] = sum(r["gauss_newton"] < r[b] for r in rows) / max(n, 1)
+        out[f"gn_beats_{b}_weighted"] = weighted_wins(rows, b)
+    for m in ("gauss_newton",) + BASELINES:
+        if rows and m in rows[0]:
+            out[f"decrease_{m}"] = -sum(r[m] for r in rows)
+    ratios = sorted(r["gauss_newton"] / r["expanded"] for r in rows if r["expanded"] < 0)
+    out["median_gn_over_expanded_decrease"] = ratios[len(ratios) // 2] if ratios else float("nan")
+    return out
+
+
+def verdicts(fig3: dict, fig4: dict, *, identity_margin: float = 0.25, bias_margin: float = 0.25) -> list[str]:
+    """The agrees / disagrees lines of Figures 3-4, from per-seed numbers, through :mod:`growkit.papers.stats`.
+
+    ``fig3``: seed -> :func:`estimate_vs_truth`'s summary rows; ``fig4``: seed -> :func:`quality_summary`.
+    Claims judged (paired by seed):
+
+    * per layer and kind, "the estimates lie on the identity line": the slope of the fit through the
+      origin equals 1 within ``identity_margin`` (TOST);
+    * per layer, "the prune estimate is unbiased": mean estimated and mean true loss change of a removal
+      are the same within ``bias_margin`` x the mean true change (TOST);
+    * "Gauss-Newton beats the splitting direction + line search" (and steepest descent from theta_0): its
+      decrease-weighted win share is higher than 0.5; "on par with optimising the expanded net": that share
+      is 0.5 within 0.15 (TOST).
+    One seed gives "illustrative (1 run)" lines."""
+    lines = []
+    seeds = sorted(fig3)
+    if seeds:
+        keys = [(r["layer"], r["kind"]) for r in fig3[seeds[0]]]
+        for layer, kind in keys:
+            per = {s: next(r for r in fig3[s] if (r["layer"], r["kind"]) == (layer, kind)) for s in seeds}
+            slopes = {s: per[s]["slope_origin"] for s in seeds}
+            if all(math.isfinite(v) for v in slopes.values()):
+                lines.append(stats.same(slopes, {s: 1.0 for s in seeds}, f"Figure 3, {layer} {kind}s: the estimates "
+                                        "lie on the identity line (slope through the origin 1)",
+                                        margin=identity_margin).text)
+            if kind == "prune":
+                est = {s: per[s]["mean_estimated"] for s in seeds}
+                true = {s: per[s]["mean_true"] for s in seeds}
+                ref = abs(sum(true.values()) / len(seeds))
+                if ref > 0:
+                    lines.append(stats.same(est, true, f"{layer}: the prune estimate is unbiased (mean estimated "
+                                            "= mean true loss change of a removal)", relative=bias_margin,
+                                            reference=ref, digits=3).text)
+    seeds4 = sorted(fig4)
+    for b, what in (("splitting", "the splitting direction + line search"),
+                    ("steepest_descent", "steepest descent from theta_0 + line search")):
+        vals = {s: fig4[s].get(f"gn_beats_{b}_weighted") for s in seeds4}
+        if vals and all(v is not None and math.isfinite(v) for v in vals.values()):
+            lines.append(stats.higher(vals, {s: 0.5 for s in seeds4}, f"Figure 4: Gauss-Newton beats {what} "
+                                      "(decrease-weighted win share above 0.5)").text)
+    vals = {s: fig4[s].get("gn_beats_expanded_weighted") for s in seeds4}
+    if vals and all(v is not None and math.isfinite(v) for v in vals.values()):
+        lines.append(stats.same(vals, {s: 0.5 for s in seeds4}, "Figure 4: Gauss-Newton is on par with optimising "
+                                "the expanded net (decrease-weighted win share 0.5)", margin=0.15).text)
+    return lines
