@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -291,14 +292,16 @@ def run_stream(cfg: L2GConfig, stream: continual.TaskStream, out: str | Path | N
     cfg.validate()
     out = Path(out) if out is not None else None
     net, state = initial(cfg, stream, out)
-    return learn_stream(cfg, stream, net, state, out, stop_after)
+    save = None if out is None else (lambda t, net, state: save_task(out, t, net, state, cfg))
+    return learn_stream(cfg, stream, net, state, save, stop_after)
 
 
 def learn_stream(cfg: L2GConfig, stream: continual.TaskStream, net: nn.Module, state: dict,
-                 out: Path | None = None, stop_after: int | None = None) -> dict:
-    """Learn the tasks after those in ``state`` on ``net``. Under torchrun every rank runs this with the
-    same network and state (rank 0's), rank 0 alone with ``out``: it writes each task's checkpoint, the
-    others wait for it (a barrier), and every rank's network and records are compared by hash."""
+                 save: Callable[[int, nn.Module, dict], None] | None = None, stop_after: int | None = None) -> dict:
+    """Learn the tasks after those in ``state`` on ``net``; ``save(t, net, state)`` after each task (e.g.
+    :func:`save_task`). Under torchrun every rank runs this with the same network and state (rank 0's), rank 0
+    alone with ``save``: it writes each task's checkpoint, the others wait for it (a barrier), and every rank's
+    network and records are compared by hash."""
     from ...dist import group as distributed
     done = 0
     for t in range(len(state["rows"]), len(stream)):
@@ -316,8 +319,8 @@ def learn_stream(cfg: L2GConfig, stream: continual.TaskStream, net: nn.Module, s
         state["rows"].append(evaluate_row(net, stream, t))
         state["records"].append(rec)
         done += 1
-        if out is not None:
-            save_task(out, t, net, state, cfg)
+        if save is not None:
+            save(t, net, state)
         if distributed.group() is not None:
             distributed.barrier()  # the checkpoint is on disk before any rank goes on
             distributed.check_identical(net, None, state, when=f"after task {t}")
