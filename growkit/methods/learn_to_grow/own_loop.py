@@ -24,7 +24,6 @@ may use any number of processes (a task checkpoint holds nothing that depends on
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -119,12 +118,9 @@ def report(res: dict, out) -> None:
 
 
 def cached(runs_dir, name: str, **settings) -> dict:
-    """A named run for notebooks: reused when finished with the same settings, resumed when
-    interrupted with them, replaced when they changed."""
-    cfg = L2GConfig(**settings).validate()
-    out = Path(runs_dir) / name
-    if (out / "config.json").exists():
-        rc = read_json(out / "config.json")
-        if rc.get("command") == COMMAND and rc.get(COMMAND) == json.loads(json.dumps(cfg.to_dict())):
-            return resume(out)
-    return start(cfg, out, overwrite=True)
+    """A named run for notebooks, through growkit's one run cache (:func:`growkit.runs.cache.named`): reused
+    when it finished with the same settings and the same growkit code, resumed when it was interrupted with
+    both, replaced otherwise (a code change under ``methods/learn_to_grow/`` reruns it; one in ``plots.py``
+    does not)."""
+    from ...runs import cache
+    return cache.named(runs_dir, name, COMMAND, None, L2GConfig(**settings))
