@@ -104,6 +104,7 @@ def test_search_candidates_follow_the_paper():
     assert len(candidates(net, 2)) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_reuse_everywhere_leaves_earlier_tasks_bit_for_bit(optimizer):
     data = _toy_data(0, 0)
@@ -126,6 +127,7 @@ def test_reuse_everywhere_leaves_earlier_tasks_bit_for_bit(optimizer):
         assert torch.equal(after[k], v), k
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_search_picks_new_or_adapt_where_the_shared_layer_is_blind(seed):
     """Task A's first layer ignores input channel 1; task B's label lives only in channel 1."""
@@ -142,6 +144,7 @@ def test_search_picks_new_or_adapt_where_the_shared_layer_is_blind(seed):
     assert continual.accuracy(lambda x: net(x, 1), B) > 75.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_search_reuses_when_the_new_task_is_the_old_one(seed):
     A = _toy_data(0, 0, channels=2)
@@ -191,6 +194,7 @@ def digits5():
     return continual.task_stream("digits", 5)
 
 
+@pytest.mark.slow
 def test_finetuning_forgets_and_learn_to_grow_cannot(digits5):
     ft = run_stream(L2GConfig(method="finetune", search_epochs=0, warmup=0, train_epochs=6), digits5)
     assert ft["bwt"] < -5.0 and ft["forgetting"] > 5.0, ft["accuracy_matrix"]
@@ -202,6 +206,7 @@ def test_finetuning_forgets_and_learn_to_grow_cannot(digits5):
     assert l2g["choices"][0] == ["new:0"] * 5 and len(l2g["alpha"][1]) == 5
 
 
+@pytest.mark.slow
 def test_matrix_recomputed_from_the_per_task_checkpoints(digits5, tmp_path):
     for method in ("l2g", "finetune"):
         cfg = L2GConfig(method=method, deeper=method == "l2g", **FAST)
@@ -216,6 +221,7 @@ def test_matrix_recomputed_from_the_per_task_checkpoints(digits5, tmp_path):
         assert ck["format"] == 2 and ck["config"]["method"] == method and ck["loop"]["tasks_done"] == 5
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_equals_uninterrupted(digits5, tmp_path):
     cfg = L2GConfig(deeper=True, **FAST)
     full = run_stream(cfg, digits5, tmp_path / "a")
@@ -229,6 +235,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(digits5, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 @pytest.mark.gpu
 def test_learn_to_grow_runs_on_cuda_and_keeps_earlier_tasks():
     stream = continual.task_stream("digits", 2, device="cuda")

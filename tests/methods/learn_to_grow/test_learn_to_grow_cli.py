@@ -30,6 +30,7 @@ def test_only_dataset_device_and_out_give_the_documented_defaults(tmp_path):
     assert (cfg.deeper, cfg.tasks, cfg.depths, cfg.hidden, cfg.augment) == (True, 2, [2, 1, 1], [32, 16], False)
 
 
+@pytest.mark.slow
 def test_writes_result_with_every_documented_key(cli, tmp_path):
     out = tmp_path / "run"
     r = cli("learn-to-grow", "--dataset", "digits", "--tasks", "2", "--deeper", "--device", "cpu", *SMALL,
@@ -46,6 +47,7 @@ def test_writes_result_with_every_documented_key(cli, tmp_path):
     assert rc["command"] == "learn-to-grow" and rc["learn-to-grow"]["deeper"] is True
 
 
+@pytest.mark.slow
 def test_runs_run_and_resume_dispatch_to_the_own_loop(tmp_path):
     from growkit.runs import lifecycle as runs
     cfg = L2GConfig(tasks=2, search_epochs=1, warmup=0, train_epochs=1, device="cpu")
@@ -56,6 +58,7 @@ def test_runs_run_and_resume_dispatch_to_the_own_loop(tmp_path):
 
 @pytest.mark.parametrize("args", [["--tasks", "3"], ["--method", "ewc"], ["--dataset", "nope"],
                                   ["--depths", "0-1-1"], ["--warmup", "30"], ["--optimizer-kw", '{"foo": 1}']])
+@pytest.mark.slow
 def test_bad_input_exits_2_and_writes_nothing(cli, tmp_path, args):
     out = tmp_path / "run"
     r = cli("learn-to-grow", "--dataset", "digits", *args, "--out", out)
@@ -64,6 +67,7 @@ def test_bad_input_exits_2_and_writes_nothing(cli, tmp_path, args):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_an_uninterrupted_run(cli, tmp_path):
     args = ["learn-to-grow", "--dataset", "digits", "--tasks", "5", "--device", "cpu", *SMALL]
     ref = cli(*args, "--out", tmp_path / "ref")
