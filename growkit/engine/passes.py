@@ -38,6 +38,12 @@ def cross_entropy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> t
     return F.cross_entropy(model(x), y)
 
 
+def autocast_on(precision: str, device: torch.device) -> bool:
+    """Whether a run of ``precision`` (auto, fp32, bf16) trains under bf16 autocast on ``device``: bf16, or
+    auto on CUDA."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
 class Passes:
     """Training and evaluation passes of one run: its data, device, precision, batch size and objective."""
 
@@ -51,15 +57,20 @@ class Passes:
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def train_epoch(self, model, opt, lr_fn: Callable[[float], float] | None, seed: int, trainable=None,
-                    on_batch: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """One pass over the training split; returns (summed loss, hits, images) on the device.
-        ``lr_fn(fraction of the epoch)``: each group's lr is that times its ``lr_scale``;
-        ``trainable``: train only these parameters (the others are frozen for the pass).
+                    on_batch: Callable | None = None, *, lr_step: Callable[[int, int], float] | None = None,
+                    before_step: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """One pass over the training split, a :meth:`step` per batch; returns (summed loss, hits, images)
+        on the device.
+        ``lr_fn(fraction of the epoch)``: each group's lr is that times its ``lr_scale``; or ``lr_step(step,
+        steps)``: the lr of the epoch's ``step``-th of its ``steps`` batches, for a schedule counted in steps
+        (:meth:`growkit.engine.schedule.Phase.lr_at_step`);
+        ``trainable``: train only these parameters (the others are frozen for the pass);
+        ``before_step(step, x, y)``: called with each global batch before its step, e.g. for a step of
+        another optimizer on other data (Learn to Grow's architecture step on a validation batch);
+        ``on_batch(step, loss)``: called after it with this rank's mean loss.
         Under a process group (``model`` then DDP-wrapped) each rank trains on its slice of every global
         batch and the sums come back reduced over ranks (see :mod:`growkit.dist.data_parallel`)."""
         shared = distributed.collective()
-        if shared:
-            from ..dist import data_parallel as ddp
         model.train()
         n_steps = max(1, math.ceil(self.data.size("train") / self.batch_size))
         loss_sum = torch.zeros((), device=self.device)
@@ -79,35 +90,55 @@ class Passes:
         handle = model.register_forward_hook(keep_logits)
         try:
             for step, (x, y) in enumerate(self.data.train_batches(self.batch_size, seed)):
-                if lr_fn is not None:
-                    lr = lr_fn(step / n_steps)
+                if lr_step is not None or lr_fn is not None:
+                    lr = lr_step(step, n_steps) if lr_step is not None else lr_fn(step / n_steps)
                     for g in opt.param_groups:
                         g["lr"] = lr * g.get("lr_scale", 1.0)
-                weight = None
-                if shared:
-                    x, y, weight = ddp.shard(x, y)
-                with self.autocast():
-                    if weight is not None and len(y) == 0:
-                        loss = ddp.empty_loss(model, x)
-                    else:
-                        loss = self.objective(model, x, y)
-                opt.zero_grad(set_to_none=True)
-                (loss if weight is None else loss * weight).backward()
-                opt.step()
-                loss_sum += loss.detach().float() * len(y)
+                if before_step is not None:
+                    before_step(step, x, y)
+                loss, n, y = self._step(model, opt, x, y, self.objective, None)
+                loss_sum += loss.float() * n
                 hits += (logits[0].argmax(1) == y).sum()
                 logits.clear()
-                count += len(y)
+                count += n
                 if on_batch is not None:
-                    on_batch(step, loss.detach())
+                    on_batch(step, loss)
         finally:
             handle.remove()
             for p in frozen:
                 p.requires_grad_(True)
         if shared:
+            from ..dist import data_parallel as ddp
             total, hit_sum, n = ddp.reduce_sums(loss_sum, hits, count)
             return total.to(loss_sum.dtype), hit_sum.round().long(), int(n.item())
         return loss_sum, hits, count
+
+    def step(self, model, opt, x: torch.Tensor, y: torch.Tensor, objective: Objective | None = None,
+             penalty: Callable[[], torch.Tensor] | None = None) -> tuple[torch.Tensor, int]:
+        """One step of ``opt`` on the global batch ``(x, y)``: ``objective`` (default: the passes' own) on this
+        rank's slice under a process group (weighted so that DDP's average is the global batch's gradient; an
+        empty slice still joins every collective), plus ``penalty()`` if given: a term that does not depend on
+        the batch and is the same on every rank (a regulariser of parameters), added unweighted.
+        Returns this rank's mean objective on its slice (detached, on the device) and the slice's size."""
+        loss, n, _ = self._step(model, opt, x, y, objective or self.objective, penalty)
+        return loss, n
+
+    def _step(self, model, opt, x, y, objective: Objective, penalty):
+        weight = None
+        if distributed.collective():
+            from ..dist import data_parallel as ddp
+            x, y, weight = ddp.shard(x, y)
+        with self.autocast():
+            if weight is not None and len(y) == 0:
+                loss = ddp.empty_loss(model, x)
+            else:
+                loss = objective(model, x, y)
+            extra = penalty() if penalty is not None else None
+        opt.zero_grad(set_to_none=True)
+        total = loss if weight is None else loss * weight
+        (total if extra is None else total + extra).backward()
+        opt.step()
+        return loss.detach(), len(y), y
 
     @torch.no_grad()
     def evaluate(self, model, split: str) -> tuple[float | None, float | None, float | None]:

@@ -34,3 +34,15 @@ class Phase:
             e = int(t)
             return self.lr * self.gamma ** sum(e >= max(1, int(m * total)) for m in self.milestones)
         return 0.5 * self.lr * (1.0 + math.cos(math.pi * min(t / total, 1.0)))
+
+    def lr_at_step(self, step: int, steps_per_epoch: int) -> float:
+        """Learning rate at optimizer step ``step`` (counted from 0 at the phase's start) of a phase with
+        ``steps_per_epoch`` steps an epoch, for a loop that counts steps rather than epochs. The cosine is
+        taken of ``step / total steps`` (integers until that one division, so it moves every step, not per
+        epoch fraction); the other schedules change at whole epochs and read :meth:`lr_at`."""
+        if self.schedule != "cosine":
+            return self.lr_at(step / steps_per_epoch)
+        total = (self.period or self.epochs or 1) * steps_per_epoch
+        if self.period:
+            step = step % total
+        return 0.5 * self.lr * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))

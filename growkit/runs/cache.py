@@ -7,7 +7,7 @@ source files, :func:`growkit.engine.records.code_hash`), and every number a note
 run directory a reader can open.
 
 :func:`cached` is the cache itself (a run config in, a result or None out); :func:`named` starts any
-registered method through it.
+registered method through it, methods with their own loop (learn-to-grow) included.
 """
 from __future__ import annotations
 
@@ -55,8 +55,16 @@ def train_cfg(train: dict) -> TrainConfig:
     return TrainConfig(**{"progress": False, **train}).validate().resolved()
 
 
-def named(runs_dir, name: str, method: str, cfg: TrainConfig, options=None, **kw) -> dict:
-    """Reuse, resume or (re)start run ``name`` of ``method``."""
+def named(runs_dir, name: str, method: str, cfg: TrainConfig | None, options=None, **kw) -> dict:
+    """Reuse, resume or (re)start run ``name`` of ``method``. A method with its own loop (learn-to-grow) takes
+    no train config (``cfg`` None): its options are its whole run config."""
     out = Path(runs_dir) / name
-    hit = cached(out, registry.get(method).run_config(cfg, options))
+    m = registry.get(method)
+    if m.own_loop is None:
+        wanted = m.run_config(cfg, options)
+    elif options is None:
+        raise GrowkitError(f"{m.name} needs its options ({m.config.__name__})")
+    else:
+        wanted = {"command": m.name, m.name: options.validate().to_dict()}
+    hit = cached(out, wanted)
     return hit if hit is not None else lifecycle.run(method, cfg, options, out, overwrite=True, **kw)

@@ -13,6 +13,7 @@ method registry (:mod:`growkit.runs.registry`), so starting and resuming share o
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from ..dist import leader
@@ -100,6 +101,25 @@ def _finish(trainer: Trainer, stage: rundir.Stage | None, out: Path, state: dict
     finally:
         if stage is not None:
             stage.release()
+
+
+@contextlib.contextmanager
+def staged(stage: rundir.Stage):
+    """A new run of a method with its own loop (no trainer), made as :func:`run` makes the trainer's: call it
+    with the ``stage`` that :func:`growkit.runs.rundir.prepare` planned, once everything is validated. It
+    creates the hidden staging folder (marker, lock) and yields; the loop writes into ``stage.path`` and calls
+    ``stage.commit()`` right after its first checkpoint, which moves the run to ``--out`` (swapping out an old
+    run atomically). An error before the commit removes the staging folder, so an old run stays exactly as it
+    was; the exception carries ``growkit_kept`` for the CLI's message."""
+    stage.create()
+    try:
+        yield stage
+    except BaseException as e:
+        e.growkit_kept = stage.committed
+        stage.abort()
+        raise
+    finally:
+        stage.release()
 
 
 def _follow(callbacks, data, objective) -> dict:

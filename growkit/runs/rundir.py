@@ -308,21 +308,6 @@ class Stage:
         self.lock = self.old_lock = None
 
 
-def make_in_place(stage: Stage) -> RunLock:
-    """For a method with its own loop that writes its run directory directly: delete the growkit run
-    ``stage`` replaces (checked by :func:`prepare`), make the folder with marker and lock. Returns the
-    held lock. Unlike :meth:`Stage.create`, the old run does not survive a failure of the new one."""
-    final = stage.final
-    if final.is_dir() and any(final.iterdir()):
-        with RunLock(final):
-            remove_run(final)
-    final.mkdir(parents=True, exist_ok=True)
-    atomic_write(final / MARKER, json.dumps(stage.marker, indent=2) + "\n")
-    lock = RunLock(final).acquire()
-    lock.record(f"{stage.command} --out {final}")
-    return lock
-
-
 def prepare(out: str | Path, command: str, overwrite: bool = False) -> Stage:
     """Check that ``out`` may receive a new run and plan it. Writes nothing (call ``Stage.create()``)."""
     check_output_path(out)

@@ -5,12 +5,14 @@ batches (training and validation) and the same candidate set. What makes N proce
 process computes is :mod:`growkit.dist.data_parallel`, reused here rather than repeated:
 
 * a weight step (the search's and the chosen structure's training) and an architecture step (alpha on
-  the validation split, first-order DARTS) each run through ``ddp.wrap`` of the module being trained:
-  every rank takes its contiguous slice of the global batch (:func:`ddp.shard`), its mean loss weighted
-  by ``slice * N / batch`` (the parameter-cost term of the alpha objective is the same on every rank and
-  is not weighted), so the gradient DDP averages is the one-process gradient; BatchNorm statistics, the
-  per-task BNs and the search's per-candidate BNs included, are those of the whole global batch
-  (``ddp.share_batchnorm``); an empty slice still joins every collective (``ddp.empty_loss``);
+  the validation split, first-order DARTS) each run through the shared passes
+  (:class:`growkit.engine.passes.Passes`, see :mod:`growkit.methods.learn_to_grow.steps`) on ``ddp.wrap``
+  of the module being trained: every rank takes its contiguous slice of the global batch
+  (:func:`ddp.shard`), its mean loss weighted by ``slice * N / batch`` (the parameter-cost term of the
+  alpha objective is the same on every rank and is added unweighted, as a ``penalty``), so the gradient
+  DDP averages is the one-process gradient; BatchNorm statistics, the per-task BNs and the search's
+  per-candidate BNs included, are those of the whole global batch (``ddp.share_batchnorm``); an empty
+  slice still joins every collective (``ddp.empty_loss``);
 * DDP trains the parameters that require gradients when it wraps: :func:`training` freezes the others
   of the wrapped module for the duration (one process never updates them either: its optimizer holds
   only the trainable ones), since a parameter that takes no part in a step would stall DDP's reducer;
@@ -28,7 +30,6 @@ import contextlib
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ...dist import data_parallel as ddp, group as distributed
 
@@ -51,17 +52,9 @@ def training(model: nn.Module, trainable: nn.Module | None = None):
             p.requires_grad_(True)
 
 
-def loss(call, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(loss to back-propagate, this rank's mean cross-entropy, its image count) of a global batch.
-    ``call(x) -> logits`` is the (wrapped) model. In one process: the batch mean, twice."""
-    if not distributed.collective():
-        out = F.cross_entropy(call(x), y)
-        return out, out.detach(), len(y)
-    xs, ys, weight = ddp.shard(x, y)
-    if len(ys) == 0:
-        return ddp.empty_loss(call, xs), torch.zeros((), device=x.device), 0
-    out = F.cross_entropy(call(xs), ys)
-    return out * weight, out.detach(), len(ys)
+def slice_size(y: torch.Tensor) -> int:
+    """How many images of the global batch with labels ``y`` this rank trains on (all of them in one process)."""
+    return len(ddp.shard(y, y)[1]) if distributed.collective() else len(y)
 
 
 def batch_mean(mean: torch.Tensor, n: int) -> float:

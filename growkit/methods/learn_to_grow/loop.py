@@ -36,82 +36,104 @@ layer, not the paper's ResNet-18/VGG.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn as nn
 
 from ...engine import flags
-from ...engine.config import Record
+from ...engine.config import MAX_EPOCHS, SCHEDULES, TrainConfig
 from ...engine.flags import opt
 from ...errors import GrowkitError
-from . import continual
+from . import continual, steps
 from . import ddp as l2g_ddp
-from .search import SearchNet, cosine_lr, search
+from .search import SearchNet, search
 from .supernet import OPS, SuperNet, defs_from_registry, layer_forward, make_bn, make_layer, numel, to_features
 
 METHODS = ("l2g", "separate", "frozen", "finetune")
 
 
+def _unused(name: str):
+    """A :class:`TrainConfig` field the continual loop does not use: no flag, and it must keep its default."""
+    f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    return opt(f.default, default_factory=f.default_factory, cli=False)
+
+
 @dataclass
-class L2GConfig(Record):
-    """Everything a Learn-to-Grow run needs (its flags are generated from these fields)."""
-    dataset: str = opt("digits", help="dataset whose classes are split into tasks (see `growkit datasets`)")
+class L2GConfig(TrainConfig):
+    """Everything a Learn-to-Grow run needs (its flags are generated from these fields): the training settings
+    of :class:`TrainConfig` (optimizer, lr, schedule, batch size, data, seeds, device, precision), with Learn to
+    Grow's defaults, and the continual loop's own options."""
+    model: str = opt("Plain3Net", help="registry backbone whose convs are searched (Plain3Net or Plain4Net)")
+    depths: list[int] = opt(default_factory=lambda: [1, 1, 1], parse=flags.depths, help="blocks per stage, e.g. 1-1-1")
+    widths: list[int] | None = opt(None, parse=flags.depths, help="filters per stage (default: the registry's)")
+    batch_size: int = opt(64, help="batch size of training and of the alpha steps")
+    lr: float = opt(0.05, help="learning rate of the weights (its schedule runs within each search and training)")
+    schedule: str = opt("cosine", choices=SCHEDULES, help="constant, staircase or cosine (to 0), per search and "
+                                                         "per training")
+    # TrainConfig fields without a meaning here (a task's epochs are search_epochs and train_epochs)
+    epochs: int = _unused("epochs")
+    fraction: float = _unused("fraction")
+    val_fraction: float | None = _unused("val_fraction")
+    channels_last: bool | None = _unused("channels_last")
+    eval_test: bool = _unused("eval_test")
+    snapshot_every: int = _unused("snapshot_every")
+    progress: bool = _unused("progress")
+    # the continual loop's own options
     tasks: int = opt(5, help="number of tasks (the classes must split evenly)")
     order: str = opt("natural", choices=("natural", "random"), help="class order before splitting (random: seeded)")
     method: str = opt("l2g", choices=METHODS, help="l2g, or a baseline: separate, frozen, finetune")
     deeper: bool = opt(False, help="offer the deeper choice (a ZeroInit residual block after a conv layer)")
-    model: str = opt("Plain3Net", help="registry backbone whose convs are searched (Plain3Net or Plain4Net)")
-    depths: list[int] = opt(default_factory=lambda: [1, 1, 1], parse=flags.depths, help="blocks per stage, e.g. 1-1-1")
-    widths: list[int] | None = opt(None, parse=flags.depths, help="filters per stage (default: the registry's)")
     hidden: list[int] = opt(default_factory=lambda: [64], parse=flags.depths,
                             help="hidden linear layers after the convs, searched too (e.g. 64 or 64-32)")
     search_epochs: int = opt(20, help="epochs of the structure search per task")
     warmup: int = opt(10, help="search epochs that train only the weights (alpha stays uniform)")
     train_epochs: int = opt(20, help="epochs of training the chosen structure per task")
-    batch_size: int = opt(64, help="batch size of training and of the alpha steps")
-    optimizer: str = opt("sgd", help="optimizer of the weights, a growkit.engine.optim kind (sgd, adam, ...)")
-    optimizer_kw: dict = opt(default_factory=dict, parse=flags.json_object, help="the kind's options as JSON")
-    lr: float = opt(0.05, help="learning rate of the weights (cosine to 0 within each search and training)")
-    momentum: float = opt(0.9, help="SGD momentum")
-    nesterov: bool = opt(False, help="Nesterov momentum")
-    weight_decay: float = opt(5e-4, help="weight decay of the weights")
-    decay_bn_bias: bool = opt(True, flag="--no-decay-bn-bias", help="no weight decay on BN parameters and biases")
     arch_lr: float = opt(0.05, help="Adam learning rate of alpha")
     arch_weight_decay: float = opt(1e-3, help="weight decay of alpha (DARTS)")
     cost: float = opt(0.1, help="weight of the parameter-cost term of the alpha objective")
     new_init: str = opt("reinit", choices=("reinit", "copy"),
                         help="new copies: reinit (He) or copy (of the newest copy, with its BN)")
-    seed: int = opt(0, help="seed of weights, batches and (with --order random) the class order")
-    split_seed: int = opt(0, help="seed of the train/val/test split")
-    augment: bool = opt(True, flag="--no-augment", help="no random crops while training")
-    device: str = opt("auto", help="auto, cpu or cuda")
-    data_root: str | None = opt(None, help="folder holding the dataset files (default: $GROWKIT_DATA or ./data)")
-    download: bool = opt(False, help="download the dataset if missing (needs internet)")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "L2GConfig":
+        """The config a run recorded. One written before learn-to-grow trained through the shared passes has no
+        ``precision``: it trained in fp32 everywhere, and a resume of it goes on in fp32."""
+        if isinstance(d, dict) and "precision" not in d:
+            d = {**d, "precision": "fp32"}
+        return super().from_dict(d)
 
     def validate(self) -> "L2GConfig":
         """One-line errors for every bad value, before anything is written."""
-        from ...engine import optim
-        self.check_fields()
-        optim.validate(self)
+        super().validate()  # TrainConfig's checks: types, ranges, optimizer, device, backbone size
+        for f in dataclasses.fields(TrainConfig):
+            if f.name in _UNUSED and getattr(self, f.name) != getattr(_TRAIN_DEFAULTS, f.name):
+                raise GrowkitError(f"learn-to-grow does not use {f.name}" + (
+                    "; a task trains search_epochs + train_epochs epochs" if f.name == "epochs" else ""))
         if self.method not in METHODS:
             raise GrowkitError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
         if self.new_init not in ("reinit", "copy"):
             raise GrowkitError(f"new_init must be reinit or copy, got {self.new_init!r}")
-        for k in ("search_epochs", "train_epochs", "batch_size"):
+        for k in ("search_epochs", "train_epochs"):
             v = getattr(self, k)
-            if not isinstance(v, int) or v < (2 if k == "batch_size" else 0):
-                raise GrowkitError(f"{k} must be a non-negative integer (batch_size >= 2), got {v!r}")
+            if not 0 <= v <= MAX_EPOCHS:
+                raise GrowkitError(f"{k} must be in 0..{MAX_EPOCHS}, got {v!r}")
         if not 0 <= self.warmup <= self.search_epochs:
             raise GrowkitError(f"warmup must be in [0, search_epochs], got {self.warmup}")
         for k in ("lr", "arch_lr"):
             if not getattr(self, k) > 0:
                 raise GrowkitError(f"{k} must be positive, got {getattr(self, k)}")
-        for k in ("momentum", "weight_decay", "arch_weight_decay", "cost"):
+        for k in ("arch_weight_decay", "cost"):
             if not getattr(self, k) >= 0:
                 raise GrowkitError(f"{k} must be non-negative, got {getattr(self, k)}")
         return self
+
+
+_UNUSED = ("epochs", "fraction", "val_fraction", "channels_last", "eval_test", "snapshot_every", "model_kw")
+_TRAIN_DEFAULTS = TrainConfig()
 
 
 # ----------------------------------------------------------------------------- fine-tuning baseline
@@ -141,29 +163,23 @@ class SharedNet(nn.Module):
 
 def fit(model: nn.Module, task: int, trainable: nn.Module, data, cfg: L2GConfig, seed: int, epochs: int) -> float:
     """Train the parameters of ``trainable`` (a container of the modules this task may change) of
-    ``model(x, task)`` on one task's training split with ``cfg.optimizer`` from growkit's registry;
-    returns the last (global) batch's loss. Under torchrun every rank trains its slice of each global
-    batch through DDP (see :mod:`growkit.methods.learn_to_grow.ddp`)."""
+    ``model(x, task)`` on one task's training split with ``cfg.optimizer`` from growkit's registry, through the
+    shared passes (:mod:`growkit.methods.learn_to_grow.steps`); returns the last (global) batch's loss. Under
+    torchrun every rank trains its slice of each global batch through DDP (see
+    :mod:`growkit.methods.learn_to_grow.ddp`)."""
     from ...engine import optim
     if epochs == 0 or not any(True for _ in trainable.parameters()):
         return float("nan")
     opt = optim.build(trainable, cfg, cfg.lr)
-    total = epochs * max(1, -(-data.size("train") // cfg.batch_size))
-    step, last = 0, None
-    model.train()
-    with l2g_ddp.training(model, trainable) as wrapped:
+    passes, lr, last = steps.task_passes(data, cfg), steps.Schedule(cfg, epochs), steps.LastBatch()
+    with l2g_ddp.training(steps.TaskForward(model, task), trainable) as wrapped:
         for epoch in range(epochs):
-            for x, y in data.train_batches(cfg.batch_size, seed=seed * 1000 + 500 + epoch):
-                cosine_lr(opt, cfg.lr, step, total)
-                opt.zero_grad(set_to_none=True)
-                loss, mean, n = l2g_ddp.loss(lambda v: wrapped(v, task), x, y)
-                if not torch.isfinite(loss):
-                    raise GrowkitError(f"non-finite training loss on {data.info.name}; lower --lr")
-                loss.backward()
-                opt.step()
-                last, step = (mean, n), step + 1
+            loss, _, n = passes.train_epoch(wrapped, opt, None, seed * 1000 + 500 + epoch,
+                                            lr_step=lr, before_step=last.batch,
+                                            on_batch=last.on_batch)
+            steps.check_finite(loss, n, data, "training", epoch)
     model.eval()
-    return float("nan") if last is None else l2g_ddp.batch_mean(*last)
+    return last.mean()
 
 
 def task_epochs(cfg: L2GConfig) -> int:
@@ -276,14 +292,16 @@ def run_stream(cfg: L2GConfig, stream: continual.TaskStream, out: str | Path | N
     cfg.validate()
     out = Path(out) if out is not None else None
     net, state = initial(cfg, stream, out)
-    return learn_stream(cfg, stream, net, state, out, stop_after)
+    save = None if out is None else (lambda t, net, state: save_task(out, t, net, state, cfg))
+    return learn_stream(cfg, stream, net, state, save, stop_after)
 
 
 def learn_stream(cfg: L2GConfig, stream: continual.TaskStream, net: nn.Module, state: dict,
-                 out: Path | None = None, stop_after: int | None = None) -> dict:
-    """Learn the tasks after those in ``state`` on ``net``. Under torchrun every rank runs this with the
-    same network and state (rank 0's), rank 0 alone with ``out``: it writes each task's checkpoint, the
-    others wait for it (a barrier), and every rank's network and records are compared by hash."""
+                 save: Callable[[int, nn.Module, dict], None] | None = None, stop_after: int | None = None) -> dict:
+    """Learn the tasks after those in ``state`` on ``net``; ``save(t, net, state)`` after each task (e.g.
+    :func:`save_task`). Under torchrun every rank runs this with the same network and state (rank 0's), rank 0
+    alone with ``save``: it writes each task's checkpoint, the others wait for it (a barrier), and every rank's
+    network and records are compared by hash."""
     from ...dist import group as distributed
     done = 0
     for t in range(len(state["rows"]), len(stream)):
@@ -301,8 +319,8 @@ def learn_stream(cfg: L2GConfig, stream: continual.TaskStream, net: nn.Module, s
         state["rows"].append(evaluate_row(net, stream, t))
         state["records"].append(rec)
         done += 1
-        if out is not None:
-            save_task(out, t, net, state, cfg)
+        if save is not None:
+            save(t, net, state)
         if distributed.group() is not None:
             distributed.barrier()  # the checkpoint is on disk before any rank goes on
             distributed.check_identical(net, None, state, when=f"after task {t}")

@@ -5,13 +5,17 @@
 None, L2GConfig(...), out)`` start it, ``growkit resume`` / ``runs.resume`` continue it.
 
 A run directory holds ``config.json`` (``{"command": "learn-to-grow", "learn-to-grow":
-{options}, "environment": ...}``, written before the first task), ``tasks/task_<t>.pt``
+{options}, "environment": ...}``, the options being :class:`L2GConfig`'s fields: the train settings it
+shares with :class:`growkit.engine.config.TrainConfig` and its own; written before the first task),
+``tasks/task_<t>.pt``
 (after every task: a format-2 checkpoint with the super network's structure and weights,
 the accuracy-matrix rows and per-task records so far) and, last, ``result.json``
 (``accuracy_matrix``, ``avg_acc``, ``bwt``, ``forgetting``, ``params_per_task``,
 ``choices``, ``alpha``, ...). A killed run resumes from its last finished task; the task
 that was running starts again from its own seed, so the resumed run equals an
-uninterrupted one.
+uninterrupted one. A new run is made as the trainer's are (:func:`growkit.runs.lifecycle.staged`): in a
+hidden folder beside ``--out``, moved there right after the first task's checkpoint, so a run that fails
+before that leaves nothing behind, and an ``--overwrite`` that fails leaves the old run as it was.
 
 Under ``torchrun`` rank 0 alone reads and writes the run directory: it validates, prepares the folder
 (or loads the last task checkpoint) and sends the other ranks the options and its starting network and
@@ -20,7 +24,6 @@ may use any number of processes (a task checkpoint holds nothing that depends on
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -28,7 +31,7 @@ from ...dist import leader as dist_runs
 from ...engine.records import environment, read_json, write_json
 from ...errors import GrowkitError
 from . import continual
-from .loop import L2GConfig, build_net, initial, learn_stream, net_from
+from .loop import L2GConfig, build_net, initial, learn_stream, net_from, save_task
 
 COMMAND = "learn-to-grow"
 
@@ -45,23 +48,24 @@ def make_stream(cfg: L2GConfig):
 
 
 def start(cfg: L2GConfig, out, *, overwrite: bool = False) -> dict:
-    """Validate everything (options, device, data files, backbone, --out) before writing; then run."""
-    from ...runs import rundir
+    """Validate everything (options, device, data files, backbone, --out) before writing; then run, staged as
+    the trainer's runs are (:func:`growkit.runs.lifecycle.staged`): the run is made in a hidden folder beside
+    ``out`` and moved there after the first task's checkpoint, so a failure before that (bad data, a NaN,
+    Ctrl-C) leaves an old run that ``--overwrite`` was to replace exactly as it was."""
+    from ...runs import lifecycle, rundir
     stage = rundir.prepare(out, COMMAND, overwrite)  # only a growkit run may be replaced; writes nothing
     cfg = cfg.validate()
     stream, dev = make_stream(cfg)
     build_net(cfg, stream)  # the backbone's settings are checked here, before anything is written
-    # Made in place (not staged like the trainer's runs): a replaced run is gone once this starts.
-    lock = rundir.make_in_place(stage)
-    try:
-        write_json(stage.final / "config.json",
-                   {"command": COMMAND, COMMAND: cfg.to_dict(), "environment": environment(dev)})
-        return _run(cfg, stream, stage.final)
-    finally:
-        lock.release()
+    rc = {"command": COMMAND, COMMAND: cfg.to_dict(), "environment": environment(dev)}
+    with lifecycle.staged(stage):
+        write_json(stage.path / "config.json", rc)
+        return _run(cfg, stream, stage.path, stage)
 
 
 def resume(out) -> dict:
+    """Continue a run in place from its last task checkpoint (the caller, :func:`growkit.runs.lifecycle.resume`,
+    checked its marker and holds its lock); a finished run returns its result."""
     p = Path(out)
     if not (p / "config.json").exists():
         raise GrowkitError(f"{out} holds no growkit run (no config.json)")
@@ -75,12 +79,22 @@ def resume(out) -> dict:
     return _run(cfg, stream, p)
 
 
-def _run(cfg: L2GConfig, stream, p: Path) -> dict:
+def _run(cfg: L2GConfig, stream, p: Path, stage=None) -> dict:
+    """Learn the stream from the last task checkpoint in ``p`` (none: from the start). ``stage``: a new run
+    being made in ``p``, committed to its final folder right after the first task's checkpoint."""
     t0 = time.perf_counter()
     net, state = initial(cfg, stream, p)
+
+    def save(t, net, state):
+        save_task(stage.path if stage is not None else p, t, net, state, cfg)
+        if stage is not None:
+            stage.commit()  # (once: a no-op after the first task)
+
     # under torchrun the other ranks start from rank 0's network and records (they read no run directory)
     payload = {"config": cfg.to_dict(), "spec": net.spec, "weights": net.state_dict(), "state": state}
-    res = dist_runs.own(COMMAND, payload, lambda: learn_stream(cfg, stream, net, state, p))
+    res = dist_runs.own(COMMAND, payload, lambda: learn_stream(cfg, stream, net, state, save))
+    if stage is not None:
+        p = stage.commit()
     res["wall_s"] = time.perf_counter() - t0  # of this call (a resumed run counts only what it redid)
     res["test_acc"] = res.get("avg_acc")  # the one-number summary other growkit results carry
     res["environment"] = read_json(p / "config.json")["environment"]
@@ -104,12 +118,9 @@ def report(res: dict, out) -> None:
 
 
 def cached(runs_dir, name: str, **settings) -> dict:
-    """A named run for notebooks: reused when finished with the same settings, resumed when
-    interrupted with them, replaced when they changed."""
-    cfg = L2GConfig(**settings).validate()
-    out = Path(runs_dir) / name
-    if (out / "config.json").exists():
-        rc = read_json(out / "config.json")
-        if rc.get("command") == COMMAND and rc.get(COMMAND) == json.loads(json.dumps(cfg.to_dict())):
-            return resume(out)
-    return start(cfg, out, overwrite=True)
+    """A named run for notebooks, through growkit's one run cache (:func:`growkit.runs.cache.named`): reused
+    when it finished with the same settings and the same growkit code, resumed when it was interrupted with
+    both, replaced otherwise (a code change under ``methods/learn_to_grow/`` reruns it; one in ``plots.py``
+    does not)."""
+    from ...runs import cache
+    return cache.named(runs_dir, name, COMMAND, None, L2GConfig(**settings))

@@ -160,26 +160,20 @@ class SearchNet(nn.Module):
         return path, new
 
 
-def cosine_lr(opt: torch.optim.Optimizer, base: float, step: int, total: int) -> None:
-    """Cosine from ``base`` to 0 over ``total`` steps, times each group's ``lr_scale`` (growkit.engine.optim)."""
-    import math
-    lr = base * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
-    for g in opt.param_groups:
-        g["lr"] = lr * g.get("lr_scale", 1.0)
-
-
 def search(snet: SearchNet, data, cfg, *, seed: int) -> dict:
-    """Alternate first-order alpha steps (validation batch) and weight steps (training batch).
+    """Alternate first-order alpha steps (validation batch) and weight steps (training batch), both through
+    the shared passes (:mod:`growkit.methods.learn_to_grow.steps`): each epoch is one
+    ``Passes.train_epoch`` of weight steps whose ``before_step`` hook takes the alpha step first.
 
-    ``cfg`` gives the weights' optimizer (``cfg.optimizer`` from growkit.engine.optim's registry), ``lr``,
-    ``epochs`` / ``warmup`` (``search_epochs``, ``warmup``), ``batch_size``, ``arch_lr``,
-    ``arch_weight_decay`` and ``cost``. Returns the record: alpha (softmax weights per layer) after
-    every epoch, and the last losses.
+    ``cfg`` gives the weights' optimizer (``cfg.optimizer`` from growkit.engine.optim's registry), ``lr`` and
+    ``schedule``, ``epochs`` / ``warmup`` (``search_epochs``, ``warmup``), ``batch_size``, ``precision``,
+    ``arch_lr``, ``arch_weight_decay`` and ``cost``. Returns the record: alpha (softmax weights per layer)
+    after every epoch, and the last losses.
     """
     from ...engine import optim
-    from . import ddp as l2g_ddp
-    epochs, warmup, batch_size, lr, cost = cfg.search_epochs, cfg.warmup, cfg.batch_size, cfg.lr, cfg.cost
-    w_opt = optim.build(nn.ModuleDict({"layers": snet.layers, "head": snet.head}), cfg, lr)
+    from . import ddp as l2g_ddp, steps
+    epochs, warmup, batch_size, cost = cfg.search_epochs, cfg.warmup, cfg.batch_size, cfg.cost
+    w_opt = optim.build(nn.ModuleDict({"layers": snet.layers, "head": snet.head}), cfg, cfg.lr)
     # DARTS's architecture optimizer: Adam, beta1 = 0.5, a small weight decay.
     a_opt = torch.optim.Adam(snet.arch_params(), lr=cfg.arch_lr, betas=(0.5, 0.999),
                              weight_decay=cfg.arch_weight_decay)
@@ -187,29 +181,30 @@ def search(snet: SearchNet, data, cfg, *, seed: int) -> dict:
     if len(yv) < 2:
         raise GrowkitError(f"{data.info.name}: the search needs a validation split (at least 2 images)")
     g = torch.Generator().manual_seed(seed)
-    history, total = [], epochs * max(1, -(-data.size("train") // batch_size))
-    step = 0
-    last_v = last_w = None  # (this rank's slice mean, its count[, cost]) of the last batches
+    passes, lr = steps.task_passes(data, cfg), steps.Schedule(cfg, epochs)
+    history, last_w = [], steps.LastBatch()
+    last_v = None  # (this rank's slice mean, its count, the cost term) of the last alpha step
+    reg = []
+
+    def penalty():  # the structure's cost: the same on every rank, so not weighted by the slice
+        reg[:] = [cost * snet.arch_cost()]
+        return reg[0]
+
     snet.train()
     with l2g_ddp.training(snet) as model:  # under torchrun: DDP, each rank a slice of every global batch
         for epoch in range(epochs):
-            for x, y in data.train_batches(batch_size, seed=seed * 1000 + epoch):
-                if epoch >= warmup:
+            def before_step(step, x, y, alpha=epoch >= warmup):
+                nonlocal last_v
+                last_w.batch(step, x, y)
+                if alpha:
                     idx = torch.randperm(len(yv), generator=g)[:batch_size].to(yv.device)
-                    a_opt.zero_grad(set_to_none=True)
-                    loss_v, mean_v, n_v = l2g_ddp.loss(model, xv[idx], yv[idx])
-                    reg = cost * snet.arch_cost()  # the same on every rank: not weighted by the slice
-                    (loss_v + reg).backward()
-                    a_opt.step()
-                    last_v = (mean_v, n_v, float(reg.detach()))
-                cosine_lr(w_opt, lr, step, total)
-                w_opt.zero_grad(set_to_none=True)
-                loss, mean_w, n_w = l2g_ddp.loss(model, x, y)
-                loss.backward()
-                w_opt.step()
-                last_w, step = (mean_w, n_w), step + 1
+                    loss_v, n_v = passes.step(model, a_opt, xv[idx], yv[idx], penalty=penalty)
+                    last_v = (loss_v, n_v, reg[0].detach())
+
+            loss, _, n = passes.train_epoch(model, w_opt, None, seed * 1000 + epoch, lr_step=lr,
+                                            before_step=before_step, on_batch=last_w.on_batch)
+            steps.check_finite(loss, n, data, "search", epoch)
             history.append(snet.weights_table())
     # the records' losses are the global batches' (alpha's: cross-entropy plus that step's cost term)
-    val_loss = float("nan") if last_v is None else l2g_ddp.batch_mean(*last_v[:2]) + last_v[2]
-    train_loss = float("nan") if last_w is None else l2g_ddp.batch_mean(*last_w)
-    return {"alpha_history": history, "search_val_loss": val_loss, "search_train_loss": train_loss}
+    val_loss = float("nan") if last_v is None else l2g_ddp.batch_mean(*last_v[:2]) + float(last_v[2])
+    return {"alpha_history": history, "search_val_loss": val_loss, "search_train_loss": last_w.mean()}

@@ -104,6 +104,7 @@ def test_search_candidates_follow_the_paper():
     assert len(candidates(net, 2)) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_reuse_everywhere_leaves_earlier_tasks_bit_for_bit(optimizer):
     data = _toy_data(0, 0)
@@ -126,6 +127,7 @@ def test_reuse_everywhere_leaves_earlier_tasks_bit_for_bit(optimizer):
         assert torch.equal(after[k], v), k
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_search_picks_new_or_adapt_where_the_shared_layer_is_blind(seed):
     """Task A's first layer ignores input channel 1; task B's label lives only in channel 1."""
@@ -142,6 +144,7 @@ def test_search_picks_new_or_adapt_where_the_shared_layer_is_blind(seed):
     assert continual.accuracy(lambda x: net(x, 1), B) > 75.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_search_reuses_when_the_new_task_is_the_old_one(seed):
     A = _toy_data(0, 0, channels=2)
@@ -232,6 +235,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(digits5, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 @pytest.mark.gpu
 def test_learn_to_grow_runs_on_cuda_and_keeps_earlier_tasks():
     stream = continual.task_stream("digits", 2, device="cuda")

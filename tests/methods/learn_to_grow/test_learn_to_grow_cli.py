@@ -47,6 +47,7 @@ def test_writes_result_with_every_documented_key(cli, tmp_path):
     assert rc["command"] == "learn-to-grow" and rc["learn-to-grow"]["deeper"] is True
 
 
+@pytest.mark.slow
 def test_runs_run_and_resume_dispatch_to_the_own_loop(tmp_path):
     from growkit.runs import lifecycle as runs
     cfg = L2GConfig(tasks=2, search_epochs=1, warmup=0, train_epochs=1, device="cpu")
