@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from ..errors import GrowkitError
-from .records import one_line
+from .records import one_line, tmp_path
 
 FORMAT = 2
 _TENSOR = "__tensor__"
@@ -88,7 +88,7 @@ def save(path: str | Path, *, config: dict, model: torch.nn.Module, optimizer: d
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else []},
     }
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = tmp_path(path)
     with open(tmp, "wb") as f:
         torch.save(payload, f)
         f.flush()

@@ -32,7 +32,7 @@ import socket
 import uuid
 from pathlib import Path
 
-from ..engine.records import atomic_write, fsync_dir
+from ..engine.records import atomic_write, fsync_dir, tmp_path
 from ..errors import GrowkitError
 
 MARKER = ".growkit-run.json"
@@ -99,30 +99,56 @@ def check_output_path(path: str | Path, flag: str = "--out") -> Path:
 # ----------------------------------------------------------------------------- lock
 
 class RunLock:
-    """An exclusive ``flock`` on ``DIR/.growkit-lock``. ``acquire`` writes nothing; ``record`` notes the
-    holder (pid, host, command) once the caller has validated its input, so a refused command leaves the
-    directory byte-identical."""
+    """An exclusive ``flock`` on ``DIR/.growkit-lock``.
+
+    ``acquire(command)`` records the holder (pid, host, command) right after it holds the lock, so a
+    refusal never names a process from an older record; :meth:`undo` (a command refused after locking)
+    puts the lock file back as it was -- its old bytes, or no file when ``acquire`` created it -- so a
+    refused command leaves the directory byte-identical."""
 
     def __init__(self, run_dir: str | Path):
         self.dir = Path(run_dir)
         self.fd: int | None = None
+        self.created = False
+        self.before = b""
 
-    def acquire(self) -> "RunLock":
+    def acquire(self, command: str | None = None) -> "RunLock":
         path = self.dir / LOCK
-        try:
-            fd = os.open(path, os.O_RDWR | (0 if path.exists() else os.O_CREAT), 0o644)
-        except OSError as e:
-            raise GrowkitError(f"cannot open the lock file {path}: {e.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            os.close(fd)
-            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise GrowkitError(f"cannot lock {path}: {e.strerror}") from None
-            raise GrowkitError(f"{self.dir} is in use by {holder(self.dir)}; wait for it to finish or stop it"
-                               ) from None
-        self.fd = fd
-        return self
+        for _ in range(5):  # the lock file was replaced between our open and our flock: lock the new one
+            created = False
+            try:
+                try:
+                    fd = os.open(path, os.O_RDWR)
+                except FileNotFoundError:
+                    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                    created = True
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise GrowkitError(f"cannot open the lock file {path}: {e.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                if created:
+                    _unlink_quiet(path)
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise GrowkitError(f"cannot lock {path}: {e.strerror}") from None
+                raise GrowkitError(f"{self.dir} is in use by {holder(self.dir)}; wait for it to finish or stop "
+                                   "it") from None
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except OSError:
+                same = False
+            if not same:  # unlinked or replaced meanwhile: the lock we hold guards nothing
+                os.close(fd)
+                continue
+            self.fd, self.created = fd, created
+            self.before = b"" if created else os.pread(fd, 1 << 16, 0)
+            if command is not None:
+                self.record(command)
+            return self
+        raise GrowkitError(f"cannot lock {path}: it keeps being replaced by another process")
 
     def record(self, command: str) -> None:
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -130,6 +156,17 @@ class RunLock:
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, (info + "\n").encode(), 0)
         os.fsync(self.fd)
+
+    def undo(self) -> None:
+        """Release the lock and leave its file as it was before :meth:`acquire` (a refused command)."""
+        if self.fd is None:
+            return
+        if self.created:
+            _unlink_quiet(self.dir / LOCK)  # unlinked while held: a waiting process re-opens the path
+        else:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, self.before, 0)
+        self.release()
 
     def release(self) -> None:
         if self.fd is not None:
@@ -139,13 +176,23 @@ class RunLock:
     def check_free(self) -> None:
         """Raise if a process holds the lock; creates nothing (no lock file: nobody holds it)."""
         if (self.dir / LOCK).exists():
-            self.acquire().release()
+            self.acquire().undo()
 
     def __enter__(self):
         return self.acquire()
 
-    def __exit__(self, *exc):
-        self.release()
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.undo()  # refused or failed: the lock file as it was
+        else:
+            self.release()
+
+
+def _unlink_quiet(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
 
 
 def holder(run_dir: str | Path) -> str:
@@ -207,7 +254,7 @@ def clean_leftovers(final: str | Path) -> list[str]:
         if d.name.startswith(f".{Path(final).name}.growkit-staging-old"):
             continue  # an old run moved aside by an interrupted replacement: recover() puts it back
         if read_marker(d) is None:
-            if all(c.name == MARKER + ".tmp" for c in d.iterdir()):  # killed while writing its marker
+            if all(c.name == tmp_path(MARKER).name for c in d.iterdir()):  # killed while writing its marker
                 shutil.rmtree(d)
                 removed.append(d.name)
             continue
@@ -223,8 +270,13 @@ def clean_leftovers(final: str | Path) -> list[str]:
 class Stage:
     """A run directory being made: ``path`` is where to write now; :meth:`commit` moves it to ``final``.
 
+    :meth:`create` locks ``final`` before anything else is written (making it, empty, when it does not
+    exist), so two runs started on the same ``--out`` cannot both get there: the second is refused with
+    the first one's pid. The lock is held until the run is in place; :meth:`commit` checks again, under
+    it, that ``final`` holds nothing but a run it may replace (``--overwrite``).
     Call :meth:`commit` after the first checkpoint is on disk, :meth:`abort` on any error before that
-    (it deletes only the staging directory, never ``final``), :meth:`release` when the run ends.
+    (it deletes only the staging directory and what :meth:`create` made, never a run in ``final``),
+    :meth:`release` when the run ends.
     """
 
     def __init__(self, final: Path, command: str, overwrite: bool):
@@ -235,50 +287,74 @@ class Stage:
         self.lock: RunLock | None = None
         self.old_lock: RunLock | None = None
         self._made_parents: Path | None = None
+        self._made_final = False
 
     @property
     def run_id(self) -> str:
         return self.marker["run_id"]
 
+    def check_final(self) -> None:
+        """``final`` may still receive this run: empty (a lock file aside) or, with ``--overwrite``, a growkit
+        run. Called under the lock on ``final``: something may have been written there since :func:`prepare`."""
+        f = self.final
+        if f.is_symlink() or not f.is_dir():
+            raise GrowkitError(f"--out {f} changed while the run was starting (it is no longer a folder)")
+        if not any(c.name != LOCK for c in f.iterdir()):
+            return
+        if read_marker(f) is None:
+            raise GrowkitError(f"--out {f} is not empty and is not a growkit run; choose another folder")
+        if not self.overwrite:
+            raise GrowkitError(f"--out {f} holds a growkit run (made while this one was starting); pass "
+                               "--overwrite to replace it")
+
     def create(self) -> Path:
-        """Make the staging directory with its marker and lock (after validation: the first write)."""
-        if self.overwrite and is_run(self.final):
-            self.old_lock = RunLock(self.final).acquire()  # no resume may write the old run meanwhile
+        """The first write (after validation): lock ``final``, then make the staging directory with its
+        marker and lock. Undoes what it made when it fails."""
         anc = self.final.parent
         while not anc.exists():
             self._made_parents, anc = anc, anc.parent
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        clean_leftovers(self.final)
-        self.path.mkdir()
-        atomic_write(self.path / MARKER, json.dumps(self.marker, indent=2) + "\n")
-        self.lock = RunLock(self.path).acquire()
-        self.lock.record(f"{self.command} --out {self.final}")
+        try:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.final.mkdir()
+                self._made_final = True
+            except FileExistsError:
+                pass
+            self.old_lock = RunLock(self.final).acquire(f"{self.command} --out {self.final}")
+            self.check_final()
+            clean_leftovers(self.final)
+            self.path.mkdir()
+            atomic_write(self.path / MARKER, json.dumps(self.marker, indent=2) + "\n")
+            self.lock = RunLock(self.path).acquire(f"{self.command} --out {self.final}")
+        except BaseException:
+            self.abort()
+            raise
         return self.path
 
     def commit(self) -> Path:
-        """Move the staged run into place. Fresh or empty ``final``: one rename. ``--overwrite``: an atomic
-        exchange with the old run, which is then deleted."""
+        """Move the staged run into place, under the lock on ``final``: an atomic exchange with what is there
+        (an empty folder, or the old run with ``--overwrite``), which is then deleted."""
         if self.committed:
             return self.final
-        if self.final.is_dir() and not self.final.is_symlink() and any(self.final.iterdir()):
-            if read_marker(self.final) is None:  # cannot happen unless someone wrote there meanwhile
-                raise GrowkitError(f"{self.final} changed while the run was starting; the new run is in "
-                                   f"{self.path}")
+        self.check_final()
+        try:
             if not _exchange(self.path, self.final):
-                trash = self.final.parent / f".{self.final.name}.growkit-staging-old{self.run_id}"
-                os.rename(self.final, trash)  # a kill between these renames: growkit.runs.recover puts it back
-                os.rename(self.path, self.final)
-                self.path = trash
-            old = self.path
-            self.path = self.final
+                if any(c.name != LOCK for c in self.final.iterdir()):
+                    trash = self.final.parent / f".{self.final.name}.growkit-staging-old{self.run_id}"
+                    os.rename(self.final, trash)  # a kill between these renames: growkit.runs.recover puts it back
+                    os.rename(self.path, self.final)
+                    self.path = trash
+                else:  # only our lock file: no run to keep
+                    (self.final / LOCK).unlink(missing_ok=True)
+                    self.final.rmdir()
+                    os.rename(self.path, self.final)
+                    self.path = self.final
+        except OSError as e:
+            raise GrowkitError(f"cannot move the new run into {self.final}: {e.strerror}; it is in "
+                               f"{self.path}") from None
+        old, self.path = self.path, self.final
+        if old != self.final:
             remove_run(old)
-        else:
-            try:
-                os.rename(self.path, self.final)
-            except OSError as e:
-                raise GrowkitError(f"cannot move the new run into {self.final}: {e.strerror}; it is in "
-                                   f"{self.path}") from None
-            self.path = self.final
         fsync_dir(self.final.parent)
         self.committed = True
         if self.old_lock is not None:
@@ -287,9 +363,22 @@ class Stage:
         return self.final
 
     def abort(self) -> None:
-        """Undo an uncommitted run: delete the staging directory and any parent folders it created."""
-        if not self.committed and self.path.exists() and read_marker(self.path) is not None:
-            remove_run(self.path)
+        """Undo an uncommitted run: delete the staging directory, and the lock file, ``final`` and parent
+        folders that :meth:`create` made; a run that was in ``final`` stays byte-identical."""
+        if not self.committed:
+            if self.path.is_dir() and not self.path.is_symlink():
+                if read_marker(self.path) is not None:
+                    remove_run(self.path)
+                elif all(c.name == tmp_path(MARKER).name for c in self.path.iterdir()):
+                    shutil.rmtree(self.path)
+            if self.old_lock is not None:
+                self.old_lock.undo()
+                self.old_lock = None
+                if self._made_final:
+                    try:
+                        self.final.rmdir()
+                    except OSError:
+                        pass
             p = self._made_parents
             if p is not None:
                 for d in [self.final.parent, *self.final.parent.parents]:
@@ -309,17 +398,37 @@ class Stage:
 
 
 def make_in_place(stage: Stage) -> RunLock:
-    """For a method with its own loop that writes its run directory directly: delete the growkit run
-    ``stage`` replaces (checked by :func:`prepare`), make the folder with marker and lock. Returns the
-    held lock. Unlike :meth:`Stage.create`, the old run does not survive a failure of the new one."""
+    """For a method with its own loop that writes its run directory directly: lock ``final`` first (made
+    when missing), check under the lock that it is empty or a growkit run ``--overwrite`` may replace,
+    delete that run's files (its marker is replaced last), write the new marker. Returns the held lock.
+    Unlike :meth:`Stage.create`, the old run does not survive a failure of the new one."""
     final = stage.final
-    if final.is_dir() and any(final.iterdir()):
-        with RunLock(final):
-            remove_run(final)
-    final.mkdir(parents=True, exist_ok=True)
-    atomic_write(final / MARKER, json.dumps(stage.marker, indent=2) + "\n")
-    lock = RunLock(final).acquire()
-    lock.record(f"{stage.command} --out {final}")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    made = False
+    try:
+        final.mkdir()
+        made = True
+    except FileExistsError:
+        pass
+    lock = RunLock(final).acquire(f"{stage.command} --out {final}")
+    try:
+        stage.check_final()
+        for child in final.iterdir():
+            if child.name in (LOCK, MARKER):
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        atomic_write(final / MARKER, json.dumps(stage.marker, indent=2) + "\n")
+    except BaseException:
+        lock.undo()
+        if made:
+            try:
+                final.rmdir()
+            except OSError:
+                pass
+        raise
     return lock
 
 
@@ -330,7 +439,17 @@ def prepare(out: str | Path, command: str, overwrite: bool = False) -> Stage:
     if p.is_symlink() and overwrite:
         raise GrowkitError(f"--out {out} is a symbolic link; --overwrite replaces only a real run directory "
                            f"(pass the link's target, {os.path.realpath(p)}, if you mean it)")
-    if p.is_dir() and any(p.iterdir()):
+    if p.is_dir():
+        real = os.path.realpath(p)
+        if real == os.path.realpath(os.getcwd()):
+            raise GrowkitError(f"--out {out} is the current directory; a run is moved into place by renaming "
+                               "its folder, so name a folder inside it (e.g. --out run)")
+        if os.path.ismount(real):
+            raise GrowkitError(f"--out {out} is a mount point; a run is moved into place by renaming its folder, "
+                               "so name a folder inside it")
+        if (p / LOCK).exists():
+            RunLock(p).check_free()  # refuse now, not after validation, when a process holds it
+    if p.is_dir() and any(c.name != LOCK for c in p.iterdir()):
         marker = read_marker(p)
         if not overwrite:
             if marker is not None:
@@ -342,7 +461,6 @@ def prepare(out: str | Path, command: str, overwrite: bool = False) -> Stage:
             why = " (a config.json alone does not make one)" if (p / "config.json").exists() else ""
             raise GrowkitError(f"--out {out} is not a growkit run{why}; --overwrite replaces only folders "
                                f"growkit made (they carry {MARKER}); refusing to delete it")
-        RunLock(p).check_free()  # refuse now, not after validation, when a process holds it
     if p.is_symlink():  # a link to an empty folder: the run goes into the folder; the link stays
         p = Path(os.path.realpath(p))
     return Stage(p, command, overwrite)

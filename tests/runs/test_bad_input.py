@@ -628,7 +628,7 @@ def test_a_kill_at_every_write_point_is_recoverable(tmp_path, finished, overwrit
             break
         assert k.returncode == 137, k.stderr
         points.append(k.stderr.strip().splitlines()[-1].split(": ", 1)[1])
-        if not overwrite and points[-1] == f"before rename {out}":
+        if not overwrite and points[-1] in (f"before rename {out}", f"before exchange {out}"):
             stop = True  # a fresh run: its points up to the move into place (the rest: the overwrite variant)
         f = _killpoint("finish", out, *args, "--out", out, *extra, cwd=d)
         assert f.returncode == 0, (points[-1], f.stderr)
@@ -664,10 +664,12 @@ def test_recover_repairs_what_a_crash_leaves_and_refuses_what_is_not_growkits(tm
     d = copy("no-config")  # config.json lost: rebuilt from the copy inside the checkpoint
     want = json.loads((d / "config.json").read_text())
     (d / "config.json").unlink()
-    (d / "config.json.tmp").write_text('{"comm')
+    (d / "config.json.growkit-tmp").write_text('{"comm')  # what a kill during its atomic write leaves
+    (d / "notes.tmp").write_text("a user's temporary file\n")  # not growkit's: stays
     msg = recover(d)
-    assert "rebuilt config.json" in msg and "removed config.json.tmp" in msg and "growkit resume" in msg
-    assert json.loads((d / "config.json").read_text()) == want and not (d / "config.json.tmp").exists()
+    assert "rebuilt config.json" in msg and "removed config.json.growkit-tmp" in msg and "growkit resume" in msg
+    assert json.loads((d / "config.json").read_text()) == want and not (d / "config.json.growkit-tmp").exists()
+    assert (d / "notes.tmp").read_text() == "a user's temporary file\n"
 
     d = copy("torn")  # a kill during an append: the cut line goes, every whole row stays
     log = d / "metrics.jsonl"
