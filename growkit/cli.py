@@ -169,7 +169,11 @@ def main(argv=None) -> int:
 def _left(e: BaseException, out, resume: bool = True) -> str:
     """What a stopped run left behind, truthfully: a new run stopped before its first checkpoint left
     nothing (an old run it was to replace is untouched)."""
-    if getattr(e, "growkit_kept", True) is False:
+    kept = getattr(e, "growkit_kept", None)
+    if kept is None:  # stopped before training began: only what is on disk can say
+        from pathlib import Path
+        kept = (Path(out) / "checkpoint.pt").exists()
+    if not kept:
         return f"no epoch finished, so nothing was kept (what was in {out} is untouched)"
     return f"the last good checkpoint is in {out}" + (f"; continue with `growkit resume {out}`" if resume else "")
 

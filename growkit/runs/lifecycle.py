@@ -135,7 +135,15 @@ def _run(m, train_cfg, method_cfg, out, overwrite, callbacks, data, grower_hook,
         if method_cfg is None:
             raise GrowkitError(f"{m.name} needs its options ({m.config.__name__})")
         rc[m.name] = method_cfg.validate().to_dict()
-    trainer, stage = _start(rc, out, overwrite, callbacks, data, grower_hook, objective)
+    try:
+        trainer, stage = _start(rc, out, overwrite, callbacks, data, grower_hook, objective)
+    except BaseException as e:  # e.g. Ctrl-C while the data loads: this run kept nothing
+        if not hasattr(e, "growkit_kept"):
+            try:
+                e.growkit_kept = False
+            except AttributeError:
+                pass
+        raise
     return _finish(trainer, stage, stage.final)
 
 

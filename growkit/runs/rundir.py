@@ -75,6 +75,11 @@ def check_output_path(path: str | Path, flag: str = "--out") -> Path:
     if not text.strip() or "\0" in text:
         raise GrowkitError(f"{flag} must be a folder path, got {text!r}")
     p = Path(os.path.abspath(text))
+    too_long = [c for c in p.parts if len(os.fsencode(c)) > 255]
+    if too_long or len(os.fsencode(str(p))) >= 4096:
+        what = f"a name of {len(os.fsencode(too_long[0]))} bytes (at most 255)" if too_long else \
+            f"{len(os.fsencode(str(p)))} bytes (at most 4095)"
+        raise GrowkitError(f"{flag} path is too long: {what}")
     real = Path(os.path.realpath(p))
     for root in _KERNEL_FS:
         if real == Path(root) or Path(root) in real.parents:
@@ -195,13 +200,47 @@ def _unlink_quiet(path: Path) -> None:
         pass
 
 
-def holder(run_dir: str | Path) -> str:
-    """Who holds a run directory's lock, in words (from what the holder recorded)."""
+def _holder_record(lock_file: Path) -> dict | None:
     try:
-        h = json.loads((Path(run_dir) / LOCK).read_text())
+        h = json.loads(lock_file.read_text())
+        return h if all(k in h for k in ("pid", "host", "since", "command")) else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _alive(h: dict) -> bool:
+    """Whether a recorded holder may still run (a pid on another host cannot be checked: assume so)."""
+    if h["host"] != socket.gethostname():
+        return True
+    try:
+        pid = int(h["pid"])
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError, TypeError, OverflowError):
+        return True
+    try:  # a pid reused by a process that started after the record was written is not the holder
+        since = _dt.datetime.fromisoformat(str(h["since"])).timestamp()
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK") <= since + 2
+    except (OSError, ValueError, IndexError, StopIteration):
+        return True
+
+
+def holder(run_dir: str | Path) -> str:
+    """Who holds a run directory's lock, in words (from what the holder recorded). A record naming a process
+    that is gone is not believed: a run starting into ``run_dir`` records itself in its staging folder
+    (it does not rewrite the lock file of a run it may replace), so that record is looked for too."""
+    d = Path(run_dir)
+    cands = [(d / LOCK, None)] + [(s / LOCK, f"--out {d}") for s in _siblings(d, "staging")]
+    for lock_file, wants in cands:
+        h = _holder_record(lock_file)
+        if h is None or not _alive(h) or (wants is not None and not str(h["command"]).endswith(wants)):
+            continue
         return f"pid {h['pid']} on {h['host']} (`growkit {h['command']}`, since {h['since']})"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another process"
+    return "another process"
 
 
 # ----------------------------------------------------------------------------- staging
@@ -320,7 +359,11 @@ class Stage:
                 self._made_final = True
             except FileExistsError:
                 pass
-            self.old_lock = RunLock(self.final).acquire(f"{self.command} --out {self.final}")
+            # the holder is recorded in a lock file this run made; an old run's lock file stays byte-identical
+            # (a kill cannot undo a record), and the staging lock below names this run to others meanwhile
+            self.old_lock = RunLock(self.final).acquire()
+            if self.old_lock.created:
+                self.old_lock.record(f"{self.command} --out {self.final}")
             self.check_final()
             clean_leftovers(self.final)
             self.path.mkdir()

@@ -186,3 +186,34 @@ def test_a_refused_recover_deletes_nothing(tmp_path, tiny_run):
     with pytest.raises(GrowkitError, match="metrics.jsonl line 1"):
         recover(d)
     assert _files(d) == before
+
+
+def test_a_lock_refusal_names_no_process_that_is_gone(tmp_path):
+    """A record left by a dead holder (or naming a pid a later process reuses) is not shown as the holder."""
+    run = tmp_path / "run"
+    run.mkdir()
+    lk = rundir.RunLock(run).acquire()  # held by this process, record not rewritten
+    try:
+        stale = {"pid": os.getpid(), "host": __import__("socket").gethostname(), "since": "2000-01-01T00:00:00+00:00",
+                 "command": "resume old"}  # this pid, but this process started long after that record
+        (run / rundir.LOCK).write_text(json.dumps(stale))
+        with pytest.raises(GrowkitError, match="in use by another process"):
+            rundir.RunLock(run).acquire()
+        lk.record("resume new")
+        with pytest.raises(GrowkitError, match=f"in use by pid {os.getpid()} .*resume new"):
+            rundir.RunLock(run).acquire()
+    finally:
+        lk.release()
+
+
+def test_ctrl_c_during_start_up_points_to_no_checkpoint(tmp_path, monkeypatch, capsys):
+    from growkit import cli
+    from growkit.runs import lifecycle
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(lifecycle, "_build", interrupted)  # as if Ctrl-C came while the data loaded
+    rc = cli.main(["train", "--depths", "1-1-1", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "R")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 130 and "nothing was kept" in err and "checkpoint is in" not in err, err
+    assert list(tmp_path.iterdir()) == []
