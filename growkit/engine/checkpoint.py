@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 import os
 from pathlib import Path
 
@@ -110,7 +111,9 @@ def load(path: str | Path) -> dict:
     if not path.exists():
         raise GrowkitError(f"no checkpoint at {path}")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's advice on a plain pickle's protocol: growkit's one line says it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # weights_only refused it; never retried without (that could run code)
         raise GrowkitError(f"cannot read checkpoint {path}: not a file of tensors and plain containers "
                            "(damaged, or it holds pickled objects, which growkit never loads)") from None
