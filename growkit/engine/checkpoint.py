@@ -136,6 +136,9 @@ def _decode(raw: dict, fmt: int) -> dict:
         out.update(grower=json.loads(raw["grower_json"]), extras={},
                    optimizer={"kind": "sgd", "groups": None, "state": raw["optimizer"]})
         return out
+    extra = sorted(set(raw) - _FORMAT2_KEYS)
+    if extra:  # growkit writes exactly these keys: anything else was added by hand or by other code
+        raise ValueError(f"keys growkit does not write: {', '.join(map(str, extra))[:120]}")
     opt = json.loads(raw["optimizer_json"])
     out.update(grower=merge_tensors(json.loads(raw["grower_json"]), raw["grower_tensors"]),
                extras=merge_tensors(json.loads(raw["extras_json"]), raw["extras_tensors"]),
@@ -143,7 +146,15 @@ def _decode(raw: dict, fmt: int) -> dict:
     return out
 
 
+_FORMAT2_KEYS = {"format", "config_json", "spec_json", "loop_json", "grower_json", "grower_tensors", "extras_json",
+                 "extras_tensors", "model", "optimizer_json", "optimizer_state", "rng"}
+
+
 def restore_rng(rng: dict) -> None:
-    torch.set_rng_state(rng["torch"])
+    t = rng["torch"] if isinstance(rng, dict) else None
+    if not (torch.is_tensor(t) and t.dtype == torch.uint8 and t.dim() == 1):
+        raise ValueError(f"the saved RNG state is not a byte tensor (got {type(t).__name__}"
+                         f"{'' if not torch.is_tensor(t) else ' of ' + str(t.dtype)})")
+    torch.set_rng_state(t)
     if rng["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])

@@ -311,6 +311,22 @@ def s_ckpt_plain_pickle(d, fin):
         pickle.dump({"format": 2, "model": {"w": [1.0, 2.0]}}, f, protocol=4)
 
 
+def s_ckpt_extra_key(d, fin):
+    s_unfinished(d, fin)
+    p = d / "run" / "checkpoint.pt"
+    raw = torch.load(p, weights_only=True)
+    raw["surprise"] = torch.zeros(2)
+    torch.save(raw, p)
+
+
+def s_ckpt_rng_float(d, fin):
+    s_unfinished(d, fin)
+    p = d / "run" / "checkpoint.pt"
+    raw = torch.load(p, weights_only=True)
+    raw["rng"]["torch"] = raw["rng"]["torch"].float()  # a foreign RNG state: right size, wrong type
+    torch.save(raw, p)
+
+
 def s_config_types_no_lock(d, fin):
     s_config_types(d, fin)
     (d / "run" / ".growkit-lock").unlink()
@@ -483,6 +499,8 @@ CASES = [
     ("recover-keeps-users-tmp", ["recover", "{d}/run"], s_user_tmp_only, "move your files out"),
     # resume trusts nothing it loads; torch's own warnings stay out of the one line
     ("resume-ckpt-nan", ["resume", "{d}/run"], s_ckpt_nan, "non-finite weights"),
+    ("resume-ckpt-extra-key", ["resume", "{d}/run"], s_ckpt_extra_key, "keys growkit does not write: surprise"),
+    ("resume-ckpt-rng-float", ["resume", "{d}/run"], s_ckpt_rng_float, "RNG state is not a byte tensor"),
     ("resume-ckpt-plain-pickle", ["resume", "{d}/run"], s_ckpt_plain_pickle, "cannot read checkpoint"),
     # resume: the run directory is checked before anything is trained or written
     ("resume-missing", ["resume", "{d}/nothing"], None, "does not exist"),
