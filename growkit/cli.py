@@ -164,6 +164,30 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as e:
         print(f"growkit: interrupted; {_left(e, out)}" if out else "growkit: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the machine, not the input: a full disk, stdout to a full device or a closed pipe
+        import errno
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EPIPE, errno.EROFS):
+            raise
+        _stdout_to_devnull()  # else the interpreter's last flush of stdout fails again, with a traceback
+        where = f" ({e.filename})" if e.filename else (" (writing the output)" if e.errno != errno.ENOSPC
+                                                       or not out else "")
+        tail = f"; {_left(e, out)}" if out and e.errno != errno.EPIPE else ""
+        print(f"growkit: error: {e.strerror}{where}{tail}", file=sys.stderr)
+        return 1
+
+
+def _stdout_to_devnull() -> None:
+    import os
+    try:
+        sys.stdout.flush()
+    except OSError:
+        pass
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
 
 
 def _left(e: BaseException, out, resume: bool = True) -> str:

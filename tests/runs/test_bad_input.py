@@ -842,3 +842,21 @@ def test_lock_is_exclusive_across_processes_and_names_the_holder(tmp_path):
         holder.wait()
     with rundir.RunLock(tmp_path / "run"):  # the holder is gone: the kernel dropped its lock
         pass
+
+
+# ----------------------------------------------------------------------------- the environment
+
+@pytest.mark.slow
+def test_launcher_variables_without_a_master_address_are_refused(tmp_path):
+    r = run_cli(*T, "--out", tmp_path / "out", env={"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"})
+    assert r.returncode == 2 and "MASTER_ADDR and MASTER_PORT" in _one_line(r)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_stdout_to_a_full_device_is_one_line(tmp_path):
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "growkit.cli", "models"], stdout=full, stderr=subprocess.PIPE,
+                           text=True, env=dict(os.environ, PYTHONPATH=str(HERE.parent)))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and "No space left on device" in lines[0], r.stderr
