@@ -164,12 +164,40 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as e:
         print(f"growkit: interrupted; {_left(e, out)}" if out else "growkit: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the machine, not the input: a full disk, stdout to a full device or a closed pipe
+        import errno
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EPIPE, errno.EROFS):
+            raise
+        _stdout_to_devnull()  # else the interpreter's last flush of stdout fails again, with a traceback
+        where = f" ({e.filename})" if e.filename else (" (writing the output)" if e.errno != errno.ENOSPC
+                                                       or not out else "")
+        tail = f"; {_left(e, out)}" if out and e.errno != errno.EPIPE else ""
+        print(f"growkit: error: {e.strerror}{where}{tail}", file=sys.stderr)
+        return 1
+
+
+def _stdout_to_devnull() -> None:
+    import os
+    try:
+        sys.stdout.flush()
+    except OSError:
+        pass
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):
+        pass
 
 
 def _left(e: BaseException, out, resume: bool = True) -> str:
     """What a stopped run left behind, truthfully: a new run stopped before its first checkpoint left
     nothing (an old run it was to replace is untouched)."""
-    if getattr(e, "growkit_kept", True) is False:
+    kept = getattr(e, "growkit_kept", None)
+    if kept is None:  # stopped before training began: only what is on disk can say
+        from pathlib import Path
+        kept = (Path(out) / "checkpoint.pt").exists()
+    if not kept:
         return f"no epoch finished, so nothing was kept (what was in {out} is untouched)"
     return f"the last good checkpoint is in {out}" + (f"; continue with `growkit resume {out}`" if resume else "")
 

@@ -78,7 +78,8 @@ def main(argv) -> int:
         rc = cli(["recover", out])
         if rc != 0:
             return 100 + rc
-        return cli(["resume", out]) if os.path.exists(out) else cli(args)
+        from growkit.runs import rundir
+        return cli(["resume", out]) if rundir.is_run(out) else cli(args)
     _target = int(argv[0])
     _install()
     return cli(argv[1:])

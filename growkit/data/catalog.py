@@ -77,6 +77,10 @@ def check_files(info: DatasetInfo, root: str | Path) -> None:
         raise GrowkitError(
             f"{info.name}: missing {len(missing)} file(s) under {root}: {', '.join(missing)}; "
             f"{how}{info.source}".replace("<root>", str(root)))
+    for f in info.files:  # a FIFO or a device (/dev/zero) would hang or fill the memory when read
+        p = Path(root) / f
+        if not (p.is_file() or p.is_dir()):
+            raise GrowkitError(f"{info.name}: {p} is not a regular file or folder; put the dataset's file there")
 
 
 def split_indices(labels: np.ndarray, val_fraction: float, fraction: float, seed: int

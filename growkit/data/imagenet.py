@@ -79,7 +79,7 @@ class ImageNetData:
         try:
             train_scan = datasets.ImageFolder(str(base / "train"))
             test_scan = datasets.ImageFolder(str(base / "val"))
-        except (FileNotFoundError, RuntimeError) as e:
+        except (OSError, RuntimeError) as e:  # missing, or a file where a folder should be
             raise GrowkitError(f"imagenet: cannot read the ImageFolder tree under {base}: {e}") from None
         if train_scan.classes != test_scan.classes:
             raise GrowkitError(f"imagenet: {base}/train and {base}/val have different class folders")

@@ -105,7 +105,20 @@ def check_image_headers(paths: list[str], threads: int = 16) -> None:
     Damage deeper inside a file is caught when it is decoded (see :mod:`growkit.data.imagenet`)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    import os
+    import stat
+    seen: dict[tuple[int, int], str] = {}
+
     def bad(path: str) -> str | None:
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            return f"cannot read {path}: {e.strerror}"
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end: never opened
+            return f"{path} is not a regular file"
+        first = seen.setdefault((st.st_dev, st.st_ino), path)
+        if first != path:  # e.g. a symbolic link loop inside a class folder: counted twice, perhaps mislabelled
+            return f"{path} is the same file as {first} (a symbolic link loop or a linked folder?)"
         try:
             with open(path, "rb") as f:
                 head = f.read(12)

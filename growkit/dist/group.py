@@ -74,6 +74,12 @@ def setup() -> Group | None:
         local = int(os.environ.get("LOCAL_RANK", rank))
     except ValueError:
         raise GrowkitError("RANK, WORLD_SIZE and LOCAL_RANK must be integers") from None
+    if not (0 <= rank < world and 0 <= local):
+        raise GrowkitError(f"RANK {rank} must be in 0..WORLD_SIZE-1 ({world - 1}) and LOCAL_RANK >= 0")
+    missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(v)]
+    if missing and not dist.is_initialized():  # torchrun sets them; a hand-set RANK/WORLD_SIZE may not
+        raise GrowkitError(f"RANK and WORLD_SIZE are set but {' and '.join(missing)} not; start the run with "
+                           "torchrun, or unset RANK and WORLD_SIZE for a single process")
     cuda = None
     if torch.cuda.is_available():
         if local >= torch.cuda.device_count():

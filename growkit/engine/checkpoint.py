@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 import os
 from pathlib import Path
 
 import torch
 
 from ..errors import GrowkitError
-from .records import one_line
+from .records import one_line, tmp_path
 
 FORMAT = 2
 _TENSOR = "__tensor__"
@@ -88,7 +89,7 @@ def save(path: str | Path, *, config: dict, model: torch.nn.Module, optimizer: d
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else []},
     }
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = tmp_path(path)
     with open(tmp, "wb") as f:
         torch.save(payload, f)
         f.flush()
@@ -110,7 +111,9 @@ def load(path: str | Path) -> dict:
     if not path.exists():
         raise GrowkitError(f"no checkpoint at {path}")
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's advice on a plain pickle's protocol: growkit's one line says it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # weights_only refused it; never retried without (that could run code)
         raise GrowkitError(f"cannot read checkpoint {path}: not a file of tensors and plain containers "
                            "(damaged, or it holds pickled objects, which growkit never loads)") from None
@@ -133,6 +136,9 @@ def _decode(raw: dict, fmt: int) -> dict:
         out.update(grower=json.loads(raw["grower_json"]), extras={},
                    optimizer={"kind": "sgd", "groups": None, "state": raw["optimizer"]})
         return out
+    extra = sorted(set(raw) - _FORMAT2_KEYS)
+    if extra:  # growkit writes exactly these keys: anything else was added by hand or by other code
+        raise ValueError(f"keys growkit does not write: {', '.join(map(str, extra))[:120]}")
     opt = json.loads(raw["optimizer_json"])
     out.update(grower=merge_tensors(json.loads(raw["grower_json"]), raw["grower_tensors"]),
                extras=merge_tensors(json.loads(raw["extras_json"]), raw["extras_tensors"]),
@@ -140,7 +146,15 @@ def _decode(raw: dict, fmt: int) -> dict:
     return out
 
 
+_FORMAT2_KEYS = {"format", "config_json", "spec_json", "loop_json", "grower_json", "grower_tensors", "extras_json",
+                 "extras_tensors", "model", "optimizer_json", "optimizer_state", "rng"}
+
+
 def restore_rng(rng: dict) -> None:
-    torch.set_rng_state(rng["torch"])
+    t = rng["torch"] if isinstance(rng, dict) else None
+    if not (torch.is_tensor(t) and t.dtype == torch.uint8 and t.dim() == 1):
+        raise ValueError(f"the saved RNG state is not a byte tensor (got {type(t).__name__}"
+                         f"{'' if not torch.is_tensor(t) else ' of ' + str(t.dtype)})")
+    torch.set_rng_state(t)
     if rng["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])

@@ -139,11 +139,12 @@ def model_size(cfg: "TrainConfig") -> int:
     """Parameters of the model ``cfg`` describes, counted on the meta device (no memory, milliseconds)."""
     import torch
     from ..data.catalog import dataset_info
-    from ..models import create
+    from ..models import create, parse_depths
     info = dataset_info(cfg.dataset)
     depths = cfg.depths if cfg.depths is not None else cfg.model_kw.get("depths")
     suffix = cfg.model.partition("-")[2]
-    blocks = sum(depths or []) + sum(int(t) for t in suffix.split("-") if t.isdigit() and len(t) < 19)
+    named = parse_depths(suffix) if suffix else []  # every token counted: none can slip past the limit
+    blocks = sum(depths or []) + sum(named)
     _check(blocks <= MAX_BLOCKS, f"{cfg.model} with depths {depths} has {blocks} blocks; at most {MAX_BLOCKS}")
     spec = dict(cfg.model_kw)
     if cfg.depths is not None:

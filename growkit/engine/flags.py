@@ -52,10 +52,11 @@ def json_object(text: str) -> dict:
     import json
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # (nested deeper than the parser's stack allows)
         value = None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+        shown = text if len(text) <= 80 else text[:80] + "..."
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {shown!r}")
     return value
 
 

@@ -52,6 +52,9 @@ class OptimizerKind:
     def make(self, groups: list[dict]) -> torch.optim.Optimizer:
         raise NotImplementedError
 
+    def check(self, cfg, kw: dict) -> None:
+        """One-line errors for option values (``kw``, as given) of the wrong type or out of range."""
+
     def fill(self, key: str) -> float:
         return self.fills.get(key, 0.0)
 
@@ -94,8 +97,30 @@ def get(name: str) -> OptimizerKind:
     return _KINDS[name]
 
 
+def _number(kw: dict, key: str, lo: float, hi: float | None = None, lo_open: bool = False,
+            hi_open: bool = True) -> None:
+    """``kw[key]`` (when given) is a finite number in the range; the message names it as the flags do."""
+    import math
+    if key not in kw:
+        return
+    v = kw[key]
+    rng = f"{'(' if lo_open else '['}{lo:g}, {'inf' if hi is None else f'{hi:g}'}{')' if hi_open else ']'}"
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise GrowkitError(f"optimizer option {key} must be a number in {rng}, got {v!r}")
+    if not math.isfinite(v):
+        raise GrowkitError(f"optimizer option {key} must be finite, got {v!r}")
+    if v < lo or (lo_open and v == lo) or (hi is not None and (v > hi or (hi_open and v == hi))):
+        raise GrowkitError(f"optimizer option {key} must be in {rng}, got {v!r}")
+
+
+def _flag(kw: dict, key: str) -> None:
+    if key in kw and not isinstance(kw[key], bool):
+        raise GrowkitError(f"optimizer option {key} must be true or false, got {kw[key]!r}")
+
+
 def validate(cfg) -> None:
-    """One-line errors for an unknown optimizer, unknown options or a bad ``lr_scale``."""
+    """One-line errors for an unknown optimizer, unknown options, option values out of the ranges the
+    plain flags have, or a bad ``lr_scale``."""
     kind = get(cfg.optimizer)
     kw = dict(cfg.optimizer_kw or {})
     scale = kw.pop("lr_scale", {})
@@ -104,8 +129,10 @@ def validate(cfg) -> None:
         raise GrowkitError(f"optimizer {kind.name!r} does not take {', '.join(unknown)}; "
                            f"it takes {', '.join(sorted(kind.options) + ['lr_scale'])}")
     if not isinstance(scale, dict) or set(scale) - set(ROLES) or \
-            not all(isinstance(v, (int, float)) and v >= 0 for v in scale.values()):
-        raise GrowkitError(f"lr_scale must map roles ({', '.join(ROLES)}) to numbers >= 0, got {scale!r}")
+            not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < float("inf")
+                    for v in scale.values()):
+        raise GrowkitError(f"lr_scale must map roles ({', '.join(ROLES)}) to finite numbers >= 0, got {scale!r}")
+    kind.check(cfg, kw)
 
 
 @register
@@ -121,6 +148,17 @@ class SGD(OptimizerKind):
 
     def make(self, groups):
         return torch.optim.SGD(groups, lr=groups[0]["lr"])
+
+    def check(self, cfg, kw):
+        _number(kw, "momentum", 0, 1)
+        _number(kw, "weight_decay", 0, 1)
+        _number(kw, "dampening", 0, 1)
+        _flag(kw, "nesterov")
+        h = {k: (kw[k] if k in kw else (getattr(cfg, k) if d is None else d)) for k, d in self.options.items()}
+        if kw.get("nesterov") is True and h["momentum"] == 0:
+            raise GrowkitError("optimizer option nesterov needs momentum > 0, got momentum 0")
+        if h["nesterov"] and h["momentum"] > 0 and h["dampening"] != 0:
+            raise GrowkitError(f"optimizer option nesterov needs dampening 0, got dampening {h['dampening']!r}")
 
     def new_state(self, param, group):
         # An explicit zero buffer equals PyTorch's first-step init when dampening is 0.
@@ -144,6 +182,17 @@ class Adam(OptimizerKind):
 
     def make(self, groups):
         return torch.optim.Adam(groups, lr=groups[0]["lr"])
+
+    def check(self, cfg, kw):
+        if "betas" in kw:
+            b = kw["betas"]
+            if not isinstance(b, (list, tuple)) or len(b) != 2:
+                raise GrowkitError(f"optimizer option betas must be two numbers in [0, 1), got {b!r}")
+            for i, v in enumerate(b):
+                _number({f"betas[{i}]": v}, f"betas[{i}]", 0, 1)
+        _number(kw, "eps", 0, lo_open=True)
+        _number(kw, "weight_decay", 0, 1)
+        _flag(kw, "amsgrad")
 
 
 def role_of(model: nn.Module, name: str) -> str:

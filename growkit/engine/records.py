@@ -35,10 +35,19 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
+TMP_SUFFIX = ".growkit-tmp"  # growkit's temporary files, and only those, end so: `growkit recover` deletes them
+
+
+def tmp_path(path: str | Path) -> Path:
+    """Where growkit writes ``path``'s next version before renaming it into place."""
+    path = Path(path)
+    return path.with_name(path.name + TMP_SUFFIX)
+
+
 def atomic_write(path: str | Path, data: str | bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never a mix."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = tmp_path(path)
     with open(tmp, "wb") as f:
         f.write(data.encode() if isinstance(data, str) else data)
         f.flush()
@@ -73,7 +82,7 @@ def read_json(path: str | Path, what: str = "a JSON object"):
         raise GrowkitError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
     try:
         obj = json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise GrowkitError(f"{path} is not valid JSON ({one_line(e)})") from None
     if what == "a JSON object" and not isinstance(obj, dict):
         raise GrowkitError(f"{path} holds a JSON {type(obj).__name__}, expected an object")

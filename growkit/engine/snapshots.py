@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from .records import tmp_path
 from .surgery import compose_remaps
 
 SNAPSHOTS = "trajectory"
@@ -22,7 +23,7 @@ def save_snapshot(run_dir: str | Path, epoch: int, model: torch.nn.Module, dtype
     path = d / f"e{epoch:05d}.pt"
     payload = {"epoch": epoch, "arch": model.arch, "spec_json": json.dumps(model.spec),
                "params": {n: p.detach().to("cpu", dtype).clone() for n, p in model.named_parameters()}}
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = tmp_path(path)
     torch.save(payload, tmp)
     os.replace(tmp, path)
     return path
@@ -37,7 +38,7 @@ def record_growth(run_dir: str | Path, epoch: int, edits) -> Path:
     path = d / f"growth_e{epoch:05d}.pt"
     payload = {"epoch": epoch, "new": list(comp.new),
                "remap": {n: [i.to(torch.long) for i in idx] for n, idx in comp.remap.items()}}
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = tmp_path(path)
     torch.save(payload, tmp)
     os.replace(tmp, path)
     return path

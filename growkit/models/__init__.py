@@ -83,10 +83,13 @@ def _n_widths(base: str) -> int:
 
 
 def parse_depths(text: str) -> list[int]:
-    try:
-        depths = [int(t) for t in str(text).split("-")]
-    except ValueError:
-        raise GrowkitError(f"depths must look like 1-1-1, got {text!r}") from None
+    """'2-2-2' -> [2, 2, 2]: plain decimal digits only (no sign, spaces, underscores or other scripts' digits,
+    which int() would take), at most 18 of them (beyond that a depth is no longer a 64-bit integer)."""
+    tokens = str(text).split("-")
+    if not all(t.isascii() and t.isdigit() and len(t) <= 18 for t in tokens):
+        shown = text if len(str(text)) <= 60 else str(text)[:60] + "..."
+        raise GrowkitError(f"depths must look like 1-1-1 (plain positive integers below 64-bit), got {shown!r}")
+    depths = [int(t) for t in tokens]
     _positive_ints("depths", depths)
     return depths
 

@@ -155,7 +155,15 @@ def _run(m, train_cfg, method_cfg, out, overwrite, callbacks, data, grower_hook,
         if method_cfg is None:
             raise GrowkitError(f"{m.name} needs its options ({m.config.__name__})")
         rc[m.name] = method_cfg.validate().to_dict()
-    trainer, stage = _start(rc, out, overwrite, callbacks, data, grower_hook, objective)
+    try:
+        trainer, stage = _start(rc, out, overwrite, callbacks, data, grower_hook, objective)
+    except BaseException as e:  # e.g. Ctrl-C while the data loads: this run kept nothing
+        if not hasattr(e, "growkit_kept"):
+            try:
+                e.growkit_kept = False
+            except AttributeError:
+                pass
+        raise
     return _finish(trainer, stage, stage.final)
 
 
@@ -198,27 +206,40 @@ def _resume(out, callbacks, data, objective) -> dict:
         hint = (f"; if an older growkit made it, `growkit recover {out}` marks it"
                 if (p / "config.json").exists() else "")
         raise GrowkitError(f"{out} is not a growkit run (no {rundir.MARKER}){hint}")
-    with rundir.RunLock(p) as lock:
-        if not (p / "config.json").exists():
-            raise GrowkitError(f"{out} is a growkit run interrupted before its config.json was written; "
-                               f"`growkit recover {out}` repairs or removes it")
-        rc = read_run_config(p)
-        method = registry.get(rc["command"])
-        if method.own_loop is not None:  # e.g. learn-to-grow: its own continual loop and records
-            if not (p / "result.json").exists():
-                lock.record(f"resume {out}")
-            return method.own_loop.resume(p)
+    lock = rundir.RunLock(p).acquire(f"resume {out}")  # the holder is recorded as soon as it is held
+    try:
+        started, res = _resume_locked(p, out, callbacks, data, objective)
+    except BaseException:
+        lock.undo()  # a refusal (or a failure before training) leaves the lock file as it was
+        raise
+    if not started:
+        lock.undo()  # a finished run was only read
+    else:
+        lock.release()
+    return res
+
+
+def _resume_locked(p: Path, out, callbacks, data, objective) -> tuple[bool, dict]:
+    """Under the run's lock: (whether this process trained or wrote anything, the result)."""
+    if not (p / "config.json").exists():
+        raise GrowkitError(f"{out} is a growkit run interrupted before its config.json was written; "
+                           f"`growkit recover {out}` repairs or removes it")
+    rc = read_run_config(p)
+    method = registry.get(rc["command"])
+    if method.own_loop is not None:  # e.g. learn-to-grow: its own continual loop and records
         if (p / "result.json").exists():
-            return read_result(p / "result.json")
-        MetricsLog(p / "metrics.jsonl").read()  # damaged records: an error naming the line, before training
-        trainer = _build(rc, p, callbacks, data, objective)
-        state = None
-        if (p / "checkpoint.pt").exists():  # (the recorder truncates metrics.jsonl to it when fit starts)
-            state = checkpoint.load(p / "checkpoint.pt")
-            check_checkpoint_matches(state, rc, p / "checkpoint.pt")
-            try:
-                trainer.restore(state)
-            except (RuntimeError, KeyError, ValueError) as e:
-                raise GrowkitError(f"{p / 'checkpoint.pt'} does not fit its model: {one_line(e)}") from None
-        lock.record(f"resume {out}")
-        return _finish(trainer, None, p, state)
+            return False, method.own_loop.resume(p)
+        return True, method.own_loop.resume(p)
+    if (p / "result.json").exists():
+        return False, read_result(p / "result.json")
+    MetricsLog(p / "metrics.jsonl").read()  # damaged records: an error naming the line, before training
+    trainer = _build(rc, p, callbacks, data, objective)
+    state = None
+    if (p / "checkpoint.pt").exists():  # (the recorder truncates metrics.jsonl to it when fit starts)
+        state = checkpoint.load(p / "checkpoint.pt")
+        check_checkpoint_matches(state, rc, p / "checkpoint.pt")
+        try:
+            trainer.restore(state)
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise GrowkitError(f"{p / 'checkpoint.pt'} does not fit its model: {one_line(e)}") from None
+    return True, _finish(trainer, None, p, state)

@@ -89,6 +89,12 @@ def check_checkpoint_matches(state: dict, run_config: dict, path: str | Path,
     model = str(train.get("model", "")).split("-")[0]
     if str(spec.get("name", "")).split("-")[0] != model:
         raise GrowkitError(f"{path} holds a {spec.get('name')!r} model but the run trains {model!r}")
+    weights = state.get("model") if isinstance(state.get("model"), dict) else {}
+    bad = [k for k, v in weights.items() if torch.is_tensor(v) and v.is_floating_point() and not bool(
+        torch.isfinite(v).all())]
+    if bad:  # training stops at a non-finite loss, so no checkpoint of its own holds these
+        raise GrowkitError(f"{path} holds non-finite weights ({len(bad)} of {len(weights)} tensors, first "
+                           f"{bad[0]}); it cannot be resumed")
 
 
 def load_model(run_dir, with_epoch: bool = False):

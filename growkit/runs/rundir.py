@@ -8,9 +8,10 @@
   that fails early -- or an ``--overwrite`` that fails -- leaves ``NAME`` exactly as it was. The move is
   one ``rename`` (fresh runs; an empty ``NAME`` is replaced) or one ``renameat2(RENAME_EXCHANGE)``
   (``--overwrite``: old and new swap atomically; the old one is then deleted, its marker last).
-* **Lock.** ``fcntl.flock`` on ``.growkit-lock`` inside the run directory, held while a process writes
-  the run; the holder's pid, host and command are recorded in the file so a second process can say who
-  holds it. The kernel drops the lock when its process dies, so a crash never leaves a stale lock.
+* **Lock** (:mod:`growkit.runs.lock`). ``fcntl.flock`` on ``.growkit-lock`` inside the run directory, held
+  while a process writes the run, taken before a new run writes anything into ``--out``; the holder's pid,
+  host and command are recorded so a second process can say who holds it. The kernel drops the lock when
+  its process dies, so a crash never leaves a stale lock.
 * **Recovery.** ``growkit recover DIR`` (:mod:`growkit.runs.recover`) makes a half-made run usable again:
   it removes temporary files and leftovers of interrupted replacements, cuts a metrics line torn by a
   kill, rebuilds ``config.json`` from the checkpoint, or removes a growkit directory that holds nothing.
@@ -23,20 +24,18 @@ from __future__ import annotations
 import ctypes
 import datetime as _dt
 import errno
-import fcntl
 import json
 import os
 import re
 import shutil
-import socket
 import uuid
 from pathlib import Path
 
-from ..engine.records import atomic_write, fsync_dir
+from ..engine.records import atomic_write, fsync_dir, tmp_path
 from ..errors import GrowkitError
+from .lock import LOCK, RunLock, holder  # noqa: F401  (the lock lives in runs/lock.py; older imports use rundir)
 
 MARKER = ".growkit-run.json"
-LOCK = ".growkit-lock"
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _KERNEL_FS = ("/proc", "/sys", "/dev")
 
@@ -75,6 +74,11 @@ def check_output_path(path: str | Path, flag: str = "--out") -> Path:
     if not text.strip() or "\0" in text:
         raise GrowkitError(f"{flag} must be a folder path, got {text!r}")
     p = Path(os.path.abspath(text))
+    too_long = [c for c in p.parts if len(os.fsencode(c)) > 255]
+    if too_long or len(os.fsencode(str(p))) >= 4096:
+        what = f"a name of {len(os.fsencode(too_long[0]))} bytes (at most 255)" if too_long else \
+            f"{len(os.fsencode(str(p)))} bytes (at most 4095)"
+        raise GrowkitError(f"{flag} path is too long: {what}")
     real = Path(os.path.realpath(p))
     for root in _KERNEL_FS:
         if real == Path(root) or Path(root) in real.parents:
@@ -94,67 +98,6 @@ def check_output_path(path: str | Path, flag: str = "--out") -> Path:
     if anc == p and not os.access(p, os.W_OK | os.X_OK):
         raise GrowkitError(f"{flag} {text}: cannot write in it (permission denied)")
     return Path(text)
-
-
-# ----------------------------------------------------------------------------- lock
-
-class RunLock:
-    """An exclusive ``flock`` on ``DIR/.growkit-lock``. ``acquire`` writes nothing; ``record`` notes the
-    holder (pid, host, command) once the caller has validated its input, so a refused command leaves the
-    directory byte-identical."""
-
-    def __init__(self, run_dir: str | Path):
-        self.dir = Path(run_dir)
-        self.fd: int | None = None
-
-    def acquire(self) -> "RunLock":
-        path = self.dir / LOCK
-        try:
-            fd = os.open(path, os.O_RDWR | (0 if path.exists() else os.O_CREAT), 0o644)
-        except OSError as e:
-            raise GrowkitError(f"cannot open the lock file {path}: {e.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            os.close(fd)
-            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise GrowkitError(f"cannot lock {path}: {e.strerror}") from None
-            raise GrowkitError(f"{self.dir} is in use by {holder(self.dir)}; wait for it to finish or stop it"
-                               ) from None
-        self.fd = fd
-        return self
-
-    def record(self, command: str) -> None:
-        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now, "command": command})
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, (info + "\n").encode(), 0)
-        os.fsync(self.fd)
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing the descriptor drops the flock
-            self.fd = None
-
-    def check_free(self) -> None:
-        """Raise if a process holds the lock; creates nothing (no lock file: nobody holds it)."""
-        if (self.dir / LOCK).exists():
-            self.acquire().release()
-
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc):
-        self.release()
-
-
-def holder(run_dir: str | Path) -> str:
-    """Who holds a run directory's lock, in words (from what the holder recorded)."""
-    try:
-        h = json.loads((Path(run_dir) / LOCK).read_text())
-        return f"pid {h['pid']} on {h['host']} (`growkit {h['command']}`, since {h['since']})"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another process"
 
 
 # ----------------------------------------------------------------------------- staging
@@ -207,7 +150,7 @@ def clean_leftovers(final: str | Path) -> list[str]:
         if d.name.startswith(f".{Path(final).name}.growkit-staging-old"):
             continue  # an old run moved aside by an interrupted replacement: recover() puts it back
         if read_marker(d) is None:
-            if all(c.name == MARKER + ".tmp" for c in d.iterdir()):  # killed while writing its marker
+            if all(c.name == tmp_path(MARKER).name for c in d.iterdir()):  # killed while writing its marker
                 shutil.rmtree(d)
                 removed.append(d.name)
             continue
@@ -223,8 +166,13 @@ def clean_leftovers(final: str | Path) -> list[str]:
 class Stage:
     """A run directory being made: ``path`` is where to write now; :meth:`commit` moves it to ``final``.
 
+    :meth:`create` locks ``final`` before anything else is written (making it, empty, when it does not
+    exist), so two runs started on the same ``--out`` cannot both get there: the second is refused with
+    the first one's pid. The lock is held until the run is in place; :meth:`commit` checks again, under
+    it, that ``final`` holds nothing but a run it may replace (``--overwrite``).
     Call :meth:`commit` after the first checkpoint is on disk, :meth:`abort` on any error before that
-    (it deletes only the staging directory, never ``final``), :meth:`release` when the run ends.
+    (it deletes only the staging directory and what :meth:`create` made, never a run in ``final``),
+    :meth:`release` when the run ends.
     """
 
     def __init__(self, final: Path, command: str, overwrite: bool):
@@ -235,50 +183,78 @@ class Stage:
         self.lock: RunLock | None = None
         self.old_lock: RunLock | None = None
         self._made_parents: Path | None = None
+        self._made_final = False
 
     @property
     def run_id(self) -> str:
         return self.marker["run_id"]
 
+    def check_final(self) -> None:
+        """``final`` may still receive this run: empty (a lock file aside) or, with ``--overwrite``, a growkit
+        run. Called under the lock on ``final``: something may have been written there since :func:`prepare`."""
+        f = self.final
+        if f.is_symlink() or not f.is_dir():
+            raise GrowkitError(f"--out {f} changed while the run was starting (it is no longer a folder)")
+        if not any(c.name != LOCK for c in f.iterdir()):
+            return
+        if read_marker(f) is None:
+            raise GrowkitError(f"--out {f} is not empty and is not a growkit run; choose another folder")
+        if not self.overwrite:
+            raise GrowkitError(f"--out {f} holds a growkit run (made while this one was starting); pass "
+                               "--overwrite to replace it")
+
     def create(self) -> Path:
-        """Make the staging directory with its marker and lock (after validation: the first write)."""
-        if self.overwrite and is_run(self.final):
-            self.old_lock = RunLock(self.final).acquire()  # no resume may write the old run meanwhile
+        """The first write (after validation): lock ``final``, then make the staging directory with its
+        marker and lock. Undoes what it made when it fails."""
         anc = self.final.parent
         while not anc.exists():
             self._made_parents, anc = anc, anc.parent
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        clean_leftovers(self.final)
-        self.path.mkdir()
-        atomic_write(self.path / MARKER, json.dumps(self.marker, indent=2) + "\n")
-        self.lock = RunLock(self.path).acquire()
-        self.lock.record(f"{self.command} --out {self.final}")
+        try:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.final.mkdir()
+                self._made_final = True
+            except FileExistsError:
+                pass
+            # the holder is recorded in a lock file this run made; an old run's lock file stays byte-identical
+            # (a kill cannot undo a record), and the staging lock below names this run to others meanwhile
+            self.old_lock = RunLock(self.final).acquire()
+            if self.old_lock.created:
+                self.old_lock.record(f"{self.command} --out {self.final}")
+            self.check_final()
+            clean_leftovers(self.final)
+            self.path.mkdir()
+            atomic_write(self.path / MARKER, json.dumps(self.marker, indent=2) + "\n")
+            self.lock = RunLock(self.path).acquire(f"{self.command} --out {self.final}")
+        except BaseException:
+            self.abort()
+            raise
         return self.path
 
     def commit(self) -> Path:
-        """Move the staged run into place. Fresh or empty ``final``: one rename. ``--overwrite``: an atomic
-        exchange with the old run, which is then deleted."""
+        """Move the staged run into place, under the lock on ``final``: an atomic exchange with what is there
+        (an empty folder, or the old run with ``--overwrite``), which is then deleted."""
         if self.committed:
             return self.final
-        if self.final.is_dir() and not self.final.is_symlink() and any(self.final.iterdir()):
-            if read_marker(self.final) is None:  # cannot happen unless someone wrote there meanwhile
-                raise GrowkitError(f"{self.final} changed while the run was starting; the new run is in "
-                                   f"{self.path}")
+        self.check_final()
+        try:
             if not _exchange(self.path, self.final):
-                trash = self.final.parent / f".{self.final.name}.growkit-staging-old{self.run_id}"
-                os.rename(self.final, trash)  # a kill between these renames: growkit.runs.recover puts it back
-                os.rename(self.path, self.final)
-                self.path = trash
-            old = self.path
-            self.path = self.final
+                if any(c.name != LOCK for c in self.final.iterdir()):
+                    trash = self.final.parent / f".{self.final.name}.growkit-staging-old{self.run_id}"
+                    os.rename(self.final, trash)  # a kill between these renames: growkit.runs.recover puts it back
+                    os.rename(self.path, self.final)
+                    self.path = trash
+                else:  # only our lock file: no run to keep
+                    (self.final / LOCK).unlink(missing_ok=True)
+                    self.final.rmdir()
+                    os.rename(self.path, self.final)
+                    self.path = self.final
+        except OSError as e:
+            raise GrowkitError(f"cannot move the new run into {self.final}: {e.strerror}; it is in "
+                               f"{self.path}") from None
+        old, self.path = self.path, self.final
+        if old != self.final:
             remove_run(old)
-        else:
-            try:
-                os.rename(self.path, self.final)
-            except OSError as e:
-                raise GrowkitError(f"cannot move the new run into {self.final}: {e.strerror}; it is in "
-                                   f"{self.path}") from None
-            self.path = self.final
         fsync_dir(self.final.parent)
         self.committed = True
         if self.old_lock is not None:
@@ -287,9 +263,22 @@ class Stage:
         return self.final
 
     def abort(self) -> None:
-        """Undo an uncommitted run: delete the staging directory and any parent folders it created."""
-        if not self.committed and self.path.exists() and read_marker(self.path) is not None:
-            remove_run(self.path)
+        """Undo an uncommitted run: delete the staging directory, and the lock file, ``final`` and parent
+        folders that :meth:`create` made; a run that was in ``final`` stays byte-identical."""
+        if not self.committed:
+            if self.path.is_dir() and not self.path.is_symlink():
+                if read_marker(self.path) is not None:
+                    remove_run(self.path)
+                elif all(c.name == tmp_path(MARKER).name for c in self.path.iterdir()):
+                    shutil.rmtree(self.path)
+            if self.old_lock is not None:
+                self.old_lock.undo()
+                self.old_lock = None
+                if self._made_final:
+                    try:
+                        self.final.rmdir()
+                    except OSError:
+                        pass
             p = self._made_parents
             if p is not None:
                 for d in [self.final.parent, *self.final.parent.parents]:
@@ -315,7 +304,17 @@ def prepare(out: str | Path, command: str, overwrite: bool = False) -> Stage:
     if p.is_symlink() and overwrite:
         raise GrowkitError(f"--out {out} is a symbolic link; --overwrite replaces only a real run directory "
                            f"(pass the link's target, {os.path.realpath(p)}, if you mean it)")
-    if p.is_dir() and any(p.iterdir()):
+    if p.is_dir():
+        real = os.path.realpath(p)
+        if real == os.path.realpath(os.getcwd()):
+            raise GrowkitError(f"--out {out} is the current directory; a run is moved into place by renaming "
+                               "its folder, so name a folder inside it (e.g. --out run)")
+        if os.path.ismount(real):
+            raise GrowkitError(f"--out {out} is a mount point; a run is moved into place by renaming its folder, "
+                               "so name a folder inside it")
+        if (p / LOCK).exists():
+            RunLock(p).check_free()  # refuse now, not after validation, when a process holds it
+    if p.is_dir() and any(c.name != LOCK for c in p.iterdir()):
         marker = read_marker(p)
         if not overwrite:
             if marker is not None:
@@ -327,7 +326,6 @@ def prepare(out: str | Path, command: str, overwrite: bool = False) -> Stage:
             why = " (a config.json alone does not make one)" if (p / "config.json").exists() else ""
             raise GrowkitError(f"--out {out} is not a growkit run{why}; --overwrite replaces only folders "
                                f"growkit made (they carry {MARKER}); refusing to delete it")
-        RunLock(p).check_free()  # refuse now, not after validation, when a process holds it
     if p.is_symlink():  # a link to an empty folder: the run goes into the folder; the link stays
         p = Path(os.path.realpath(p))
     return Stage(p, command, overwrite)

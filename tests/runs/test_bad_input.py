@@ -43,6 +43,8 @@ def tree(root: Path) -> dict:
                 out[key] = "link:" + os.readlink(p)
             elif p.is_dir():
                 out[key] = "dir"
+            elif not p.is_file():  # a FIFO or device: never read (it would block)
+                out[key] = f"special:{p.stat().st_mode:o}"
             else:
                 out[key] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
@@ -173,6 +175,29 @@ def s_imagenet_truncated(d, fin):
     f.write_bytes(f.read_bytes()[:200])  # a JPEG header, then nothing: fails only when decoded
 
 
+def s_imagenet_fifo(d, fin):
+    f = _imagenet(d)[1]
+    f.unlink()
+    os.mkfifo(f)  # opening it would wait for a writer forever
+
+
+def s_imagenet_loop(d, fin):
+    imgs = _imagenet(d)
+    (imgs[0].parent / "again").symlink_to("..")  # a loop: the class folders seen again under every class
+
+
+def s_imagenet_train_file(d, fin):
+    _imagenet(d)
+    shutil.rmtree(d / "data" / "imagenet" / "train")
+    (d / "data" / "imagenet" / "train").write_text("a file where the class folders should be\n")
+
+
+def s_mnist_dev_zero(d, fin):
+    f = _mnist(d) / "train-images-idx3-ubyte"
+    f.unlink()
+    f.symlink_to("/dev/zero")  # endless zeros: reading it would fill the memory
+
+
 def s_bad_config_json(d, fin):
     s_unfinished(d, fin)
     (d / "run" / "config.json").write_text('{"command": "train", "train": {"epochs": 1,')
@@ -270,6 +295,57 @@ def s_ckpt_other_model(d, fin):
     _edit_ckpt(d, fin, "spec_json", lambda spec: spec.update(name="Plain3Net"))
 
 
+def s_ckpt_nan(d, fin):
+    s_unfinished(d, fin)
+    p = d / "run" / "checkpoint.pt"
+    raw = torch.load(p, weights_only=True)
+    raw["model"] = {k: (torch.full_like(v, float("nan")) if v.is_floating_point() else v)
+                    for k, v in raw["model"].items()}
+    torch.save(raw, p)
+
+
+def s_ckpt_plain_pickle(d, fin):
+    import pickle
+    s_unfinished(d, fin)
+    with open(d / "run" / "checkpoint.pt", "wb") as f:  # pickle's own protocol, not torch.save
+        pickle.dump({"format": 2, "model": {"w": [1.0, 2.0]}}, f, protocol=4)
+
+
+def s_ckpt_extra_key(d, fin):
+    s_unfinished(d, fin)
+    p = d / "run" / "checkpoint.pt"
+    raw = torch.load(p, weights_only=True)
+    raw["surprise"] = torch.zeros(2)
+    torch.save(raw, p)
+
+
+def s_ckpt_rng_float(d, fin):
+    s_unfinished(d, fin)
+    p = d / "run" / "checkpoint.pt"
+    raw = torch.load(p, weights_only=True)
+    raw["rng"]["torch"] = raw["rng"]["torch"].float()  # a foreign RNG state: right size, wrong type
+    torch.save(raw, p)
+
+
+def s_config_types_no_lock(d, fin):
+    s_config_types(d, fin)
+    (d / "run" / ".growkit-lock").unlink()
+
+
+def s_recover_refused(d, fin):
+    """Damage recover refuses to cut, no lock file yet, and temporary files of both kinds beside it."""
+    s_metrics_garbage(d, fin)
+    (d / "run" / ".growkit-lock").unlink()
+    (d / "run" / "config.json.growkit-tmp").write_text('{"comm')
+    (d / "run" / "config.json.tmp").write_text("a user's file\n")
+
+
+def s_user_tmp_only(d, fin):
+    (d / "run").mkdir()
+    (d / "run" / ".growkit-run.json").write_text(json.dumps({"growkit_run": 1, "run_id": "0" * 32}))
+    (d / "run" / "notes.tmp").write_text("mine\n")
+
+
 def s_locked(d, fin):
     """A live process holds the run's lock, as a running `growkit resume` would."""
     s_unfinished(d, fin)
@@ -359,6 +435,14 @@ CASES = [
      s_imagenet_empty, "is empty"),
     ("imagenet-truncated", [*T, "--dataset", "imagenet", "--data-root", "{d}/data", "--val-fraction", "0.5",
                             "--batch-size", "4", *OUT], s_imagenet_truncated, "cannot decode"),
+    ("imagenet-fifo", [*T, "--dataset", "imagenet", "--data-root", "{d}/data", "--val-fraction", "0.5", *OUT],
+     s_imagenet_fifo, "not a regular file"),
+    ("imagenet-symlink-loop", [*T, "--dataset", "imagenet", "--data-root", "{d}/data", "--val-fraction", "0.5",
+                               *OUT], s_imagenet_loop, "same file as"),
+    ("imagenet-train-is-a-file", [*T, "--dataset", "imagenet", "--data-root", "{d}/data", "--val-fraction", "0.5",
+                                  *OUT], s_imagenet_train_file, "cannot read the ImageFolder tree"),
+    ("mnist-dev-zero", [*T, "--dataset", "mnist", "--data-root", "{d}/data", *OUT], s_mnist_dev_zero,
+     "not a regular file"),
     ("imagenet-download", [*T, "--dataset", "imagenet", "--download", *OUT], None, "cannot be downloaded"),
     # autogrow
     ("ag-K-int64", [*A, "--K", "99999999999999999999", *OUT], None, "64-bit"),
@@ -380,6 +464,44 @@ CASES = [
     ("adenel-tau-nan", ["adenel", "--tau", "nan", *OUT], None, "tau must be finite"),
     ("l1-prune-ratio-inf", ["l1-prune", "--ratio", "inf", *OUT], None, "ratio must be finite"),
     ("l2g-cost-inf", ["learn-to-grow", "--cost", "inf", *OUT], None, "cost must be finite"),
+    # option values inside JSON flags: the plain flags' ranges and types
+    ("optkw-momentum-1.5", [*T, "--optimizer-kw", '{"momentum": 1.5}', *OUT], None, "momentum must be in [0, 1)"),
+    ("optkw-wd-negative", [*T, "--optimizer-kw", '{"weight_decay": -0.1}', *OUT], None, "weight_decay must be in"),
+    ("optkw-betas-above-1", [*T, "--optimizer", "adam", "--optimizer-kw", '{"betas": [0.9, 1.5]}', *OUT], None,
+     "betas[1] must be in [0, 1)"),
+    ("optkw-eps-negative", [*T, "--optimizer", "adam", "--optimizer-kw", '{"eps": -1e-8}', *OUT], None,
+     "eps must be in (0, inf)"),
+    ("optkw-nesterov-dampening", [*T, "--optimizer-kw", '{"nesterov": true, "dampening": 0.5}', *OUT], None,
+     "nesterov needs dampening 0"),
+    ("optkw-nesterov-no-momentum", [*T, "--momentum", "0", "--optimizer-kw", '{"nesterov": true}', *OUT], None,
+     "nesterov needs momentum > 0"),
+    ("optkw-wrong-type", [*T, "--optimizer-kw", '{"momentum": "high"}', *OUT], None, "momentum must be a number"),
+    ("optkw-deep", [*T, "--optimizer-kw", '{"a":' * 5000 + "1" + "}" * 5000, *OUT], None, "expected a JSON object"),
+    # model specs that would slip past the size limit
+    ("model-plus-depth", [*T[:1], "--model", "Basic3ResNet-+3000000-1-1", "--epochs", "1", *OUT], None,
+     "plain positive integers"),
+    ("model-19-digit-depth", [*T[:1], "--model", "Basic3ResNet-1234567890123456789-1-1", "--epochs", "1", *OUT],
+     None, "plain positive integers"),
+    # odd acceptances
+    ("figures-timeout-negative", ["figures", "--timeout", "-5", "--runs-dir", "{d}/runs"], None,
+     "--timeout must be > 0"),
+    ("nm-target-equals-start", ["network-morphism", "--depths", "1-1-1", "--target-depths", "1-1-1", *OUT], None,
+     "would add nothing"),
+    ("adenel-budget-1e400", ["adenel", "--budget-params", "1e400", *OUT], None, "finite count"),
+    ("adenel-budget-inf", ["adenel", "--budget-flops", "inf", *OUT], None, "finite count"),
+    # environment and paths
+    ("out-name-too-long", [*T, "--out", "{d}/" + "x" * 300], None, "too long"),
+    ("out-mount-point", [*T, "--out", "/"], None, "mount point"),
+    ("out-empty-cwd", [*T, "--out", "."], None, "current directory"),
+    # refusals that would write: no lock file made, no temporary file deleted
+    ("resume-refused-makes-no-lock", ["resume", "{d}/run"], s_config_types_no_lock, "epochs must be of type int"),
+    ("recover-refused-deletes-nothing", ["recover", "{d}/run"], s_recover_refused, "metrics.jsonl line 1"),
+    ("recover-keeps-users-tmp", ["recover", "{d}/run"], s_user_tmp_only, "move your files out"),
+    # resume trusts nothing it loads; torch's own warnings stay out of the one line
+    ("resume-ckpt-nan", ["resume", "{d}/run"], s_ckpt_nan, "non-finite weights"),
+    ("resume-ckpt-extra-key", ["resume", "{d}/run"], s_ckpt_extra_key, "keys growkit does not write: surprise"),
+    ("resume-ckpt-rng-float", ["resume", "{d}/run"], s_ckpt_rng_float, "RNG state is not a byte tensor"),
+    ("resume-ckpt-plain-pickle", ["resume", "{d}/run"], s_ckpt_plain_pickle, "cannot read checkpoint"),
     # resume: the run directory is checked before anything is trained or written
     ("resume-missing", ["resume", "{d}/nothing"], None, "does not exist"),
     ("resume-foreign", ["resume", "{d}/src"], s_foreign, "not a growkit run"),
@@ -628,7 +750,7 @@ def test_a_kill_at_every_write_point_is_recoverable(tmp_path, finished, overwrit
             break
         assert k.returncode == 137, k.stderr
         points.append(k.stderr.strip().splitlines()[-1].split(": ", 1)[1])
-        if not overwrite and points[-1] == f"before rename {out}":
+        if not overwrite and points[-1] in (f"before rename {out}", f"before exchange {out}"):
             stop = True  # a fresh run: its points up to the move into place (the rest: the overwrite variant)
         f = _killpoint("finish", out, *args, "--out", out, *extra, cwd=d)
         assert f.returncode == 0, (points[-1], f.stderr)
@@ -664,10 +786,12 @@ def test_recover_repairs_what_a_crash_leaves_and_refuses_what_is_not_growkits(tm
     d = copy("no-config")  # config.json lost: rebuilt from the copy inside the checkpoint
     want = json.loads((d / "config.json").read_text())
     (d / "config.json").unlink()
-    (d / "config.json.tmp").write_text('{"comm')
+    (d / "config.json.growkit-tmp").write_text('{"comm')  # what a kill during its atomic write leaves
+    (d / "notes.tmp").write_text("a user's temporary file\n")  # not growkit's: stays
     msg = recover(d)
-    assert "rebuilt config.json" in msg and "removed config.json.tmp" in msg and "growkit resume" in msg
-    assert json.loads((d / "config.json").read_text()) == want and not (d / "config.json.tmp").exists()
+    assert "rebuilt config.json" in msg and "removed config.json.growkit-tmp" in msg and "growkit resume" in msg
+    assert json.loads((d / "config.json").read_text()) == want and not (d / "config.json.growkit-tmp").exists()
+    assert (d / "notes.tmp").read_text() == "a user's temporary file\n"
 
     d = copy("torn")  # a kill during an append: the cut line goes, every whole row stays
     log = d / "metrics.jsonl"
@@ -718,3 +842,21 @@ def test_lock_is_exclusive_across_processes_and_names_the_holder(tmp_path):
         holder.wait()
     with rundir.RunLock(tmp_path / "run"):  # the holder is gone: the kernel dropped its lock
         pass
+
+
+# ----------------------------------------------------------------------------- the environment
+
+@pytest.mark.slow
+def test_launcher_variables_without_a_master_address_are_refused(tmp_path):
+    r = run_cli(*T, "--out", tmp_path / "out", env={"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"})
+    assert r.returncode == 2 and "MASTER_ADDR and MASTER_PORT" in _one_line(r)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_stdout_to_a_full_device_is_one_line(tmp_path):
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "growkit.cli", "models"], stdout=full, stderr=subprocess.PIPE,
+                           text=True, env=dict(os.environ, PYTHONPATH=str(HERE.parent)))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and "No space left on device" in lines[0], r.stderr

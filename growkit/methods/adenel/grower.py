@@ -35,6 +35,8 @@ def _count(text: str) -> int:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a count such as 250000 or 2.5e5, got {text!r}") from None
+    if v != v or v in (float("inf"), float("-inf")):  # inf, nan and 1e400 (which float() makes inf)
+        raise argparse.ArgumentTypeError(f"expected a finite count such as 250000 or 2.5e5, got {text!r}")
     if v != int(v):
         raise argparse.ArgumentTypeError(f"expected a whole count, got {text!r}")
     return int(v)

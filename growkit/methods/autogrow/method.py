@@ -38,6 +38,8 @@ def _network_morphism(train: TrainConfig, nm: NetworkMorphismConfig):
     shallow, target = train.depths or [], nm.target_depths
     if len(target) != len(shallow) or any(t < d for t, d in zip(target, shallow)):
         raise GrowkitError(f"target depths {target} must extend the shallower depths {shallow}")
+    if list(target) == list(shallow):
+        raise GrowkitError(f"target depths {target} equal the shallower depths: the morphism would add nothing")
     family = FAMILIES.get(train.model.split("-")[0])
     check_family(nm.init, plain=family is not None and family[0] == "plain")
     train = dataclasses.replace(train, epochs=nm.shallow_epochs + nm.deeper_epochs)
