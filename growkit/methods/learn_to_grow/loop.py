@@ -7,7 +7,7 @@ For every task of a :class:`growkit.methods.learn_to_grow.continual.TaskStream`:
    layer's candidates, alpha on the task's validation split, weights on its training
    split, first-order DARTS; the first task has only ``new`` and skips the search;
 2. keep the argmax per layer and train that structure (the searched weights as the
-   start, ``train_epochs`` epochs, SGD with a cosine schedule); tasks without a search (the first
+   start, ``train_epochs`` epochs, SGD with a cosine schedule by default); tasks without a search (the first
    one, and every task of the baselines) train for ``search_epochs + train_epochs`` epochs, so every
    method gets the same number of weight-update epochs per task;
 3. freeze everything learned (:meth:`SuperNet.freeze`), evaluate every task seen so
@@ -23,10 +23,13 @@ Methods (``method``):
 * ``finetune``: one network, every weight and BN shared and trained on each task in
   turn, a head per task (heads of earlier tasks are kept as they were): forgets.
 
-The continual loop is its own loop rather than :class:`growkit.engine.trainer.Trainer`: a task's search
-alternates two optimizers over two splits on a relaxed network that exists only during the search,
-and every forward takes a task id; the Trainer trains one spec'd model over one dataset. It uses the
-core's optimizer registry (:func:`growkit.engine.optim.build`) and checkpoint format 2.
+The per-task outer loop is its own (the :class:`growkit.engine.trainer.Trainer` trains one spec'd model over
+one dataset; here a task's search alternates two optimizers over two splits on a relaxed network that
+exists only during the search, and every forward takes a task id), but every step inside it runs on the
+shared engine (:mod:`growkit.methods.learn_to_grow.steps`): weight and alpha steps through
+:class:`growkit.engine.passes.Passes` (precision, slicing under a process group), the learning rate from a
+:class:`growkit.engine.schedule.Phase`, the optimizers from :func:`growkit.engine.optim.build`, checkpoint
+format 2, and :class:`L2GConfig` is a :class:`growkit.engine.config.TrainConfig` with the loop's options added.
 
 Deviations from the paper, all visible in :class:`L2GConfig`: earlier layers are
 never fine-tuned when reused (the paper also studies reuse with tuning); the

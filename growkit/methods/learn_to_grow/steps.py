@@ -44,8 +44,9 @@ def task_passes(data, cfg) -> Passes:
 class Schedule:
     """The learning rate of every weight step of one search or one training: ``lr_step`` for
     :meth:`Passes.train_epoch`. The config's schedule as a :class:`Phase` of ``epochs`` epochs of
-    ``ceil(images / batch_size)`` steps, read at the number of steps taken so far (an epoch whose last batch
-    would hold one image skips it, so the cosine then ends just above 0)."""
+    ``ceil(images / batch_size)`` steps, read at the number of steps taken so far. (An epoch whose last batch
+    would hold one image skips it: the count then runs one step per epoch behind, and the cosine ends just
+    above 0, as it always has in this loop.)"""
 
     def __init__(self, cfg, epochs: int):
         self.phase = Phase("learn-to-grow", cfg.lr, cfg.schedule, epochs, milestones=tuple(cfg.milestones),
