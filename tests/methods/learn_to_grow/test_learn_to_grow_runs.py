@@ -38,21 +38,22 @@ def copy_of(old_run, tmp_path) -> Path:
 
 @pytest.mark.slow
 def test_a_fresh_run_is_staged_and_committed_after_task_0(tmp_path, monkeypatch):
-    """While task 0 trains the run lives in a hidden staging folder beside --out; once task 0's checkpoint is
-    written the run is in --out (the later tasks and result.json are written there)."""
+    """While task 0 trains the run lives in a hidden staging folder beside --out (which holds only the run
+    lock, taken before anything is written); once task 0's checkpoint is written the run is in --out (the
+    later tasks and result.json are written there)."""
     out = tmp_path / "run"
     seen = []
     learn_task = loop.learn_task
 
     def spy(net, t, data, cfg):
-        seen.append((t, out.exists(), sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".run."))))
+        seen.append((t, sorted(q.name for q in out.iterdir()) if out.exists() else None, sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".run."))))
         return learn_task(net, t, data, cfg)
 
     monkeypatch.setattr(loop, "learn_task", spy)
     res = runs.run("learn-to-grow", None, L2GConfig(**TINY), out)
     assert [s[0] for s in seen] == [0, 1]
-    assert seen[0][1] is False and len(seen[0][2]) == 1 and ".growkit-staging-" in seen[0][2][0]
-    assert seen[1][1] is True and seen[1][2] == []  # committed after task 0's checkpoint
+    assert seen[0][1] in (None, [".growkit-lock"]) and len(seen[0][2]) == 1 and ".growkit-staging-" in seen[0][2][0]
+    assert "config.json" in seen[1][1] and "tasks" in seen[1][1] and seen[1][2] == []  # committed after task 0's checkpoint
     assert sorted(files(out)) == [".growkit-lock", ".growkit-run.json", "config.json", "result.json",
                                   "tasks/task_0.pt", "tasks/task_1.pt"]
     assert len(res["accuracy_matrix"]) == 2 and [p.name for p in tmp_path.iterdir()] == ["run"]
