@@ -142,12 +142,18 @@ def tiny_run(tmp_path_factory):
     return out
 
 
-def test_recover_deletes_only_the_temporary_files_growkit_wrote(tmp_path, tiny_run):
+def unfinished_copy(tiny_run, tmp_path) -> Path:
+    """A copy of the finished tiny run without its result.json: a run ``recover`` may look at."""
     import shutil
-    from growkit.runs.recover import recover
     d = tmp_path / "run"
     shutil.copytree(tiny_run, d)
     (d / "result.json").unlink()
+    return d
+
+
+def test_recover_deletes_only_the_temporary_files_growkit_wrote(tmp_path, tiny_run):
+    from growkit.runs.recover import recover
+    d = unfinished_copy(tiny_run, tmp_path)
     (d / "notes.tmp").write_text("mine\n")
     (d / "draft.json.tmp").write_text("{}\n")
     (d / "checkpoint.pt.growkit-tmp").write_bytes(b"half a checkpoint")  # what a kill mid-save leaves
@@ -173,11 +179,8 @@ def test_recover_keeps_a_run_folder_that_holds_a_users_tmp_file(tmp_path):
 
 def test_a_refused_recover_deletes_nothing(tmp_path, tiny_run):
     """Damage recover will not cut (an edited metrics line) is found before any temporary file goes."""
-    import shutil
     from growkit.runs.recover import recover
-    d = tmp_path / "run"
-    shutil.copytree(tiny_run, d)
-    (d / "result.json").unlink()
+    d = unfinished_copy(tiny_run, tmp_path)
     (d / "config.json.growkit-tmp").write_text('{"comm')
     (d / "config.json.tmp").write_text('{"comm')
     log = d / "metrics.jsonl"
