@@ -76,8 +76,8 @@ class GrowOnce(Grower):
         super().__init__()
         self.trainer, self.before = None, None
 
-    def decide(self, epoch, row, model):
-        if epoch == 2:
+    def decide(self, view):
+        if view.epoch == 2:
             self.before = {n: s["momentum_buffer"].clone()
                            for n, s in optim.state_by_name(self.trainer.model, self.trainer.opt).items()}
             return Decision([surgery.AppendBlock(2)], done=True)
