@@ -28,7 +28,7 @@ from .profiles import PROFILES, profile_parameters
 
 
 def repo_root() -> Path:
-    for cand in (Path(__file__).resolve().parents[1], Path.cwd()):
+    for cand in (Path(__file__).resolve().parents[2], Path.cwd()):
         if (cand / "notebooks").is_dir():
             return cand
     raise GrowkitError("notebooks/ not found: run `growkit figures` from a growkit checkout")
