@@ -9,7 +9,7 @@ Every layer of the new block keeps its default He initialisation except, in a
   with standard deviation ``std`` (1.0 in the paper), U(-sqrt(3) std, sqrt(3) std).
 * ``uni01`` (UniInit as the authors' code draws it): gamma, beta ~ U(0, ``std``),
   i.e. U(0, 1) with the default: mean 0.5, standard deviation 0.29. This is the
-  variant behind the paper's UniInit rows (README, "AutoGrow as implemented").
+  variant behind the paper's UniInit rows (docs/autogrow.md).
 * ``gau``   (GauInit): gamma, beta ~ Normal(0, std^2).
 * ``adam``  (AdamInit): everything but the last BN is frozen and the last BN
   (starting from its default 1, 0, as in the authors' code) is trained with

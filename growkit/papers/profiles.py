@@ -4,7 +4,7 @@
   the profile only switches off the live widget of the quickstart (headless runs have no front end).
 * ``smoke``: the smallest settings that still walk through every cell (tests).
 * AdeNeL (``adenel_*``): the cpu profile runs LeNet-5, VGG16, ResNet-20 and ResNet-18 on digits with the
-  proximal threshold lambda = 0.05 (digits has 9 steps per epoch where CIFAR has 391, see the README); the
+  proximal threshold lambda = 0.05 (digits has 9 steps per epoch where CIFAR has 391, see docs/adenel.md); the
   paper profile uses CIFAR-10 (MNIST for Figure 4, ImageNet for Table 2), lambda = 1 and DessiLBI's 40
   fine-tuning epochs (30 on ImageNet).
 * ``paper``: the papers' datasets, nets, epochs and windows (J = T, the epochs at the largest rate of a

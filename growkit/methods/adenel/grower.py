@@ -53,7 +53,7 @@ class AdeNeLConfig(Record):
     grow_by: int = opt(4, help="filters added to a growing layer per round")
     kappa: float = opt(1.0, help="LBI: Gamma = kappa * Prox(Z)")
     nu: float = opt(100.0, help="LBI: coupling (1/2nu)||W - Gamma||^2")
-    lam: float = opt(1.0, help="LBI: proximal threshold lambda (digits: about 0.05, see the README)")
+    lam: float = opt(1.0, help="LBI: proximal threshold lambda (digits: about 0.05, see docs/adenel.md)")
     lr: float = opt(0.05, help="LBI learning rate while growing")
     momentum: float = opt(0.9, help="momentum on grad L (never on the coupling term)")
     weight_decay: float = opt(0.0, help="weight decay on grad L of conv and linear weights")

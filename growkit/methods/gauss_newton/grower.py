@@ -21,7 +21,7 @@ is positive are applied at once, as one :class:`~growkit.engine.surgery.SplitCha
 :class:`~growkit.engine.surgery.PruneChannels` per layer (splits first: their copies go to the end, so
 the prune indices stay valid).
 
-Choices the paper leaves open (also in the README section):
+Choices the paper leaves open (also in docs/gauss_newton.md):
 
 * ``top_fraction`` of a layer is ``max(1, floor(top_fraction * width))`` channels, so a narrow
   layer can still change;
