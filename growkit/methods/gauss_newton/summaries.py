@@ -142,3 +142,77 @@ def verdicts(fig3: dict, fig4: dict, *, identity_margin: float = 0.25, bias_marg
         lines.append(stats.same(vals, {s: 0.5 for s in seeds4}, "Figure 4: Gauss-Newton is on par with optimising "
                                 "the expanded net (decrease-weighted win share 0.5)", margin=0.15).text)
     return lines
+
+
+def bottleneck_ratio(widths) -> float:
+    """How much narrower a net is in the middle: the mean width of the middle third of its layers over the
+    mean width of the outer two thirds (below 1: a bottleneck, Figure 2's "bottleneck-shaped")."""
+    w = [float(x) for x in widths]
+    if len(w) < 3:
+        raise ValueError(f"a bottleneck needs at least 3 layers, got {len(w)}")
+    a, b = len(w) // 3, len(w) - len(w) // 3
+    outer = w[:a] + w[b:]
+    return float(np.mean(w[a:b]) / np.mean(outer))
+
+
+def stronger(baselines: dict) -> tuple[str, str]:
+    """(stronger, other) of the two baselines by mean test accuracy over seeds: every verdict is judged
+    against the stronger, the other shown beside it."""
+    mean = {k: float(np.mean(list(baselines[k]["test"].values()))) for k in ("matched", "converged")}
+    return ("converged", "matched") if mean["converged"] > mean["matched"] else ("matched", "converged")
+
+
+def table_verdicts(rows: list[dict], baselines: dict, *, acc_margin: float = 1.0, figure2: tuple | None = None
+                   ) -> list[str]:
+    """The verdict lines of Tables 1-2 and Figure 2 over seeds, through :mod:`growkit.papers.stats`.
+
+    ``rows``: :func:`~growkit.methods.gauss_newton.study.search_row` per seed (with ``dataset``, ``net``,
+    ``lambda_p``, ``seed`` and the found widths); ``baselines``: (dataset, net) -> {"matched" / "converged":
+    {"test": {seed: test %}, "epochs": ...}, "params": full-width parameters}. Claims (paired by seed):
+
+    * per lambda_p, "the grown net retrained from scratch is as accurate as the full-width net": not more
+      than ``acc_margin`` points of test accuracy below the stronger baseline (non-inferiority);
+    * per lambda_p, "with fewer parameters than the full-width net";
+    * per net, "a larger lambda_p grows a smaller net" (every step of lambda_p);
+    * Figure 2 (the group ``figure2`` = (dataset, net, lambda_p), if given): "the grown net is
+      bottleneck-shaped" (:func:`bottleneck_ratio` below 1)."""
+    lines = []
+    groups: dict[tuple, dict] = {}
+    for r in rows:
+        if r.get("scratch test %") is None:
+            continue
+        g = groups.setdefault((r["dataset"], r["net"], r["lambda_p"]), {"acc": {}, "params": {}, "widths": {}})
+        g["acc"][r["seed"]], g["params"][r["seed"]] = r["scratch test %"], r["params"]
+        g["widths"][r["seed"]] = [int(x) for x in str(r["found widths"]).split("-")]
+    for (ds, net, lam), g in groups.items():
+        base = baselines.get((ds, net))
+        if base is None:
+            continue
+        best, other = stronger(base)
+        seeds = sorted(g["acc"])
+        b = {s: base[best]["test"][s] for s in seeds}
+        o_mean = float(np.mean([base[other]["test"][s] for s in seeds]))
+        lines.append(stats.not_lower(g["acc"], b, f"{ds} {net} lambda_p={lam}: the grown net retrained from scratch "
+                                     f"is as accurate as the full-width net ({best}, {base[best]['epochs']} epochs; "
+                                     f"{other}, {base[other]['epochs']} epochs: {o_mean:.2f} %)",
+                                     margin=acc_margin).text)
+        full = {s: float(base["params"]) for s in seeds}
+        lines.append(stats.lower(g["params"], full, f"{ds} {net} lambda_p={lam}: with fewer parameters than the "
+                                 f"full-width net ({base['params']:,})", digits=0).text)
+    by_net: dict[tuple, list] = {}
+    for (ds, net, lam) in groups:
+        by_net.setdefault((ds, net), []).append(lam)
+    for (ds, net), lams in by_net.items():
+        lams = sorted(lams, key=float)
+        if len(lams) < 2:
+            continue
+        parts = [stats.lower(groups[(ds, net, hi)]["params"], groups[(ds, net, lo)]["params"],
+                             f"lambda_p {hi} vs {lo}", digits=0) for lo, hi in zip(lams, lams[1:])]
+        lines.append(stats.all_of(f"{ds} {net}: a larger lambda_p grows a smaller net (parameters)", parts).text)
+    if figure2 is not None and tuple(figure2) in groups:
+        g = groups[tuple(figure2)]
+        ratio = {s: bottleneck_ratio(w) for s, w in g["widths"].items()}
+        lines.append(stats.lower(ratio, {s: 1.0 for s in ratio}, f"Figure 2, {' '.join(map(str, figure2))}: the "
+                                 "grown net is bottleneck-shaped (mean width of the middle third of its layers over "
+                                 "the outer thirds' below 1)").text)
+    return lines
