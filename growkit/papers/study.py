@@ -136,5 +136,9 @@ def public(rows: list[dict]) -> list[dict]:
 
 def test_size(run_dir) -> int:
     """Images in a run's test split (one image = 100 / n points)."""
-    d = load_data(run_dir)
-    return d.size("test")
+    return load_data(run_dir).size("test")
+
+
+def val_size(run_dir) -> int:
+    """Images in a run's validation split: the tolerance of a claim about validation accuracy."""
+    return load_data(run_dir).size("val")
