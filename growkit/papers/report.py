@@ -191,6 +191,19 @@ def claim_verdict(c: dict, *, seeds, floor: float) -> stats.Verdict | None:
     return None
 
 
+def _evidence(c: dict, v, seeds) -> dict:
+    """What a verdict was computed from, kept beside it in paper_vs_kit's records so that a test can recompute
+    it with a separate implementation and trace every value to a run (``figures/records``)."""
+    if "groups" in c:
+        return {"kind": "groups", "arms": c["groups"], "target": c["target"], "higher": c.get("higher", True),
+                "seeds": seeds}
+    if "order" in c:
+        return {"kind": "order", "arms": c["order"], "decreasing": c.get("decreasing", True), "seeds": seeds}
+    if "same" in c:
+        return {"kind": "same", "arms": c["same"], "margin": v.margin, "seeds": seeds}
+    return {"kind": "verdict" if v is not None else "count", "seeds": seeds}
+
+
 def judge(figures_dir, name: str, claims: list[dict], *, n_test: int, seeds) -> str:
     """Compute each claim's verdict (:mod:`growkit.papers.stats`), record it for paper_vs_kit.md, and return
     the caption note.
@@ -212,6 +225,7 @@ def judge(figures_dir, name: str, claims: list[dict], *, n_test: int, seeds) -> 
     for c in claims:
         floor = noise_points(n_test) if c.get("unit", "points") == "points" else 1.0
         v = claim_verdict(c, seeds=seeds, floor=floor)
+        evidence = _evidence(c, v, seeds)
         if v is not None:
             line, kit, head = v.text, v.kit, v.head
         else:
@@ -221,7 +235,7 @@ def judge(figures_dir, name: str, claims: list[dict], *, n_test: int, seeds) -> 
             kit = c["kit"]
             line = f"{head}: {c['claim']} ({kit})."
         lines.append(line)
-        rows.append({"quantity": c["claim"], "paper": c["paper"], "kit": kit, "verdict": head})
+        rows.append({"quantity": c["claim"], "paper": c["paper"], "kit": kit, "verdict": head, "evidence": evidence})
     record_paper_vs_kit(figures_dir, name, rows)
     return " ".join(lines + [stats.method_note(seeds)])
 
