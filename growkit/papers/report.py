@@ -19,12 +19,23 @@ from . import stats
 PAPER_DATASETS = {"cifar10", "cifar100", "svhn", "mnist", "fashionmnist", "imagenet"}
 
 
-def caption(title: str, *, dataset: str | list[str], profile: str, note: str = "", width_scale=None) -> str:
-    """``width_scale``: a factor, or {model family: factor}, of the nets' stage widths against the paper's
-    (named in the caption wherever it is not 1)."""
+def stamp() -> str:
+    """The growkit commit that makes a figure (12 hex digits, "-dirty" with uncommitted changes)."""
+    from ..engine.records import git_commit
+    sha = git_commit()
+    return sha if sha == "unknown" else sha[:12] + ("-dirty" if sha.endswith("-dirty") else "")
+
+
+def caption(title: str, *, dataset: str | list[str], profile: str, note: str = "", width_scale=None,
+            seeds=None) -> str:
+    """The caption of a figure or table, stamped with the dataset, profile, seeds (``seeds``: the seeds
+    behind it), growkit commit and date. ``width_scale``: a factor, or {model family: factor}, of the nets'
+    stage widths against the paper's (named in the caption wherever it is not 1)."""
     names = [dataset] if isinstance(dataset, str) else list(dataset)
     today = dt.date.today().isoformat()
-    text = f"{title}. Dataset: {', '.join(names)}; profile: {profile}; {today}."
+    seeds = [seeds] if isinstance(seeds, int) else seeds
+    which = f"; seeds: {', '.join(map(str, seeds))}" if seeds else ""
+    text = f"{title}. Dataset: {', '.join(names)}; profile: {profile}{which}; growkit {stamp()}; {today}."
     if any(n not in PAPER_DATASETS for n in names):
         text += " Digits (8x8 scans, CPU scale): a check of the procedure, not the paper's CIFAR/ImageNet numbers."
     elif profile in ("cpu", "smoke"):
@@ -70,8 +81,9 @@ def save_figure(fig, name: str, caption_text: str, figures_dir) -> list[Path]:
     # below the axes, outside the figure box: the tight bounding box takes it in without moving any axes
     fig.text(0.01, -0.01, wrapped, fontsize=7, va="top", ha="left", color="0.25")
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    fig.savefig(paths[0], dpi=130, bbox_inches="tight", metadata={"Description": caption_text})
-    fig.savefig(paths[1], bbox_inches="tight", metadata={"Subject": caption_text})
+    made = f"growkit {stamp()}"
+    fig.savefig(paths[0], dpi=130, bbox_inches="tight", metadata={"Description": caption_text, "Software": made})
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"Subject": caption_text, "Creator": made})
     return paths
 
 

@@ -146,3 +146,20 @@ def test_shared_runs_note_names_the_rows_that_rest_on_the_same_runs():
     assert R.shared_runs_note({"a": ["x", "y"], "b": ["z"]}) == ""  # nothing shared: nothing said
     three = R.shared_runs_note({"a": ["x"], "b": ["x"], "c": ["x"]}, what="runs")
     assert "a, b and c share 1 of them" in three and three.startswith("Shared runs (")
+
+
+def test_captions_and_figure_metadata_carry_commit_profile_seeds_and_date(tmp_path, monkeypatch):
+    import datetime
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from growkit.engine import records
+    monkeypatch.setattr(records, "git_commit", lambda: "0123456789abcdef0123-dirty")
+    cap = R.caption("T", dataset="digits", profile="cpu", seeds=[0, 1, 2])
+    assert "profile: cpu; seeds: 0, 1, 2; growkit 0123456789ab-dirty; " + datetime.date.today().isoformat() in cap
+    fig, _ = plt.subplots()
+    png, pdf = R.save_figure(fig, "f", cap, tmp_path)
+    from PIL import Image
+    with Image.open(png) as im:
+        assert im.info["Software"] == "growkit 0123456789ab-dirty" and "seeds: 0, 1, 2" in im.info["Description"]
+    assert b"growkit 0123456789ab-dirty" in pdf.read_bytes()
