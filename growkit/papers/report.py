@@ -14,6 +14,7 @@ import datetime as dt
 import statistics
 from pathlib import Path
 
+from ..errors import GrowkitError
 from . import stats
 
 PAPER_DATASETS = {"cifar10", "cifar100", "svhn", "mnist", "fashionmnist", "imagenet"}
@@ -216,7 +217,7 @@ def _evidence(c: dict, v, seeds) -> dict:
     return {"kind": "verdict" if v is not None else "count", "seeds": seeds}
 
 
-def judge(figures_dir, name: str, claims: list[dict], *, n_test: int, seeds) -> str:
+def judge(figures_dir, name: str, claims: list[dict], *, seeds, n_test: int | None = None) -> str:
     """Compute each claim's verdict (:mod:`growkit.papers.stats`), record it for paper_vs_kit.md, and return
     the caption note.
 
@@ -235,7 +236,12 @@ def judge(figures_dir, name: str, claims: list[dict], *, n_test: int, seeds) -> 
     lines, rows = [], []
     seeds = list(seeds)
     for c in claims:
-        floor = noise_points(n_test) if c.get("unit", "points") == "points" else 1.0
+        if c.get("unit", "points") == "points":
+            if n_test is None and "same" in c:
+                raise GrowkitError(f"judge: the claim {c['claim']!r} needs n_test (its margin is two test images)")
+            floor = noise_points(n_test) if n_test else 0.0
+        else:
+            floor = 1.0
         v = claim_verdict(c, seeds=seeds, floor=floor)
         evidence = _evidence(c, v, seeds)
         if v is not None:

@@ -16,8 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _traced(value, rows) -> bool:
-    cols = ("test_acc", "val_acc", "params", "flops", "depth")
-    return any(r[c] != "" and float(r[c]) == float(value) for r in rows for c in cols)
+    return any(r[c] != "" and float(r[c]) == float(value) for r in rows for c in records.VALUES)
 
 
 def check(figures_dir) -> tuple[int, list[str]]:

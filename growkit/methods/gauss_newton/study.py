@@ -53,7 +53,8 @@ from ...runs.records import load_data, load_model
 from . import estimate as gn
 from .method import GaussNewtonConfig
 from .summaries import (BASELINES, bottleneck_ratio, fit_summary, pearson, prune_bias,  # noqa: F401
-                        quality_summary, spearman, stronger, table_verdicts, verdicts, weighted_wins)
+                        quality_summary, spearman, stronger, table_claims, table_verdicts, verdict_claims,
+                        verdicts, weighted_wins)
 
 
 def _mean_loss(model, batches) -> float:
