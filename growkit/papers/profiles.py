@@ -157,7 +157,7 @@ PROFILES: dict[str, dict[str, dict]] = {
     },
     "gauss_newton_02_search": {
         "smoke": dict(seeds=[0], nets=[["VGG19", 4]], lambdas={"VGG19": [0.0001]}, phases=2, phase_epochs=1,
-                      scratch_epochs=1),
+                      scratch_epochs=1, baseline_cap=1),
         "cpu": {},
         "paper": dict(datasets=["cifar10", "cifar100"], device="cuda", seeds=[0],
                       lambdas={"VGG19": [3e-7, 6e-7, 1e-6], "MobileNetV1": [3e-8, 3e-7, 6e-7, 1e-6]},
