@@ -26,14 +26,15 @@ def converged(runs_dir, name: str, *, start: int, cap: int, **settings) -> dict:
     The rule: complete runs of ``start``, 2 x ``start``, 4 x ``start`` ... epochs (each with the config's
     whole learning-rate schedule, so every one ends fully decayed; runs ``{name}-e{epochs}``) until doubling
     gains at most one validation image, or the next budget would pass ``cap``. Returned: the last (longest)
-    run's result with ``converged_epochs`` (its epochs), ``plateaued`` (False: stopped by the cap) and
+    run's result with ``converged_epochs`` (its epochs), ``plateaued`` (False: stopped by the cap; None: the
+    cap allowed no doubling, a fixed budget) and
     ``budgets`` ([epochs, val_acc] of every run). ``settings``: TrainConfig fields. The budgets are ``train``
     runs through the run cache, so a notebook re-executed reuses them."""
     if not 0 < start <= cap:
         raise GrowkitError(f"converged baseline: need 0 < start <= cap, got start={start}, cap={cap}")
     epochs, res = start, train(runs_dir, f"{name}-e{start}", **{**settings, "epochs": start})
     one_image = 100.0 / load_data(Path(runs_dir) / f"{name}-e{start}").size("val")
-    budgets, plateaued = [[epochs, res["val_acc"]]], False
+    budgets, plateaued = [[epochs, res["val_acc"]]], (False if 2 * start <= cap else None)  # None: no doubling
     while 2 * epochs <= cap:
         nxt = train(runs_dir, f"{name}-e{2 * epochs}", **{**settings, "epochs": 2 * epochs})
         budgets.append([2 * epochs, nxt["val_acc"]])

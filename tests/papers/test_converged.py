@@ -43,3 +43,9 @@ def test_bad_budgets_are_refused(monkeypatch):
     _fake(monkeypatch, {})
     with pytest.raises(GrowkitError):
         study.converged("R", "b", start=10, cap=5)
+
+
+def test_a_cap_equal_to_the_start_is_a_fixed_budget(monkeypatch):
+    calls = _fake(monkeypatch, {200: 93.0})
+    r = study.converged("R", "b", start=200, cap=200)
+    assert [c[1] for c in calls] == [200] and r["converged_epochs"] == 200 and r["plateaued"] is None

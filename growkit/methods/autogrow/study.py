@@ -121,7 +121,7 @@ def seeded_row(results: list[dict], bases: list[dict] | None = None, **extra) ->
             row[f"scratch {kind} %"] = pm([b[kind]["test_acc"] for b in bases])
             eps = [b[kind]["epochs"] for b in bases]
             row[f"{kind} epochs"] = ", ".join(map(str, sorted(set(eps)))) + (
-                " (cap)" if kind == "converged" and not all(b[kind].get("plateaued", True) for b in bases) else "")
+                " (cap)" if kind == "converged" and any(b[kind].get("plateaued") is False for b in bases) else "")
         best = stronger(bases)
         row["judged against"] = best
         row["_best"] = [b[best]["test_acc"] for b in bases]

@@ -263,7 +263,7 @@ def baselines_by_net(found: dict) -> dict:
     for key, per_seed in found.items():
         seeds = sorted(per_seed)
         conv_epochs = sorted({per_seed[s]["converged"]["converged_epochs"] for s in seeds})
-        capped = [s for s in seeds if not per_seed[s]["converged"]["plateaued"]]
+        capped = [s for s in seeds if per_seed[s]["converged"]["plateaued"] is False]
         out[key] = {"params": per_seed[seeds[0]]["matched"]["params"],
                     "matched": {"test": {s: per_seed[s]["matched"]["test_acc"] for s in seeds},
                                 "epochs": per_seed[seeds[0]]["matched"]["epochs"]},
