@@ -26,6 +26,7 @@ from pathlib import Path
 from ..engine.records import atomic_write
 from ..errors import GrowkitError
 from .profiles import PROFILES, profile_parameters
+from .records import write_records
 
 
 def repo_root() -> Path:
@@ -114,7 +115,10 @@ def run_figures(profile: str = "cpu", only: str | None = None, jobs: int = 1, ou
         params = profile_parameters(nb.stem, profile) if nb.stem in PROFILES else {}
         params.update(profile=profile, runs_dir=str(runs_root / nb.stem), figures_dir=str(figures_dir))
         print(f"  start  {nb.stem}", flush=True)
-        return run_notebook(nb, params, runs_root / "executed" / nb.name, timeout)
+        r = run_notebook(nb, params, runs_root / "executed" / nb.name, timeout)
+        if r["status"] == "ok":
+            write_records(runs_root / nb.stem, figures_dir, nb.stem)
+        return r
 
     results, t0 = [], time.perf_counter()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
