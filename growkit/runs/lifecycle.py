@@ -38,6 +38,8 @@ def _build(rc: dict, out: Path | None, callbacks=(), data=None, objective=None) 
     method = registry.get(rc.get("command"))
     cfg = TrainConfig.from_dict(rc["train"]).validate().resolved()
     grower, phases, cfg = method.build(cfg, method.options(rc))
+    if grower is not None and rc.get("stopped"):  # a stop recorded before its epoch's checkpoint: ask again
+        grower.request_stop(rc["stopped"].get("by", "request"))
     return Trainer(cfg, out, phases=phases, grower=grower, run_config=rc, callbacks=callbacks, data=data,
                    objective=objective)
 
