@@ -155,8 +155,8 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         out = getattr(args, "out", None) or getattr(args, "dir", None)
         return args.func(args)
-    except GrowkitError as e:
-        print(f"growkit: error: {e}", file=sys.stderr)
+    except GrowkitError as e:  # (missing data: the command line's advice, --download)
+        print(f"growkit: error: {getattr(e, 'cli', None) or e}", file=sys.stderr)
         return 2
     except NonFiniteLoss as e:
         print(f"growkit: stopped: {e}; {_left(e, out, resume=False)} (the lr may be too high)", file=sys.stderr)
