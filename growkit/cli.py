@@ -116,7 +116,7 @@ def cmd_datasets(a) -> int:
 def cmd_figures(a) -> int:
     from .papers.figures import run_figures
     return run_figures(profile=a.profile, only=a.only, jobs=a.jobs, out_dir=a.figures_dir, timeout=a.timeout,
-                       runs_dir=a.runs_dir)
+                       runs_dir=a.runs_dir, repo=a.repo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,8 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("figures", help="regenerate the papers' figures and tables by running the notebooks")
     f.add_argument("--profile", default="cpu", help="smoke, cpu or paper")
     f.add_argument("--only", help="run only notebooks whose name contains this (comma-separated)")
-    f.add_argument("--jobs", type=int, default=1, help="notebooks run in parallel")
-    f.add_argument("--figures-dir", default=None, help="where figures and tables go (default: ./figures)")
+    f.add_argument("--jobs", type=int, default=None,
+                   help="notebooks run in parallel, one thread each (default: one per core, at most 4)")
+    f.add_argument("--figures-dir", default=None, help="where figures and tables go (default: figures/ for the "
+                                                       "cpu profile, the committed set; else runs/PROFILE/figures/)")
+    f.add_argument("--repo", default=None, help="the growkit checkout to work on (default: the one holding the "
+                                                "working directory)")
     f.add_argument("--timeout", type=int, default=None, help="seconds per notebook cell (default: none)")
     f.add_argument("--runs-dir", default=None, help="where runs and executed notebooks go (default: ./runs)")
     f.set_defaults(func=cmd_figures)

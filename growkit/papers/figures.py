@@ -6,11 +6,14 @@
 * ``paper``: the papers' datasets, nets and epochs, for a user's GPU machine
   (see :mod:`growkit.papers.profiles`).
 
-Executed copies go to ``runs/<profile>/executed/`` (git-ignored), runs to
-``runs/<profile>/<notebook>/``, figures and tables to ``figures/`` (or
-``--figures-dir``). A failing notebook does not stop the others; the command
-ends with a summary (the failing cell of each failure) and exits 1 if
-anything failed.
+It works on the growkit checkout you stand in (found from the working
+directory upward) or the one ``--repo`` names, never on the checkout an
+installed growkit came from. Executed copies go to ``runs/<profile>/executed/``
+(git-ignored), runs to ``runs/<profile>/<notebook>/``; figures and tables of the
+``cpu`` profile (the committed set) to ``figures/``, of every other profile to
+``runs/<profile>/figures/`` (or ``--figures-dir``). A failing notebook does not
+stop the others; the command ends with a summary (the failing cell of each
+failure) and exits 1 if anything failed.
 """
 from __future__ import annotations
 
@@ -25,18 +28,49 @@ from pathlib import Path
 
 from ..engine.records import atomic_write
 from ..errors import GrowkitError
-from .profiles import PROFILES, profile_parameters
+from .profiles import HEADLESS, PROFILES, profile_parameters
 
 
-def repo_root() -> Path:
-    for cand in (Path(__file__).resolve().parents[2], Path.cwd()):  # the checkout holding growkit/
-        if (cand / "notebooks").is_dir():
-            return cand
-    raise GrowkitError("notebooks/ not found: run `growkit figures` from a growkit checkout")
+def repo_root(repo: str | Path | None = None) -> Path:
+    """The checkout ``growkit figures`` works on: ``repo`` (``--repo``) if given, else the growkit checkout
+    holding the working directory. Never the checkout the imported package lives in: with growkit installed
+    from one clone, a command run in another must execute and write that other clone's notebooks."""
+    from ..data.catalog import find_checkout
+    if repo is not None:
+        root = Path(repo).expanduser().resolve()
+        if not (root / "notebooks").is_dir():
+            raise GrowkitError(f"--repo {repo}: no notebooks/ folder there; name a growkit checkout")
+        return root
+    root = find_checkout()
+    if root is None:
+        raise GrowkitError(f"no growkit checkout (growkit/ and notebooks/) at or above {Path.cwd()}: run "
+                           "`growkit figures` inside a clone, or name one with --repo DIR")
+    return root
 
 
-def list_notebooks(only: str | None = None, notebooks_dir: Path | None = None) -> list[Path]:
-    nbs = sorted(Path(notebooks_dir or repo_root() / "notebooks").glob("*.ipynb"))
+def output_dirs(profile: str, root: Path, out_dir: str | None = None, runs_dir: str | None = None
+                ) -> tuple[Path, Path]:
+    """(figures folder, runs folder of the profile). Only the cpu profile, whose outputs are the committed
+    set, writes into the checkout's ``figures/``; every other profile into ``runs/<profile>/figures/``."""
+    runs_root = (Path(runs_dir).resolve() if runs_dir else root / "runs") / profile
+    if out_dir:
+        return Path(out_dir).resolve(), runs_root
+    return (root / "figures" if profile == "cpu" else runs_root / "figures"), runs_root
+
+
+def default_jobs() -> int:
+    """Notebooks run at a time when ``--jobs`` is not given: one per core this process may use (each gets one
+    thread), at most 4 (every kernel holds its own copy of torch and the data, about 0.5-1 GB)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+def list_notebooks(only: str | None = None, notebooks_dir: Path | None = None, repo: str | Path | None = None
+                   ) -> list[Path]:
+    nbs = sorted(Path(notebooks_dir or repo_root(repo) / "notebooks").glob("*.ipynb"))
     if only:
         keys = [k.strip() for k in only.split(",") if k.strip()]
         nbs = [nb for nb in nbs if any(k in nb.stem for k in keys)]
@@ -88,10 +122,12 @@ def run_notebook(nb: Path, params: dict, executed: Path, timeout: int | None = N
     return status
 
 
-def run_figures(profile: str = "cpu", only: str | None = None, jobs: int = 1, out_dir: str | None = None,
-                timeout: int | None = None, runs_dir: str | None = None, notebooks_dir: str | None = None) -> int:
+def run_figures(profile: str = "cpu", only: str | None = None, jobs: int | None = None, out_dir: str | None = None,
+                timeout: int | None = None, runs_dir: str | None = None, notebooks_dir: str | None = None,
+                repo: str | None = None) -> int:
     if profile not in ("smoke", "cpu", "paper"):
         raise GrowkitError(f"profile must be smoke, cpu or paper, got {profile!r}")
+    jobs = default_jobs() if jobs is None else jobs
     if jobs < 1:
         raise GrowkitError(f"--jobs must be >= 1, got {jobs}")
     if timeout is not None and not 0 < timeout <= 10 ** 7:
@@ -101,9 +137,9 @@ def run_figures(profile: str = "cpu", only: str | None = None, jobs: int = 1, ou
     for flag, path in (("--figures-dir", out_dir), ("--runs-dir", runs_dir)):
         if path is not None:
             check_output_path(path, flag)  # under a file, /proc, /sys, unwritable: one line, nothing made
-    figures_dir = Path(out_dir).resolve() if out_dir else repo_root() / "figures"
-    runs_root = (Path(runs_dir).resolve() if runs_dir else repo_root() / "runs") / profile
-    nbs = list_notebooks(only, notebooks_dir)
+    root = repo_root(repo) if notebooks_dir is None or not (out_dir and runs_dir) else None
+    figures_dir, runs_root = output_dirs(profile, root, out_dir, runs_dir)
+    nbs = list_notebooks(only, notebooks_dir, repo)
     (runs_root / "executed").mkdir(parents=True, exist_ok=True)
     if jobs > 1:  # share the cores instead of oversubscribing them
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
@@ -112,6 +148,7 @@ def run_figures(profile: str = "cpu", only: str | None = None, jobs: int = 1, ou
 
     def one(nb: Path) -> dict:
         params = profile_parameters(nb.stem, profile) if nb.stem in PROFILES else {}
+        params.update(HEADLESS.get(nb.stem, {}))
         params.update(profile=profile, runs_dir=str(runs_root / nb.stem), figures_dir=str(figures_dir))
         print(f"  start  {nb.stem}", flush=True)
         return run_notebook(nb, params, runs_root / "executed" / nb.name, timeout)

@@ -47,7 +47,9 @@ def test_every_notebook_has_all_three_profiles_naming_real_parameters(path):
     assert set(prof) == {"smoke", "cpu", "paper"}
     for p in prof.values():
         assert set(p) <= names, set(p) - names
-    assert set(prof["cpu"]) <= {"live"}  # the cpu profile is the notebook's own defaults
+    assert prof["cpu"] == {}  # the cpu profile is the notebook's own defaults
+    from growkit.papers.profiles import HEADLESS
+    assert set(HEADLESS.get(path.stem, {})) <= names
 
 
 # What each notebook must write under the smoke profile: figure/table names -> expected table rows.
