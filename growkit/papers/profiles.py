@@ -249,7 +249,7 @@ def notebook_settings(notebook: str, namespace: dict, *, quiet: bool = False) ->
     if namespace.get("figures_dir") is None:
         updates["figures_dir"] = str(base / "runs" / profile / "figures")
     if not quiet:
-        shown = {k: v for k, v in updates.items() if k in settings}
+        shown = {k: v for k, v in settings.items() if k not in kept}  # in effect (set here or injected)
         print(f"profile {profile}" + (f": {', '.join(f'{k}={v!r}' for k, v in shown.items())}" if shown else "")
               + (f"; kept as set: {', '.join(f'{k}={namespace[k]!r}' for k in kept)}" if kept else "")
               + f"\nruns -> {updates.get('runs_dir', namespace.get('runs_dir'))}, "

@@ -85,6 +85,22 @@ def test_a_stop_whose_epoch_never_reached_a_checkpoint_survives_a_resume(tmp_pat
     assert [r["phase"] for r in _rows(d)] == ["grow", "grow", "finetune"]
 
 
+def test_an_interrupted_run_resumed_through_the_cache_gets_the_callbacks_and_the_stop_hook(tmp_path):
+    """Run All after an interrupted run resumes it: the live view's callback sees the resumed epochs and its stop
+    button reaches the resumed run's grower."""
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, callbacks=[CrashAt(2)])  # epoch 1 is checkpointed, epoch 2 is not
+    seen = []
+
+    class Rows(Callback):
+        def on_epoch(self, trainer, row):
+            seen.append(row["epoch"])
+
+    r = _run(tmp_path, callbacks=[Rows()], grower_hook=lambda g: g.request_stop("stop button"))
+    assert seen == [2, 3]  # epoch 2 again (its decision sees the stop), then one fine-tuning epoch
+    assert r["stopped"] == {"by": "stop button", "epoch": 2} and r["grow_epochs"] == 2
+
+
 def test_the_live_view_shows_a_reused_run_as_finished(tmp_path):
     """Restart & Run All after a finished run: the cache returns it, nothing trains, and the view says so
     (no "waiting to start", no stop button to press, its curves drawn from metrics.jsonl)."""
