@@ -70,6 +70,15 @@ class LiveGrowthView(Callback):
         self.grower = grower
         self.stop_button.disabled = False
 
+    def on_fit_start(self, trainer) -> None:
+        """A resumed run: draw the epochs it had before the interruption (the run directory's recorder has just
+        cut its metrics to the checkpoint) and the growth events among them."""
+        if trainer.loop.epoch > 0 and trainer.out is not None and (trainer.out / "metrics.jsonl").exists():
+            from ..engine.records import read_metrics
+            self.rows = read_metrics(trainer.out)[:trainer.loop.epoch]
+            self.growth = [e["epoch"] for e in trainer.loop.events]
+            self.plot.value = self._render()
+
     def _on_stop(self, _button) -> None:
         if self.grower is not None:
             self.grower.request_stop("stop button")

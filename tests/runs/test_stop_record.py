@@ -101,6 +101,17 @@ def test_an_interrupted_run_resumed_through_the_cache_gets_the_callbacks_and_the
     assert r["stopped"] == {"by": "stop button", "epoch": 2} and r["grow_epochs"] == 2
 
 
+def test_the_live_view_of_a_resumed_run_draws_its_earlier_epochs(tmp_path):
+    pytest.importorskip("ipywidgets")
+    from growkit.viz.widgets import LiveGrowthView
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, callbacks=[CrashAt(3)])  # epochs 1-2 checkpointed, each with a growth
+    view = LiveGrowthView(n_stages=3)
+    r = view.run(lambda cb, hook: _run(tmp_path, callbacks=[cb], grower_hook=hook), run_dir=tmp_path / "g")
+    assert [row["epoch"] for row in view.rows] == [1, 2, 3, 4, 5] and view.growth == [1, 2, 3, 4]
+    assert "done" in view.status.value and "reused" not in view.status.value and r["stopped"] is None
+
+
 def test_the_live_view_shows_a_reused_run_as_finished(tmp_path):
     """Restart & Run All after a finished run: the cache returns it, nothing trains, and the view says so
     (no "waiting to start", no stop button to press, its curves drawn from metrics.jsonl)."""
