@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--repo", default=None, help="the growkit checkout to work on (default: the one holding the "
                                                 "working directory)")
     f.add_argument("--timeout", type=int, default=None, help="seconds per notebook cell (default: none)")
-    f.add_argument("--runs-dir", default=None, help="where runs and executed notebooks go (default: runs/ of the checkout)")
+    f.add_argument("--runs-dir", default=None,
+                   help="where runs and executed notebooks go (default: runs/ of the checkout)")
     f.set_defaults(func=cmd_figures)
 
     sub.add_parser("models", help="list registered models").set_defaults(func=cmd_models)
