@@ -116,7 +116,7 @@ def cmd_datasets(a) -> int:
 def cmd_figures(a) -> int:
     from .papers.figures import run_figures
     return run_figures(profile=a.profile, only=a.only, jobs=a.jobs, out_dir=a.figures_dir, timeout=a.timeout,
-                       runs_dir=a.runs_dir)
+                       runs_dir=a.runs_dir, repo=a.repo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,10 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("figures", help="regenerate the papers' figures and tables by running the notebooks")
     f.add_argument("--profile", default="cpu", help="smoke, cpu or paper")
     f.add_argument("--only", help="run only notebooks whose name contains this (comma-separated)")
-    f.add_argument("--jobs", type=int, default=1, help="notebooks run in parallel")
-    f.add_argument("--figures-dir", default=None, help="where figures and tables go (default: ./figures)")
+    f.add_argument("--jobs", type=int, default=None,
+                   help="notebooks run in parallel, one thread each (default: one per core, at most 4)")
+    f.add_argument("--figures-dir", default=None, help="where figures and tables go (default: figures/ for the "
+                                                       "cpu profile, the committed set; else runs/PROFILE/figures/)")
+    f.add_argument("--repo", default=None, help="the growkit checkout to work on (default: the one holding the "
+                                                "working directory)")
     f.add_argument("--timeout", type=int, default=None, help="seconds per notebook cell (default: none)")
-    f.add_argument("--runs-dir", default=None, help="where runs and executed notebooks go (default: ./runs)")
+    f.add_argument("--runs-dir", default=None,
+                   help="where runs and executed notebooks go (default: runs/ of the checkout)")
     f.set_defaults(func=cmd_figures)
 
     sub.add_parser("models", help="list registered models").set_defaults(func=cmd_models)
@@ -155,8 +160,8 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         out = getattr(args, "out", None) or getattr(args, "dir", None)
         return args.func(args)
-    except GrowkitError as e:
-        print(f"growkit: error: {e}", file=sys.stderr)
+    except GrowkitError as e:  # (missing data: the command line's advice, --download)
+        print(f"growkit: error: {getattr(e, 'cli', None) or e}", file=sys.stderr)
         return 2
     except NonFiniteLoss as e:
         print(f"growkit: stopped: {e}; {_left(e, out, resume=False)} (the lr may be too high)", file=sys.stderr)

@@ -37,7 +37,7 @@ from . import optim
 from .callbacks import CallbackList, ProgressBar, Recorder
 from .config import TrainConfig
 from .passes import Objective, Passes, derive_seed
-from .records import environment
+from .records import environment, write_json
 from .schedule import Phase
 
 @dataclass
@@ -316,6 +316,8 @@ class Trainer:
                 events.append(self._grow(decision, row))
             limit = phase.epochs if phase.epochs is not None else phase.max_epochs
             done = decision.done or (limit is not None and in_phase >= limit)
+            if done and self.grower.stop_requested and "stopped" not in self.run_config:
+                self._record_stop()
         elif phase.epochs is not None:
             done = in_phase >= phase.epochs
         dt = time.perf_counter() - t0
@@ -329,6 +331,15 @@ class Trainer:
             self._skip_empty_phases()
         return row
 
+    def _record_stop(self) -> None:
+        """Growing ended because someone asked (a stop button, ``request_stop``): the run is no longer the one its
+        config describes, so the stop joins the config (config.json now, the checkpoints from this epoch on).
+        The run cache compares configs: a later request without a stop never gets this run back."""
+        self.run_config["stopped"] = {"by": getattr(self.grower, "stop_by", None) or "request",
+                                      "epoch": self.loop.epoch}
+        if self.out is not None and (self.out / "config.json").exists():
+            write_json(self.out / "config.json", self.run_config)
+
     def result(self) -> dict:
         last = self.loop.last_row or {}
         return {"arch": self.model.arch, "spec": self.model.spec, "epochs": self.loop.epoch,
@@ -338,4 +349,6 @@ class Trainer:
                 "params": self.stats["params"], "flops": self.stats["flops"],
                 "train_flops": self.loop.train_flops, "wall_s": self.loop.wall_s,
                 "phase_wall_s": dict(self.loop.phase_wall_s), "growth_events": list(self.loop.events),
+                "stopped": self.run_config.get("stopped"),  # None, or {"by", "epoch"}: growing was stopped
+                **({"stopped_by": self.run_config["stopped"]["by"]} if self.run_config.get("stopped") else {}),
                 "config": self.run_config, "environment": environment(self.device)}

@@ -6,11 +6,14 @@
 * ``paper``: the papers' datasets, nets and epochs, for a user's GPU machine
   (see :mod:`growkit.papers.profiles`).
 
-Executed copies go to ``runs/<profile>/executed/`` (git-ignored), runs to
-``runs/<profile>/<notebook>/``, figures and tables to ``figures/`` (or
-``--figures-dir``). A failing notebook does not stop the others; the command
-ends with a summary (the failing cell of each failure) and exits 1 if
-anything failed.
+It works on the growkit checkout you stand in (found from the working
+directory upward) or the one ``--repo`` names, never on the checkout an
+installed growkit came from. Executed copies go to ``runs/<profile>/executed/``
+(git-ignored), runs to ``runs/<profile>/<notebook>/``; figures and tables of the
+``cpu`` profile (the committed set) to ``figures/``, of every other profile to
+``runs/<profile>/figures/`` (or ``--figures-dir``). A failing notebook does not
+stop the others; the command ends with a summary (the failing cell of each
+failure) and exits 1 if anything failed.
 """
 from __future__ import annotations
 
@@ -25,19 +28,50 @@ from pathlib import Path
 
 from ..engine.records import atomic_write
 from ..errors import GrowkitError
-from .profiles import PROFILES, profile_parameters
+from .profiles import HEADLESS, PROFILES, profile_parameters
 from .records import write_records
 
 
-def repo_root() -> Path:
-    for cand in (Path(__file__).resolve().parents[2], Path.cwd()):  # the checkout holding growkit/
-        if (cand / "notebooks").is_dir():
-            return cand
-    raise GrowkitError("notebooks/ not found: run `growkit figures` from a growkit checkout")
+def repo_root(repo: str | Path | None = None) -> Path:
+    """The checkout ``growkit figures`` works on: ``repo`` (``--repo``) if given, else the growkit checkout
+    holding the working directory. Never the checkout the imported package lives in: with growkit installed
+    from one clone, a command run in another must execute and write that other clone's notebooks."""
+    from ..data.catalog import find_checkout
+    if repo is not None:
+        root = Path(repo).expanduser().resolve()
+        if not (root / "notebooks").is_dir():
+            raise GrowkitError(f"--repo {repo}: no notebooks/ folder there; name a growkit checkout")
+        return root
+    root = find_checkout()
+    if root is None:
+        raise GrowkitError(f"no growkit checkout (growkit/ and notebooks/) at or above {Path.cwd()}: run "
+                           "`growkit figures` inside a clone, or name one with --repo DIR")
+    return root
 
 
-def list_notebooks(only: str | None = None, notebooks_dir: Path | None = None) -> list[Path]:
-    nbs = sorted(Path(notebooks_dir or repo_root() / "notebooks").glob("*.ipynb"))
+def output_dirs(profile: str, root: Path, out_dir: str | None = None, runs_dir: str | None = None
+                ) -> tuple[Path, Path]:
+    """(figures folder, runs folder of the profile). Only the cpu profile, whose outputs are the committed
+    set, writes into the checkout's ``figures/``; every other profile into ``runs/<profile>/figures/``."""
+    runs_root = (Path(runs_dir).resolve() if runs_dir else root / "runs") / profile
+    if out_dir:
+        return Path(out_dir).resolve(), runs_root
+    return (root / "figures" if profile == "cpu" else runs_root / "figures"), runs_root
+
+
+def default_jobs() -> int:
+    """Notebooks run at a time when ``--jobs`` is not given: one per core this process may use (each gets one
+    thread), at most 4 (every kernel holds its own copy of torch and the data, about 0.5-1 GB)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+def list_notebooks(only: str | None = None, notebooks_dir: Path | None = None, repo: str | Path | None = None
+                   ) -> list[Path]:
+    nbs = sorted(Path(notebooks_dir or repo_root(repo) / "notebooks").glob("*.ipynb"))
     if only:
         keys = [k.strip() for k in only.split(",") if k.strip()]
         nbs = [nb for nb in nbs if any(k in nb.stem for k in keys)]
@@ -89,10 +123,12 @@ def run_notebook(nb: Path, params: dict, executed: Path, timeout: int | None = N
     return status
 
 
-def run_figures(profile: str = "cpu", only: str | None = None, jobs: int = 1, out_dir: str | None = None,
-                timeout: int | None = None, runs_dir: str | None = None, notebooks_dir: str | None = None) -> int:
+def run_figures(profile: str = "cpu", only: str | None = None, jobs: int | None = None, out_dir: str | None = None,
+                timeout: int | None = None, runs_dir: str | None = None, notebooks_dir: str | None = None,
+                repo: str | None = None) -> int:
     if profile not in ("smoke", "cpu", "paper"):
         raise GrowkitError(f"profile must be smoke, cpu or paper, got {profile!r}")
+    jobs = default_jobs() if jobs is None else jobs
     if jobs < 1:
         raise GrowkitError(f"--jobs must be >= 1, got {jobs}")
     if timeout is not None and not 0 < timeout <= 10 ** 7:
@@ -102,9 +138,9 @@ def run_figures(profile: str = "cpu", only: str | None = None, jobs: int = 1, ou
     for flag, path in (("--figures-dir", out_dir), ("--runs-dir", runs_dir)):
         if path is not None:
             check_output_path(path, flag)  # under a file, /proc, /sys, unwritable: one line, nothing made
-    figures_dir = Path(out_dir).resolve() if out_dir else repo_root() / "figures"
-    runs_root = (Path(runs_dir).resolve() if runs_dir else repo_root() / "runs") / profile
-    nbs = list_notebooks(only, notebooks_dir)
+    root = repo_root(repo) if notebooks_dir is None or not (out_dir and runs_dir) else None
+    figures_dir, runs_root = output_dirs(profile, root, out_dir, runs_dir)
+    nbs = list_notebooks(only, notebooks_dir, repo)
     (runs_root / "executed").mkdir(parents=True, exist_ok=True)
     if jobs > 1:  # share the cores instead of oversubscribing them
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
@@ -113,6 +149,7 @@ def run_figures(profile: str = "cpu", only: str | None = None, jobs: int = 1, ou
 
     def one(nb: Path) -> dict:
         params = profile_parameters(nb.stem, profile) if nb.stem in PROFILES else {}
+        params.update(HEADLESS.get(nb.stem, {}))
         params.update(profile=profile, runs_dir=str(runs_root / nb.stem), figures_dir=str(figures_dir))
         print(f"  start  {nb.stem}", flush=True)
         r = run_notebook(nb, params, runs_root / "executed" / nb.name, timeout)
@@ -138,7 +175,7 @@ def run_figures(profile: str = "cpu", only: str | None = None, jobs: int = 1, ou
     readme = figures_dir / "README.md"
     if failed:  # an index of a half-made set would drop entries: the last complete one stays
         print(f"{readme} left as it was ({len(failed)} notebook(s) failed)")
-    elif not write_index(figures_dir) and figures_dir.is_dir():
+    elif not write_index(figures_dir, profile) and figures_dir.is_dir():
         print(f"{readme} left as it is: it is not an index growkit wrote (they start with {INDEX_MARK!r})")
     print(f"\n{len(results) - len(failed)} ok, {len(failed)} failed, {total:.0f} s in all "
           f"(executed notebooks in {runs_root / 'executed'})")
@@ -192,10 +229,11 @@ def index_is_growkits(readme: Path) -> bool:
     return head[0] == INDEX_MARK or (head[:2] == list(_OLD_HEAD[:2]) and head[2].startswith(_OLD_HEAD[2]))
 
 
-def write_index(figures_dir: Path) -> bool:
+def write_index(figures_dir: Path, profile: str = "cpu") -> bool:
     """figures/README.md: the hand-written FINDINGS.md if there is one, then every figure and table with its
     caption, in the paper's order; and figures/paper_vs_kit.md from the tables' records. A README.md that
-    growkit did not write is left as it is (returns False; True when the index was written)."""
+    growkit did not write is left as it is (returns False; True when the index was written). ``profile``: the
+    profile that made the set, named in the header (only cpu's is the committed set)."""
     from .report import read_caption, write_paper_vs_kit
     figures_dir = Path(figures_dir)
     if not figures_dir.is_dir():
@@ -204,8 +242,10 @@ def write_index(figures_dir: Path) -> bool:
         return False
     write_paper_vs_kit(figures_dir, PAPER_ORDER)
     lines = [INDEX_MARK, "# Figures and tables", "",
-             "Regenerated by `growkit figures --profile cpu` (see the top-level README). Each entry is named after "
-             "the paper's figure or table it reproduces; its caption says the dataset, profile and date.", ""]
+             f"Regenerated by `growkit figures --profile {profile}` (see the top-level README)"
+             + ("" if profile == "cpu" else "; not the committed set (that is figures/, made by the cpu profile)")
+             + ". Each entry is named after the paper's figure or table it reproduces; its caption says the "
+             "dataset, profile and date.", ""]
     items = [p for p in figures_dir.glob("*.png")]
     items += [p for p in figures_dir.glob("*.md") if p.name not in ("README.md", "paper_vs_kit.md", FINDINGS)]
     if (figures_dir / "paper_vs_kit.md").exists():

@@ -1,7 +1,10 @@
-"""Parameter profiles of the notebooks, injected by ``growkit figures --profile NAME``.
+"""Parameter profiles of the notebooks: injected by ``growkit figures --profile NAME``, and applied by the
+notebook itself (:func:`notebook_settings`, its first cell after the parameters) when only its ``profile``
+parameter is set, in JupyterLab or through plain papermill, so ``profile = "paper"`` runs the paper's settings.
 
-* ``cpu``: digits on a 2-core CPU. These are the defaults written in each notebook's parameters cell, so
-  the profile only switches off the live widget of the quickstart (headless runs have no front end).
+* ``cpu``: digits on a 2-core CPU. These are the defaults written in each notebook's parameters cell
+  (the profile is empty); ``growkit figures`` also switches off the live widget of the quickstart
+  (:data:`HEADLESS`: a headless run has no front end).
 * ``smoke``: the smallest settings that still walk through every cell (tests).
 * AdeNeL (``adenel_*``): the cpu profile runs LeNet-5, VGG16, ResNet-20 and ResNet-18 on digits with the
   proximal threshold lambda = 0.05 (digits has 9 steps per epoch where CIFAR has 391, see docs/adenel.md); the
@@ -17,11 +20,15 @@ from __future__ import annotations
 _TINY = dict(J=4, finetune=1, max_grow_epochs=3)
 _CIFAR = dict(device="cuda", J=100, finetune=200)
 
+# What ``growkit figures`` sets besides a profile: it executes headless, where a live view's stop button has no
+# front end (a notebook run by plain papermill should set these too).
+HEADLESS: dict[str, dict] = {"00_quickstart": {"live": False}}
+
 PROFILES: dict[str, dict[str, dict]] = {
     "00_quickstart": {
-        "smoke": dict(K=1, live=False, **_TINY),
-        "cpu": dict(live=False),
-        "paper": dict(live=False, dataset="cifar10", device="cuda", J=30, finetune=60),
+        "smoke": dict(K=1, **_TINY),
+        "cpu": {},
+        "paper": dict(dataset="cifar10", device="cuda", J=30, finetune=60),
     },
     "autogrow_01_morphism": {
         "smoke": dict(pairs=[["Basic3ResNet", [1, 1, 1], [2, 2, 1]]], inits=["zero", "adam"], seeds=[0],
@@ -172,3 +179,79 @@ def profile_parameters(notebook: str, profile: str) -> dict:
     if notebook not in PROFILES:
         raise GrowkitError(f"notebook {notebook!r} has no entry in growkit.papers.profiles.PROFILES")
     return dict(PROFILES[notebook][profile])
+
+
+def notebook_defaults(notebook: str) -> dict | None:
+    """The literal defaults of ``notebook``'s parameters cell, read from ``<notebook>.ipynb`` in the working
+    directory (a kernel runs in the notebook's folder) or in ``notebooks/`` of the checkout holding it; None
+    where neither exists."""
+    import ast
+    import json
+    from pathlib import Path
+
+    from ..data.catalog import find_checkout
+    checkout = find_checkout()
+    for path in (Path.cwd() / f"{notebook}.ipynb",
+                 *([checkout / "notebooks" / f"{notebook}.ipynb"] if checkout is not None else [])):
+        if path.is_file():
+            break
+    else:
+        return None
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    cell = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    out = {}
+    for node in ast.parse(src).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            out[node.targets[0].id] = ast.literal_eval(node.value)
+    return out
+
+
+def notebook_settings(notebook: str, namespace: dict, *, quiet: bool = False) -> dict:
+    """What a notebook's first cell applies after its parameters (``globals().update(...)`` of the result):
+
+    * the settings of the profile its ``profile`` parameter names, for every parameter still at the
+      notebook's default (a parameter you changed, or ``growkit figures`` injected, is kept, and said so);
+    * ``runs_dir`` and ``figures_dir`` when they are None: ``runs/<profile>/<notebook>`` and
+      ``runs/<profile>/figures`` of the checkout holding the working directory, never the committed
+      ``figures/`` (only ``growkit figures --profile cpu`` writes there).
+
+    A profile that cannot be applied (unknown, or the notebook's defaults cannot be read to tell what you
+    changed) is refused with a one-line error rather than run under a wrong label."""
+    from pathlib import Path
+
+    from ..data.catalog import find_checkout
+    from ..errors import GrowkitError
+    profile = namespace.get("profile")
+    if profile not in ("smoke", "cpu", "paper"):
+        raise GrowkitError(f"profile must be 'smoke', 'cpu' or 'paper', got {profile!r}")
+    settings = PROFILES.get(notebook, {}).get(profile, {})
+    updates, kept = {}, []
+    if settings:
+        defaults = notebook_defaults(notebook)
+        if defaults is None:
+            raise GrowkitError(f"profile {profile!r}: {notebook}.ipynb is not in the working directory or a "
+                               "growkit checkout's notebooks/, so the parameters you changed cannot be told from "
+                               "its defaults; run it from a checkout, or set profile='cpu' and the parameters "
+                               "by hand")
+        unknown = sorted(set(settings) - set(defaults))
+        if unknown:
+            raise GrowkitError(f"profile {profile!r} of {notebook} sets {', '.join(unknown)}, which the "
+                               "notebook's parameters cell does not have")
+        for k, v in settings.items():
+            if namespace.get(k) == defaults[k]:
+                updates[k] = v
+            elif namespace.get(k) != v:
+                kept.append(k)
+    base = find_checkout() or Path.cwd()
+    if namespace.get("runs_dir") is None:
+        updates["runs_dir"] = str(base / "runs" / profile / notebook)
+    if namespace.get("figures_dir") is None:
+        updates["figures_dir"] = str(base / "runs" / profile / "figures")
+    if not quiet:
+        shown = {k: v for k, v in settings.items() if k not in kept}  # in effect (set here or injected)
+        print(f"profile {profile}" + (f": {', '.join(f'{k}={v!r}' for k, v in shown.items())}" if shown else "")
+              + (f"; kept as set: {', '.join(f'{k}={namespace[k]!r}' for k in kept)}" if kept else "")
+              + f"\nruns -> {updates.get('runs_dir', namespace.get('runs_dir'))}, "
+                f"figures -> {updates.get('figures_dir', namespace.get('figures_dir'))}")
+    return updates

@@ -31,7 +31,15 @@ def test_committed_notebooks_are_clean_and_parameterised(path):
             assert c.outputs == [] and c.execution_count is None, "commit notebooks with outputs stripped"
     src = parameters_cell(nb).source
     assigned = re.findall(r"^([A-Za-z_]\w*)\s*=", src, flags=re.M)
-    assert {"profile", "runs_dir", "figures_dir"} <= set(assigned)
+    assert {"profile", "runs_dir", "figures_dir", "data_root"} <= set(assigned)
+    # run in JupyterLab, a notebook writes runs/<profile>/ of its checkout, never the committed figures/, and
+    # looks for data by the one rule (None): its first cell after the parameters resolves them and its profile
+    defaults = {n: v for n, v in re.findall(r"^(runs_dir|figures_dir|data_root)\s*=\s*(\S+)", src, flags=re.M)}
+    assert defaults == {"runs_dir": "None", "figures_dir": "None", "data_root": "None"}, defaults
+    following = nb.cells[nb.cells.index(parameters_cell(nb)) + 1]
+    assert f"notebook_settings({path.stem!r}, globals())" in following.source
+    assert any(re.search(r"\bdata_root\b", c.source) for c in nb.cells[nb.cells.index(following) + 1:]
+               if c.cell_type == "code"), "data_root reaches the runs"
     for line in src.splitlines():  # literals only: nothing computed in the parameters cell
         assert not re.search(r"\w\(", line.split("#")[0]), line
     import papermill as pm
@@ -47,7 +55,9 @@ def test_every_notebook_has_all_three_profiles_naming_real_parameters(path):
     assert set(prof) == {"smoke", "cpu", "paper"}
     for p in prof.values():
         assert set(p) <= names, set(p) - names
-    assert set(prof["cpu"]) <= {"live"}  # the cpu profile is the notebook's own defaults
+    assert prof["cpu"] == {}  # the cpu profile is the notebook's own defaults
+    from growkit.papers.profiles import HEADLESS
+    assert set(HEADLESS.get(path.stem, {})) <= names
 
 
 # What each notebook must write under the smoke profile: figure/table names -> expected table rows.
