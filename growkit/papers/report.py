@@ -149,11 +149,27 @@ def noise_note(n_test: int, seeds) -> str:
             f"standard errors (or one image) are within noise.")
 
 
-def verdict(holds: bool | None, claim: str, detail: str = "") -> str:
-    """The computed 'agrees / disagrees with the paper' line of a table or figure."""
-    head = {True: "Agrees with the paper", False: "Disagrees with the paper",
-            None: "Within noise, neither agrees nor disagrees with the paper"}[holds]
+ILLUSTRATIVE = "Illustrative (1 run)"  # the head of a line judged from a single run: no verdict
+
+
+def verdict(holds: bool | None, claim: str, detail: str = "", *, runs: int = 2) -> str:
+    """The computed 'agrees / disagrees with the paper' line of a table or figure; with ``runs`` < 2 (one run
+    behind an arm of the claim) no verdict at all: the line is only illustrative."""
+    if runs < 2:
+        head = ILLUSTRATIVE
+    else:
+        head = {True: "Agrees with the paper", False: "Disagrees with the paper",
+                None: "Within noise, neither agrees nor disagrees with the paper"}[holds]
     return f"{head}: {claim}" + (f" ({detail})." if detail else ".")
+
+
+def _runs(claim: dict, seeds) -> int:
+    """The fewest runs behind any arm of a claim (its groups' values; the seeds for a precomputed one)."""
+    arms = claim.get("groups") or claim.get("order") or claim.get("same")
+    n = len(set(seeds))
+    if arms:
+        n = min([n] + [spread(v)["n"] for v in arms.values()])
+    return n
 
 
 PAPER_VS_KIT = "paper_vs_kit"
@@ -232,7 +248,8 @@ def judge(figures_dir, name: str, claims: list[dict], *, n_test: int, seeds) -> 
     (name -> seeded values) with ``target`` (which should be best; ``higher``; ``unit`` "points" or
     "blocks" sets the noise floor), or ``same`` (two seeded sets that should agree; ``rel``: the relative
     tolerance), or ``order`` (seeded sets that should fall along the dict's order, or rise with
-    ``decreasing=False``), or a precomputed ``holds`` (True / False / None) with ``kit`` (text)."""
+    ``decreasing=False``), or a precomputed ``holds`` (True / False / None) with ``kit`` (text). A claim with
+    a single run behind any of its arms (one seed) gets no verdict: its line is "Illustrative (1 run)"."""
     lines, rows = [], []
     for c in claims:
         floor = noise_points(n_test) if c.get("unit", "points") == "points" else 1.0
@@ -245,7 +262,7 @@ def judge(figures_dir, name: str, claims: list[dict], *, n_test: int, seeds) -> 
             holds, kit = same_claim(a, b, floor, c.get("rel", 0.0), (na, nb))
         else:
             holds, kit = c["holds"], c["kit"]
-        line = verdict(holds, c["claim"], kit)
+        line = verdict(holds, c["claim"], kit, runs=_runs(c, seeds))
         lines.append(line)
         rows.append({"quantity": c["claim"], "paper": c["paper"], "kit": kit, "verdict": line.split(":")[0]})
     record_paper_vs_kit(figures_dir, name, rows)

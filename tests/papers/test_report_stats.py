@@ -52,15 +52,32 @@ def test_monotone_and_same_claims():
 
 def test_judge_writes_verdicts_and_paper_vs_kit(tmp_path):
     note = R.judge(tmp_path, "autogrow_table6_initializers",
-                   [dict(claim="GauInit is best", paper="94.27", target="gau", groups={"gau": [1.0], "zero": [2.0]}),
-                    dict(claim="same depth", paper="126 vs 138", unit="blocks", same={"a": [3.0], "b": [3.5]})],
-                   n_test=360, seeds=[0])
+                   [dict(claim="GauInit is best", paper="94.27", target="gau",
+                         groups={"gau": [1.0, 1.1], "zero": [2.0, 2.1]}),
+                    dict(claim="same depth", paper="126 vs 138", unit="blocks", same={"a": [3.0, 3.0], "b": [3.5, 3.5]})],
+                   n_test=360, seeds=[0, 1])
     assert note.startswith("Disagrees with the paper: GauInit is best") and "Agrees with the paper: same depth" in note
     assert "one test image = 0.28 points" in note
     rec = json.loads((tmp_path / "paper_vs_kit" / "autogrow_table6_initializers.json").read_text())
     assert [r["verdict"] for r in rec["rows"]] == ["Disagrees with the paper", "Agrees with the paper"]
     md = R.write_paper_vs_kit(tmp_path).read_text()
     assert "| GauInit is best | 94.27 |" in md
+
+
+def test_one_run_gives_no_verdict_only_an_illustration(tmp_path):
+    # the same numbers as above, from one seed (a smoke run): neither agreement nor disagreement is shown
+    claims = [dict(claim="GauInit is best", paper="94.27", target="gau", groups={"gau": [1.0], "zero": [2.0]}),
+              dict(claim="same depth", paper="126 vs 138", unit="blocks", same={"a": [3.0], "b": [3.5]}),
+              dict(claim="K falls", paper="-", holds=True, kit="60 > 30")]
+    note = R.judge(tmp_path, "t", claims, n_test=360, seeds=[0])
+    assert "Agrees" not in note and "Disagrees" not in note
+    assert note.count("Illustrative (1 run): ") == 3 and "GauInit is best (gau 1.00; best zero 2.00)." in note
+    rec = json.loads((tmp_path / "paper_vs_kit" / "t.json").read_text())
+    assert [r["verdict"] for r in rec["rows"]] == ["Illustrative (1 run)"] * 3
+    # three seeds, but one arm ran once (a single baseline run): that claim is illustrative too
+    note = R.judge(tmp_path, "t", [dict(claim="c", paper="-", target="gau",
+                                        groups={"gau": [5.0, 5.0, 5.0], "zero": [4.0]})], n_test=360, seeds=[0, 1, 2])
+    assert note.startswith("Illustrative (1 run): c")
 
 
 def test_caption_names_the_width_scale_and_cpu_settings_on_paper_datasets():
