@@ -68,12 +68,46 @@ RENAMED = {"morph": "network-morphism"}  # former command name -> today's (run d
 
 
 def register(method: Method) -> Method:
+    if method.name in _REGISTRY and _REGISTRY[method.name] == method:
+        return method  # the same registration again (a module imported under a second name)
     if method.name in _REGISTRY:
         raise ValueError(f"method name {method.name!r} is already registered")
     if method.name in RENAMED:
         raise ValueError(f"method name {method.name!r} is the former name of {RENAMED[method.name]!r}")
     _REGISTRY[method.name] = method
     return method
+
+
+PLUGINS_ENV = "GROWKIT_METHODS"  # comma-separated modules to import, each registering a method of its own
+ENTRY_POINTS = "growkit.methods"  # the entry-point group an installed package registers its methods under
+
+
+def load_plugins() -> list[str]:
+    """Import the methods that live outside growkit: the modules named in ``$GROWKIT_METHODS`` (importable from
+    the working directory or ``PYTHONPATH``, e.g. ``examples.plateau_grower``) and every entry point of the
+    group ``growkit.methods`` an installed package declares. Each registers itself when imported, as the
+    built-in methods do. Returns the modules imported; a module that fails to import is a one-line error."""
+    import importlib
+    import os
+    import sys
+    from importlib.metadata import entry_points
+    loaded = []
+    if "" not in sys.path and os.getcwd() not in sys.path:  # `growkit` (a console script) lacks the cwd
+        sys.path.append(os.getcwd())
+    names = [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # (ImportError, or an error inside the module)
+            raise GrowkitError(f"${PLUGINS_ENV}: cannot import {name!r}: {type(e).__name__}: {e}") from None
+        loaded.append(name)
+    for ep in entry_points(group=ENTRY_POINTS):
+        try:
+            ep.load()
+        except Exception as e:
+            raise GrowkitError(f"entry point {ep.name!r} ({ep.value}): {type(e).__name__}: {e}") from None
+        loaded.append(ep.value)
+    return loaded
 
 
 def get(name: str) -> Method:
