@@ -42,6 +42,9 @@ def _add_method(sub, method) -> None:
     own = flags.add_flags(p, method.config, "method") if method.config is not None else []
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--overwrite", action="store_true", help="replace the growkit run already in --out")
+    if method.own_loop is None:
+        p.add_argument("--tensorboard", metavar="LOGDIR", default=None,
+                       help="also write TensorBoard scalars there (pip install 'growkit[tensorboard]')")
     p.set_defaults(func=cmd_method, method=method, train_fields=train_fields, own_fields=own)
 
 
@@ -57,14 +60,20 @@ def cmd_method(a) -> int:
         if distributed.is_main():  # under torchrun: rank 0 reports
             m.own_loop.report(r, a.out)
         return 0
-    return _launch(m, TrainConfig(**flags.values(a, "train", a.train_fields)), options, a.out, a.overwrite)
+    return _launch(m, TrainConfig(**flags.values(a, "train", a.train_fields)), options, a.out, a.overwrite,
+                   a.tensorboard)
 
 
-def _launch(m, cfg, options, out, overwrite: bool) -> int:
+def _launch(m, cfg, options, out, overwrite: bool, tensorboard=None) -> int:
     """Run method ``m`` (train config ``cfg``, its ``options``) into ``out`` and report, on rank 0."""
     from .dist import group as distributed
     from .runs import lifecycle
-    r = lifecycle.run(m.name, cfg, options, out, overwrite=overwrite)
+    callbacks = []
+    if tensorboard is not None and distributed.is_main():
+        from .viz.tensorboard import TensorBoard, require
+        require()  # tensorboard missing: a one-line error before anything is written
+        callbacks.append(TensorBoard(tensorboard))
+    r = lifecycle.run(m.name, cfg, options, out, overwrite=overwrite, callbacks=callbacks)
     if not distributed.is_main():  # under torchrun: rank 0 reports
         return 0
     _report(r, out)
