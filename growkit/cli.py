@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="growkit", description="Grow neural networks while they train.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    registry.load_plugins()  # methods outside growkit ($GROWKIT_METHODS, installed entry points)
+    registry.load_plugins()  # methods outside growkit ($GROWKIT_METHODS)
     for name in registry.names():  # every method growkit.methods registered
         _add_method(sub, registry.get(name))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..engine.records import MetricsLog
 from ..errors import GrowkitError
-from .plots import _plt, epoch_axis, log_axis
+from .plots import _plt, epoch_axis, readable
 
 PANELS = (("val_acc", "val accuracy (%)"), ("params", "parameters"),
           ("flops", "FLOPs per image\n(multiply-adds)"))
@@ -67,8 +67,9 @@ def plot_runs(run_dirs, title: str = ""):
                 ax.axvline(r["epoch"], color=colour, lw=0.5, alpha=0.4, zorder=0)
     for ax, (key, name) in zip(axes, PANELS):
         ax.set_ylabel(name)
-        if key != "val_acc" and all(r[key] > 0 for _, rows in runs for r in rows):
-            log_axis(ax, "y")  # growth multiplies sizes: equal steps for equal ratios
+        if key != "val_acc":  # linear (a block adds a fixed amount), labelled 80k, 1.5M
+            from matplotlib.ticker import FuncFormatter
+            ax.yaxis.set_major_formatter(FuncFormatter(readable))
     axes[-1].set_xlabel("epoch")
     epoch_axis(axes[-1])
     axes[0].legend(fontsize=7, loc="lower right")
