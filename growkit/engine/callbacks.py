@@ -116,16 +116,17 @@ class Recorder(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar on stderr per phase, labelled with the run directory's name: its total and ETA (a growing phase without a fixed length counts up
-    to its epoch limit), the architecture and validation accuracy of the epoch just counted. One line per
-    growth event (what grew, the initializer, the validation accuracy before it and after one more epoch)
-    and one when growing stops (and why)."""
+    """A tqdm bar on stderr per phase, labelled with the run directory's name: its total and ETA (a growing
+    phase without a fixed length counts up to its epoch limit), the architecture and validation accuracy of
+    the epoch just counted. One line per growth event (what grew, the initializer, the validation accuracy
+    before it and after one more epoch) and one when growing stops (and why). ``write``: where those lines
+    go (default: above the bar, on stderr)."""
 
     def __init__(self, write=None):
         self.bar = None
         self.phase = None  # index of the phase the bar counts
         self.pending: list[str] = []  # growth lines waiting for the next epoch's accuracy ("{after}")
-        self._write = write  # where lines go (default: above the bar, on stderr)
+        self._write = write
 
     def write(self, line: str) -> None:
         if self._write is not None:

@@ -334,7 +334,8 @@ class Trainer:
 
     def _stopped_by(self, decision, limit, in_phase: int) -> str:
         """Why growing ended: the grower's own reason (``Decision.info["stopped_by"]``), a stop the user
-        requested, the phase's epoch limit ("max_grow_epochs"), or (a grower that says done without a reason) "grower"."""
+        requested, the phase's epoch limit ("max_grow_epochs"), or (a grower that says done without a reason)
+        "grower"."""
         why = decision.info.get("stopped_by")
         if why is not None:
             return str(why)

@@ -163,7 +163,8 @@ def test_figures_progress_lines_are_whole_and_carry_an_eta():
     p.start("a")  # expected: 10 + 20 + c unknown
     assert lines[-1].startswith("  start  a (1/3, expected 10 s); 0 s elapsed, ETA unknown")
     p.done({"notebook": "a", "status": "ok", "cell": None, "error": None, "seconds": 12.0})
-    assert re.match(r"  \[1/3\] ok     a \(12 s\); \d+ s elapsed, ETA 32 s$", lines[-1])  # b: 20 (its last time), c: 12 (the mean so far)
+    # ETA: b's 20 s (its time last run) and c's 12 s (the mean of this run so far)
+    assert re.match(r"  \[1/3\] ok     a \(12 s\); \d+ s elapsed, ETA 32 s$", lines[-1])
     threads = [threading.Thread(target=p.start, args=(n,)) for n in ("b", "c")]
     for t in threads:
         t.start()

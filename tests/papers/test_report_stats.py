@@ -54,7 +54,8 @@ def test_judge_writes_verdicts_and_paper_vs_kit(tmp_path):
     note = R.judge(tmp_path, "autogrow_table6_initializers",
                    [dict(claim="GauInit is best", paper="94.27", target="gau",
                          groups={"gau": [1.0, 1.1], "zero": [2.0, 2.1]}),
-                    dict(claim="same depth", paper="126 vs 138", unit="blocks", same={"a": [3.0, 3.0], "b": [3.5, 3.5]})],
+                    dict(claim="same depth", paper="126 vs 138", unit="blocks",
+                         same={"a": [3.0, 3.0], "b": [3.5, 3.5]})],
                    n_test=360, seeds=[0, 1])
     assert note.startswith("Disagrees with the paper: GauInit is best") and "Agrees with the paper: same depth" in note
     assert "one test image = 0.28 points" in note
