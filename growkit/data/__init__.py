@@ -34,14 +34,13 @@ __all__ = ["DATASETS", "DatasetInfo", "ResidentData", "check_files", "dataset_in
 
 
 def _load_digits(seed: int) -> tuple:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from .split import load_digits_arrays, stratified_split
 
-    d = load_digits()
+    images, target = load_digits_arrays()  # scikit-learn's load_digits(), without importing scikit-learn
     # Pixel values are counts 0..16; scale to the 0..255 range every other dataset uses.
-    x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
-    y = d.target.astype(np.int64)
-    tr, te = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=seed)
+    x = np.rint(images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    y = target.astype(np.int64)
+    tr, te = stratified_split(y, test_size=0.2, seed=seed)
     return (x[tr], y[tr]), (x[te], y[te])
 
 

@@ -120,7 +120,7 @@ def split_indices(labels: np.ndarray, val_fraction: float, fraction: float, seed
     ``val_fraction`` of every class goes to validation; ``fraction`` of what is
     left (again per class) is kept for training (the paper's Table 8).
     """
-    from sklearn.model_selection import train_test_split
+    from .split import stratified_split
 
     if not 0.0 <= val_fraction < 1.0:
         raise GrowkitError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -129,11 +129,12 @@ def split_indices(labels: np.ndarray, val_fraction: float, fraction: float, seed
     idx = np.arange(len(labels))
     try:
         if val_fraction > 0:
-            train, val = train_test_split(idx, test_size=val_fraction, stratify=labels, random_state=seed)
+            train, val = (idx[i] for i in stratified_split(labels, test_size=val_fraction, seed=seed))
         else:
             train, val = idx, idx[:0]
         if fraction < 1.0:
-            train, _ = train_test_split(train, train_size=fraction, stratify=labels[train], random_state=seed)
+            keep, _ = stratified_split(labels[train], train_size=fraction, seed=seed)
+            train = train[keep]
     except ValueError as e:  # too few images for a stratified split (e.g. fewer than one per class)
         raise GrowkitError(f"cannot split {len(labels)} images stratified (val_fraction={val_fraction}, "
                            f"fraction={fraction}): {e}") from None

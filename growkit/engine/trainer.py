@@ -51,6 +51,7 @@ class LoopState:
     events: list = field(default_factory=list)
     best_val_acc: float | None = None
     last_row: dict | None = None
+    stopped_by: str | None = None  # why the growing phase ended (the grower's reason, "request", "max_grow_epochs")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -316,8 +317,10 @@ class Trainer:
                 events.append(self._grow(decision, row))
             limit = phase.epochs if phase.epochs is not None else phase.max_epochs
             done = decision.done or (limit is not None and in_phase >= limit)
-            if done and self.grower.stop_requested and "stopped" not in self.run_config:
-                self._record_stop()
+            if done:
+                self.loop.stopped_by = self._stopped_by(decision, limit, in_phase)
+                if self.grower.stop_requested and "stopped" not in self.run_config:
+                    self._record_stop()
         elif phase.epochs is not None:
             done = in_phase >= phase.epochs
         dt = time.perf_counter() - t0
@@ -340,6 +343,19 @@ class Trainer:
         if self.out is not None and (self.out / "config.json").exists():
             write_json(self.out / "config.json", self.run_config)
 
+    def _stopped_by(self, decision, limit, in_phase: int) -> str:
+        """Why growing ended: a stop the user requested (who asked, e.g. "stop button"), the grower's own
+        reason (``Decision.info["stopped_by"]``), the phase's epoch limit ("max_grow_epochs"), or (a grower that says done without a reason)
+        "grower"."""
+        if getattr(self.grower, "stop_requested", False):
+            return getattr(self.grower, "stop_by", None) or "request"
+        why = decision.info.get("stopped_by")
+        if why is not None:
+            return str(why)
+        if not decision.done and limit is not None and in_phase >= limit:
+            return "max_grow_epochs"
+        return "grower"
+
     def result(self) -> dict:
         last = self.loop.last_row or {}
         return {"arch": self.model.arch, "spec": self.model.spec, "epochs": self.loop.epoch,
@@ -350,5 +366,5 @@ class Trainer:
                 "train_flops": self.loop.train_flops, "wall_s": self.loop.wall_s,
                 "phase_wall_s": dict(self.loop.phase_wall_s), "growth_events": list(self.loop.events),
                 "stopped": self.run_config.get("stopped"),  # None, or {"by", "epoch"}: growing was stopped
-                **({"stopped_by": self.run_config["stopped"]["by"]} if self.run_config.get("stopped") else {}),
-                "config": self.run_config, "environment": environment(self.device)}
+                "config": self.run_config, "environment": environment(self.device),
+                **({"stopped_by": self.loop.stopped_by} if self.grower is not None else {})}

@@ -80,7 +80,7 @@ def list_notebooks(only: str | None = None, notebooks_dir: Path | None = None, r
     return nbs
 
 
-def _ipc_kernel_manager(cwd: Path):
+def _ipc_kernel_manager(cwd: Path, log=None):
     from jupyter_client.manager import AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
@@ -100,27 +100,107 @@ def _ipc_kernel_manager(cwd: Path):
 
         async def start_kernel(self, **kw):
             kw["cwd"] = str(cwd)
+            if log is not None:
+                kw["stdout"] = kw["stderr"] = log
             return await super().start_kernel(**kw)
 
     return IPCKernelManager
 
 
 def run_notebook(nb: Path, params: dict, executed: Path, timeout: int | None = None) -> dict:
+    """Execute ``nb`` into ``executed``; the kernel's own log (stderr: its shutdown messages, warnings) goes to
+    ``<executed>.kernel.log`` beside it, not to the terminal, where it would read as an error of a notebook
+    that succeeded."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     t0 = time.perf_counter()
     status = {"notebook": nb.stem, "status": "ok", "cell": None, "error": None}
+    log = executed.with_suffix(".kernel.log")
     try:
-        pm.execute_notebook(str(nb), str(executed), parameters=params, progress_bar=False,
-                            log_output=False, kernel_name="python3", execution_timeout=timeout,
-                            kernel_manager_class=_ipc_kernel_manager(nb.resolve().parent))
+        with open(log, "wb") as kernel_log:
+            pm.execute_notebook(str(nb), str(executed), parameters=params, progress_bar=False,
+                                log_output=False, kernel_name="python3", execution_timeout=timeout,
+                                kernel_manager_class=_ipc_kernel_manager(nb.resolve().parent, kernel_log))
     except PapermillExecutionError as e:
         status.update(status="failed", cell=e.cell_index, error=f"{e.ename}: {e.evalue}".splitlines()[0][:300])
     except Exception as e:  # kernel died, timeout, unreadable notebook...
         status.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0][:300])
     status["seconds"] = round(time.perf_counter() - t0, 1)
+    if log.exists() and not log.stat().st_size:
+        log.unlink()  # the kernel said nothing
+    elif status["status"] != "ok" and log.exists():
+        status["kernel_log"] = str(log)
     return status
+
+
+class Progress:
+    """Per-notebook lines of ``growkit figures``: whole lines (never two run together, whatever thread writes),
+    each with the elapsed time and an ETA. A notebook's expected time is its time in the profile's previous
+    ``summary.json``, else the mean of those finished in this run; with ``jobs`` at a time the ETA is the
+    expected time left divided by ``jobs``."""
+
+    def __init__(self, notebooks: list[str], jobs: int, previous: dict | None = None, write=None):
+        import threading
+        self.names, self.jobs, self.previous = list(notebooks), jobs, dict(previous or {})
+        self.lock, self.t0 = threading.Lock(), time.perf_counter()
+        self.started: dict[str, float] = {}
+        self.finished: dict[str, float] = {}
+        self._write = write or (lambda line: (sys.stdout.write(line + "\n"), sys.stdout.flush()))
+
+    def expected(self, name: str) -> float | None:
+        if name in self.previous:
+            return float(self.previous[name])
+        return sum(self.finished.values()) / len(self.finished) if self.finished else None
+
+    def eta(self) -> str:
+        now = time.perf_counter()
+        left = 0.0
+        for n in self.names:
+            if n in self.finished:
+                continue
+            e = self.expected(n)
+            if e is None:
+                return "ETA unknown until a notebook finishes"
+            left += max(e - (now - self.started[n]), 0.0) if n in self.started else e
+        return f"ETA {_clock(left / self.jobs)}"
+
+    def start(self, name: str) -> None:
+        with self.lock:
+            self.started[name] = time.perf_counter()
+            e = self.expected(name)
+            guess = f", expected {_clock(e)}" if e is not None else ""
+            self._write(f"  start  {name} ({len(self.started)}/{len(self.names)}{guess}); "
+                        f"{_clock(time.perf_counter() - self.t0)} elapsed, {self.eta()}")
+
+    def done(self, r: dict) -> None:
+        with self.lock:
+            self.finished[r["notebook"]] = r["seconds"]
+            where = f" at cell {r['cell']}: {r['error']}" if r["cell"] is not None else (
+                f": {r['error']}" if r["error"] else "")
+            log = f" (kernel log: {r['kernel_log']})" if r.get("kernel_log") else ""
+            self._write(f"  [{len(self.finished)}/{len(self.names)}] {r['status']:6s} {r['notebook']} "
+                        f"({r['seconds']:.0f} s){where}{log}; {_clock(time.perf_counter() - self.t0)} elapsed"
+                        + (f", {self.eta()}" if len(self.finished) < len(self.names) else ""))
+
+
+def _clock(seconds: float) -> str:
+    """``75`` -> ``1 min 15 s``; ``3725`` -> ``1 h 02 min``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def _previous_times(summary: Path) -> dict:
+    """Seconds per notebook that finished ok in a previous run of the profile (none: {})."""
+    try:
+        return {r["notebook"]: r["seconds"] for r in json.loads(summary.read_text())["notebooks"]
+                if r.get("status") == "ok"}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def run_figures(profile: str = "cpu", only: str | None = None, jobs: int | None = None, out_dir: str | None = None,
@@ -147,26 +227,24 @@ def run_figures(profile: str = "cpu", only: str | None = None, jobs: int | None 
     print(f"growkit figures: {len(nbs)} notebook(s), profile {profile}, {jobs} at a time -> {figures_dir}",
           flush=True)
 
+    progress = Progress([nb.stem for nb in nbs], jobs, _previous_times(runs_root / "summary.json"))
+
     def one(nb: Path) -> dict:
         params = profile_parameters(nb.stem, profile) if nb.stem in PROFILES else {}
         params.update(HEADLESS.get(nb.stem, {}))
         params.update(profile=profile, runs_dir=str(runs_root / nb.stem), figures_dir=str(figures_dir))
-        print(f"  start  {nb.stem}", flush=True)
+        progress.start(nb.stem)
         r = run_notebook(nb, params, runs_root / "executed" / nb.name, timeout)
         if r["status"] == "ok":
             write_records(runs_root / nb.stem, figures_dir, nb.stem)
+        progress.done(r)
         return r
 
     results, t0 = [], time.perf_counter()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(one, nb) for nb in nbs]
-        for done, fut in enumerate(as_completed(futures), 1):
-            r = fut.result()
-            results.append(r)
-            where = f" at cell {r['cell']}: {r['error']}" if r["cell"] is not None else (
-                f": {r['error']}" if r["error"] else "")
-            print(f"  [{done}/{len(nbs)}] {r['status']:6s} {r['notebook']} ({r['seconds']:.0f} s){where}",
-                  flush=True)
+        for fut in as_completed(futures):
+            results.append(fut.result())
     total = round(time.perf_counter() - t0, 1)
     results.sort(key=lambda r: r["notebook"])
     (runs_root / "summary.json").write_text(json.dumps({"profile": profile, "total_seconds": total,
@@ -181,7 +259,8 @@ def run_figures(profile: str = "cpu", only: str | None = None, jobs: int | None 
           f"(executed notebooks in {runs_root / 'executed'})")
     for r in failed:
         print(f"FAILED {r['notebook']}" + (f" (cell {r['cell']})" if r["cell"] is not None else "") +
-              f": {r['error']}", file=sys.stderr)
+              f": {r['error']}" + (f" (kernel log: {r['kernel_log']})" if r.get("kernel_log") else ""),
+              file=sys.stderr)
     return 1 if failed else 0
 
 

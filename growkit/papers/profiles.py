@@ -56,6 +56,11 @@ PROFILES: dict[str, dict[str, dict]] = {
         "cpu": {},
         "paper": dict(Ks=[50, 20, 10, 5, 3, 1], datasets=["cifar10", "cifar100"], seeds=[0], **_CIFAR),
     },
+    "extending_01_your_grower": {
+        "smoke": dict(seeds=[0], grow_epochs=3, finetune=1, K=1, J=2, patience=1, max_growths=1),
+        "cpu": {},
+        "paper": dict(dataset="cifar10", device="cuda", seeds=[0, 1, 2], grow_epochs=100, finetune=100, K=3, J=30),
+    },
     "autogrow_05_initializers": {
         "smoke": dict(inits=["adam", "gau"], seeds=[0], K=1, **_TINY),
         "cpu": {},

@@ -70,6 +70,12 @@ def log_axis(ax, which: str = "x") -> None:
         axis.set_minor_formatter(NullFormatter())
 
 
+def epoch_axis(ax, which: str = "x") -> None:
+    """Epochs are counted: whole-number ticks only (matplotlib would put 2.5 between 2 and 3 on a short run)."""
+    from matplotlib.ticker import MaxNLocator
+    (ax.xaxis if which == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
+
+
 def growth_curves(rows: list[dict], title: str = "", ax_loss=None, ax_acc=None):
     """Loss (log) and accuracy per epoch, growth events as ticks, fine-tuning shaded (Figures 4 and 8)."""
     plt = _plt()
@@ -92,6 +98,7 @@ def growth_curves(rows: list[dict], title: str = "", ax_loss=None, ax_acc=None):
         if fine:
             ax.axvspan(min(fine) - 1, max(fine), color="tab:blue", alpha=0.07, zorder=0)
     ax_acc.set_xlabel("epoch")
+    epoch_axis(ax_acc)  # (shared with the loss panel)
     ax_loss.set_ylabel("cross-entropy")
     ax_acc.set_ylabel("accuracy (%)")
     lo = min(min(r["val_acc"], r["train_acc"]) for r in rows)  # every epoch shown, the first ones included

@@ -105,6 +105,8 @@ class LiveGrowthView(Callback):
 
     def _render(self) -> bytes:
         from matplotlib.figure import Figure
+
+        from .plots import epoch_axis
         fig = Figure(figsize=(5.6, 2.8), dpi=90)
         ax = fig.add_subplot()
         ep = [r["epoch"] for r in self.rows]
@@ -116,6 +118,7 @@ class LiveGrowthView(Callback):
         if fine:
             ax.axvspan(min(fine) - 1, max(fine), color="tab:blue", alpha=0.08)
         ax.set_xlabel("epoch")
+        epoch_axis(ax)
         ax.set_ylabel("accuracy (%)")
         ax.legend(fontsize=7, loc="lower right")
         fig.tight_layout()

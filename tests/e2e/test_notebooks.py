@@ -68,6 +68,7 @@ EXPECTED = {
     "autogrow_03_adaptability": {"autogrow_table4_adaptability.csv": 1, "autogrow_table9_plain_nets.csv": 3},
     "autogrow_04_interval": {"autogrow_table5_interval_K.csv": 2},
     "autogrow_05_initializers": {"autogrow_table6_initializers.csv": 2},
+    "extending_01_your_grower": {"extending_your_grower_vs_autogrow.csv": 2},
     "autogrow_06_seed_depth": {"autogrow_table7_seed_depth.csv": 2},
     "autogrow_07_fraction": {"autogrow_table8_dataset_fraction.csv": 2},
     "autogrow_08_manual_search": {"autogrow_fig5_vs_manual_search.png": None, "autogrow_fig5_vs_manual_search.csv": 3},

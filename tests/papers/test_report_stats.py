@@ -89,6 +89,10 @@ def test_one_seed_gives_no_verdict(tmp_path):
                                    dict(claim="count", paper="p", holds=True, kit="1 of 1")],
                    n_test=360, seeds=[0])
     assert note.count("Illustrative (1 run)") == 2 and "Agrees" not in note
+    # three seeds, but one arm ran once (a single baseline run): that claim is illustrative too
+    note = R.judge(tmp_path, "t", [dict(claim="c", paper="-", target="gau",
+                                        groups={"gau": [5.0, 5.0, 5.0], "zero": [4.0]})], n_test=360, seeds=[0, 1, 2])
+    assert note.startswith("Illustrative (1 run): c")
 
 
 def test_caption_names_the_width_scale_and_cpu_settings_on_paper_datasets():

@@ -45,7 +45,7 @@ def test_a_stopped_run_is_recorded_and_never_returned_for_an_unstopped_request(t
     assert [r["phase"] for r in _rows(tmp_path / "g")] == ["grow", "grow", "finetune"]
 
     again = _run(tmp_path)  # the same config, no stop: trains anew (4 growing epochs + 1 fine-tuning)
-    assert again["stopped"] is None and "stopped_by" not in again
+    assert again["stopped"] is None and again["stopped_by"] == "max_grow_epochs"  # the bound, not a stop
     assert again["grow_epochs"] == 4 and len(again["growth_events"]) == 4
     assert "stopped" not in json.loads((tmp_path / "g" / "config.json").read_text())
     assert [r["phase"] for r in _rows(tmp_path / "g")] == ["grow"] * 4 + ["finetune"]

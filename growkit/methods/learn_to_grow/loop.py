@@ -40,6 +40,8 @@ layer, not the paper's ResNet-18/VGG.
 from __future__ import annotations
 
 import dataclasses
+import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -306,10 +308,11 @@ def learn_stream(cfg: L2GConfig, stream: continual.TaskStream, net: nn.Module, s
     alone with ``save``: it writes each task's checkpoint, the others wait for it (a barrier), and every rank's
     network and records are compared by hash."""
     from ...dist import group as distributed
-    done = 0
+    done, first, t0 = 0, len(state["rows"]), time.perf_counter()
     for t in range(len(state["rows"]), len(stream)):
         if stop_after is not None and done >= stop_after:
             break
+        t_task = time.perf_counter()
         data = stream.tasks[t]
         if isinstance(net, SuperNet):
             rec = learn_task(net, t, data, cfg)
@@ -322,6 +325,10 @@ def learn_stream(cfg: L2GConfig, stream: continual.TaskStream, net: nn.Module, s
         state["rows"].append(evaluate_row(net, stream, t))
         state["records"].append(rec)
         done += 1
+        if distributed.is_main():
+            now = time.perf_counter()
+            print(task_line(t, len(stream), rec, state["rows"][-1], now - t_task,
+                            (now - t0) / (t + 1 - first) * (len(stream) - t - 1)), file=sys.stderr, flush=True)
         if save is not None:
             save(t, net, state)
         if distributed.group() is not None:
@@ -330,13 +337,23 @@ def learn_stream(cfg: L2GConfig, stream: continual.TaskStream, net: nn.Module, s
     return summarize(cfg, stream, net, state)
 
 
+def task_line(t: int, n: int, rec: dict, row: list, took_s: float, eta_s: float) -> str:
+    """One progress line per learned task: what it chose, its parameters, the accuracies so far, an ETA."""
+    seen = [a for a in row if a is not None]
+    choices = ", ".join(rec["choices"]) if rec.get("choices") else "shared net"
+    return (f"task {t + 1}/{n}: {choices}; {rec['params']:,} new params; test acc on it {row[t]:.2f}%, "
+            f"average over tasks so far {sum(seen) / len(seen):.2f}%; {took_s:.1f} s, ETA {eta_s:.0f} s")
+
+
 def summarize(cfg: L2GConfig, stream: continual.TaskStream, net: nn.Module, state: dict) -> dict:
     res = {"method": cfg.method, "deeper": cfg.deeper, "dataset": stream.dataset, "classes": stream.classes,
            "tasks_done": len(state["rows"]), "config": asdict(cfg),
            "params_per_task": [r["params"] for r in state["records"]],
            "choices": [r["choices"] for r in state["records"]],
            "alpha": [r["alpha"] for r in state["records"]],
-           "total_params": numel(net)}
+           "total_params": numel(net),
+           # the network grows task by task: it stops when the stream is learned (or a caller's stop_after)
+           "stopped_by": "all_tasks" if len(state["rows"]) == len(stream) else "stop_after"}
     if len(state["rows"]) == len(stream):
         res.update(continual.summary(state["rows"]))
     else:
