@@ -56,8 +56,11 @@ def test_runs_run_and_resume_dispatch_to_the_own_loop(tmp_path):
     assert runs.resume(tmp_path / "r")["accuracy_matrix"] == res["accuracy_matrix"]
 
 
-@pytest.mark.parametrize("args", [["--tasks", "3"], ["--method", "ewc"], ["--dataset", "nope"],
-                                  ["--depths", "0-1-1"], ["--warmup", "30"], ["--optimizer-kw", '{"foo": 1}']])
+@pytest.mark.parametrize("args", [["--tasks", "3"], ["--method", "si"], ["--dataset", "nope"],
+                                  ["--depths", "0-1-1"], ["--warmup", "30"], ["--optimizer-kw", '{"foo": 1}'],
+                                  ["--stream", "rotated"], ["--val-fraction", "0"], ["--val-fraction", "1"],
+                                  ["--adapter-rank", "-1"], ["--method", "ewc", "--tune-reuse"],
+                                  ["--method", "ewc", "--ewc-lambda", "-1"], ["--model", "ResNet18"]])
 @pytest.mark.slow
 def test_bad_input_exits_2_and_writes_nothing(cli, tmp_path, args):
     out = tmp_path / "run"
