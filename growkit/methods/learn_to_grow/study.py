@@ -32,9 +32,15 @@ QUANTITY = {"avg_acc": "average accuracy", "bwt": "BWT", "total_params": "parame
 
 
 def mean_sd(values, digits: int = 2) -> str:
+    """``mean ± sample sd``; one value alone (no spread to show)."""
     v = [float(x) for x in values]
-    sd = statistics.stdev(v) if len(v) > 1 else 0.0
-    return f"{statistics.fmean(v):,.{digits}f} ± {sd:,.{digits}f}"
+    if len(v) == 1:
+        return f"{v[0]:,.{digits}f}"
+    return f"{statistics.fmean(v):,.{digits}f} ± {statistics.stdev(v):,.{digits}f}"
+
+
+def _over(n: int) -> str:
+    return "1 seed" if n == 1 else f"mean ± sd, {n} seeds"
 
 
 def table(results: dict, arms: list[str], seeds: list[int]) -> list[dict]:
@@ -45,10 +51,10 @@ def table(results: dict, arms: list[str], seeds: list[int]) -> list[dict]:
         rs = [results[m, s] for s in seeds]
         rows.append({
             "method": NAMES.get(m, m), "seeds": n,
-            f"avg acc % (mean ± sd, {n} seeds)": mean_sd(r["avg_acc"] for r in rs),
-            f"BWT (mean ± sd, {n} seeds)": mean_sd(r["bwt"] for r in rs),
-            f"forgetting (mean ± sd, {n} seeds)": mean_sd(r["forgetting"] for r in rs),
-            f"parameters in all (mean ± sd, {n} seeds)": mean_sd((r["total_params"] for r in rs), 0),
+            f"avg acc % ({_over(n)})": mean_sd(r["avg_acc"] for r in rs),
+            f"BWT ({_over(n)})": mean_sd(r["bwt"] for r in rs),
+            f"forgetting ({_over(n)})": mean_sd(r["forgetting"] for r in rs),
+            f"parameters in all ({_over(n)})": mean_sd((r["total_params"] for r in rs), 0),
             f"parameters added per task (seed {s0})": " / ".join(map(str, results[m, s0]["params_per_task"]))})
     return rows
 

@@ -297,3 +297,36 @@ def test_bad_options_are_one_line_errors(bad):
     with pytest.raises(GrowkitError) as e:
         L2GConfig(device="cpu", **bad).validate()
     assert "\n" not in str(e.value)
+
+
+# ----------------------------------------------------------------------------- the table and the verdicts
+
+def _results():
+    """Three seeds of three arms, hand-made: l2g beats finetune by 2, 2.1, 1.9 (resolved), EWC by 1, 2, 3 (not)."""
+    base = {"bwt": 0.0, "forgetting": 0.0, "total_params": 100, "params_per_task": [60, 20, 20]}
+    acc = {"l2g": [90.0, 91.0, 92.0], "finetune": [88.0, 88.9, 90.1], "ewc": [89.0, 89.0, 89.0]}
+    return {(m, s): {**base, "avg_acc": v[s], "params_per_task": [60 + s, 20, 20]}
+            for m, v in acc.items() for s in range(3)}
+
+
+def test_table_columns_say_what_they_hold():
+    from growkit.methods.learn_to_grow import study
+    rows = study.table(_results(), ["l2g", "finetune"], [0, 1, 2])
+    assert rows[0]["avg acc % (mean ± sd, 3 seeds)"] == "91.00 ± 1.00"  # sample sd of 90, 91, 92
+    assert rows[0]["parameters added per task (seed 0)"] == "60 / 20 / 20"
+    assert rows[0]["parameters in all (mean ± sd, 3 seeds)"] == "100 ± 0"
+    one = study.table(_results(), ["l2g"], [2])
+    assert one[0]["avg acc % (1 seed)"] == "92.00" and one[0]["parameters added per task (seed 2)"] == "62 / 20 / 20"
+
+
+def test_verdicts_are_paired_t_intervals():
+    from growkit.methods.learn_to_grow import study
+    v = {x.claim: x for x in study.verdicts(_results(), ["l2g", "finetune", "ewc"], [0, 1, 2])}
+    t = 4.302652729911275  # t(0.975, 2 degrees of freedom)
+    a = v["average accuracy: Learn to Grow higher than fine-tuning"]
+    assert a.word == "agrees" and a.interval.method == "paired"
+    assert a.interval.half == pytest.approx(t * 0.1 / np.sqrt(3))  # differences 2, 2.1, 1.9: sd 0.1
+    b = v["average accuracy: Learn to Grow higher than EWC"]
+    assert b.word == "not resolved" and b.interval.half == pytest.approx(t * 1.0 / np.sqrt(3))  # 1, 2, 3
+    assert study.line(b).startswith("Not resolved at n = 3: average accuracy: Learn to Grow higher than EWC")
+    assert study.line(a).startswith("Resolved, as expected")
