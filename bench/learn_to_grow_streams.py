@@ -59,7 +59,9 @@ def main(argv=None) -> dict:
     p.add_argument("--out", help="also write the JSON here")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    report = {"settings": {**vars(a), "arms": ARMS, "streams": STREAMS}, "streams": {}}
+    from growkit.engine.records import environment
+    report = {"settings": {**vars(a), "arms": ARMS, "streams": STREAMS},
+              "environment": environment(torch.device(a.device)), "streams": {}}
     t_all = time.perf_counter()
     for name, kw in STREAMS.items():
         results, runs, tuning = {}, {}, {}
