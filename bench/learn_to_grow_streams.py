@@ -95,7 +95,8 @@ def main(argv=None) -> dict:
                 print(f"{name}, {arm}, seed {seed}: {r['avg_acc']:.2f} % avg, BWT {r['bwt']:+.2f}, "
                       f"{r['total_params']:,} params ({runs[f'{arm} seed {seed}']['wall_s']} s)", file=sys.stderr)
         report["streams"][name] = {
-            "ewc_lambda": best, "ewc_tuning_val_avg_acc": tuning, "runs": runs, "table": study.table(results, ARMS, a.seeds),
+            "ewc_lambda": best, "ewc_tuning_val_avg_acc": tuning, "runs": runs,
+            "table": study.table(results, ARMS, a.seeds),
             "verdicts": [study.line(v) for v in study.verdicts(results, ARMS, a.seeds)],
             "method_note": stats.method_note(a.seeds)}
     report["wall_s"] = round(time.perf_counter() - t_all, 1)

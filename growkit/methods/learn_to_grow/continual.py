@@ -12,9 +12,10 @@ Two kinds of *task stream* (``kind``):
   positions (the same one for every channel); no random crops or flips (a crop of
   permuted pixels means nothing).
 
-The task id is given at evaluation, and every task has its own head. Each task keeps the dataset's three splits restricted to its
-classes: ``train`` (weights), ``val`` (Learn-to-Grow's architecture weights; carved
-from the official training set, never the test set) and ``test`` (reported only).
+The task id is given at evaluation, and every task has its own head. Each task keeps
+the dataset's three splits (restricted to its classes in a split stream): ``train``
+(weights), ``val`` (Learn-to-Grow's architecture weights; carved from the official
+training set, never the test set) and ``test`` (reported only).
 
 Each task is a :class:`growkit.data.ResidentData` of its own, so the normalisation
 statistics come from that task's training images only: nothing is learned from a

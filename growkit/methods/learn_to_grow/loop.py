@@ -67,8 +67,8 @@ from ...errors import GrowkitError
 from . import continual, steps
 from . import ddp as l2g_ddp
 from .search import SearchNet, search
-from .baselines import (JointData, JointForward, SharedNet, ewc_objective, ewc_penalty, fisher_diagonal,  # noqa: F401 (re-exported)
-                        joint_objective)
+from .baselines import (JointData, JointForward, SharedNet, ewc_objective, ewc_penalty,  # noqa: F401 (re-exported)
+                        fisher_diagonal, joint_objective)
 from .supernet import BACKBONES, OPS, SuperNet, defs_from_registry, numel
 
 METHODS = ("l2g", "separate", "frozen", "finetune", "ewc", "joint")

@@ -97,9 +97,9 @@ class SearchLayer(nn.Module):
                 self.new = make_layer(d)
             else:
                 raise GrowkitError(f"new_init must be 'reinit' or 'copy', got {new_init!r}")
-        self.register_buffer("cost", torch.tensor([choice_cost(d, op, self.adapters[str(j)] if op == "adapt" else None,
-                                                               self.blocks[str(j)] if op == "deeper" else None)
-                                                   for op, j in cands]))
+        self.register_buffer("cost", torch.tensor([
+            choice_cost(d, op, self.adapters[str(j)] if op == "adapt" else None,
+                        self.blocks[str(j)] if op == "deeper" else None) for op, j in cands]))
 
     def op_output(self, c: int, x, copies):
         op, j = self.cands[c]

@@ -330,3 +330,14 @@ def test_verdicts_are_paired_t_intervals():
     assert b.word == "not resolved" and b.interval.half == pytest.approx(t * 1.0 / np.sqrt(3))  # 1, 2, 3
     assert study.line(b).startswith("Not resolved at n = 3: average accuracy: Learn to Grow higher than EWC")
     assert study.line(a).startswith("Resolved, as expected")
+
+
+def test_split_cifar100_backbone_runs_on_cifar_shaped_inputs():
+    """The backbone the docs name for split CIFAR-100: Plain4Net 1-1-1-1 (ResNet-18's widths) + a hidden 256."""
+    defs = defs_from_registry("Plain4Net", (1, 1, 1, 1), None, (256,), in_channels=3, image_size=32)
+    assert [(d.kind, d.cout, d.stride) for d in defs] == [("conv", 64, 1), ("conv", 64, 1), ("conv", 128, 2),
+                                                          ("conv", 256, 2), ("conv", 512, 2), ("linear", 256, 1)]
+    net = SuperNet(defs, 3, 32)
+    net.add_task(TaskPath(defs, [("new", 0)] * 6, 10), {l: make_layer(d) for l, d in enumerate(defs)})
+    net.eval()
+    assert net(torch.randn(2, 3, 32, 32), 0).shape == (2, 10)
