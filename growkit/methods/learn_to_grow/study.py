@@ -30,6 +30,22 @@ CLAIMS = [("l2g", "finetune", "avg_acc", "higher"), ("l2g", "ewc", "avg_acc", "h
 
 QUANTITY = {"avg_acc": "average accuracy", "bwt": "BWT", "total_params": "parameters"}
 
+# What the paper (Li et al. 2019; the project's summary 004 gives no numbers) says about each claim of CLAIMS;
+# None: the kit's own expectation (an upper bound, or another method's purpose), not the paper's claim.
+PAPER = {("l2g", "finetune", "avg_acc"): "Learn to Grow overcomes the forgetting of plain fine-tuning (no number in "
+                                         "the project's summary)",
+         ("l2g", "ewc", "avg_acc"): "Learn to Grow above EWC on permuted MNIST and split CIFAR-100 (no number in the "
+                                    "project's summary)",
+         ("l2g", "separate", "total_params"): "far fewer parameters than a net per task (no number in the project's "
+                                              "summary)"}
+
+
+def paper_claims(verdicts_: list[stats.Verdict], claims=CLAIMS) -> list[dict]:
+    """The verdicts that judge a claim of the paper, as :func:`growkit.papers.report.judge` records them."""
+    by_claim = {f"{QUANTITY[q]}: {NAMES.get(a, a)} {d} than {NAMES.get(b, b)}": (a, b, q) for a, b, q, d in claims}
+    return [{"claim": v.claim, "paper": PAPER[by_claim[v.claim]], "verdict": v} for v in verdicts_
+            if by_claim.get(v.claim) in PAPER]
+
 
 def mean_sd(values, digits: int = 2) -> str:
     """``mean ± sample sd``; one value alone (no spread to show)."""

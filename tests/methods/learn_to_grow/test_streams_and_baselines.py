@@ -330,6 +330,11 @@ def test_verdicts_are_paired_t_intervals():
     assert b.word == "not resolved" and b.interval.half == pytest.approx(t * 1.0 / np.sqrt(3))  # 1, 2, 3
     assert study.line(b).startswith("Not resolved at n = 3: average accuracy: Learn to Grow higher than EWC")
     assert study.line(a).startswith("Resolved, as expected")
+    # only the paper's own claims go to paper_vs_kit (L2G above fine-tuning and above EWC here; not frozen trunk)
+    recorded = study.paper_claims(list(v.values()))
+    assert [c["claim"] for c in recorded] == ["average accuracy: Learn to Grow higher than fine-tuning",
+                                              "average accuracy: Learn to Grow higher than EWC"]
+    assert all("no number" in c["paper"] and c["verdict"] is v[c["claim"]] for c in recorded)
 
 
 def test_split_cifar100_backbone_runs_on_cifar_shaped_inputs():
