@@ -346,3 +346,18 @@ def test_split_cifar100_backbone_runs_on_cifar_shaped_inputs():
     net.add_task(TaskPath(defs, [("new", 0)] * 6, 10), {l: make_layer(d) for l, d in enumerate(defs)})
     net.eval()
     assert net(torch.randn(2, 3, 32, 32), 0).shape == (2, 10)
+
+
+def test_parameters_per_task_are_markers_at_their_values_not_log_bars():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from growkit.methods.learn_to_grow import plots as cp
+    fig, ax = plt.subplots()
+    cp.params_per_task(ax, {"a": [30_000, 0, 130], "b": [30_000, 4_096, 4_096]})
+    assert not ax.patches  # no bars: a bar on a log axis has no meaningful length
+    filled = [ln for ln in ax.get_lines() if ln.get_label() in ("a", "b")]
+    assert sorted(y for ln in filled for y in ln.get_ydata()) == [130, 4_096, 4_096, 30_000, 30_000]
+    # the task where "a" added nothing is an open marker, not a value
+    assert [list(ln.get_ydata()) for ln in ax.get_lines() if ln.get_mfc() == "none"] == [[1.0]]
+    plt.close(fig)
