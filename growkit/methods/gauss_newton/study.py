@@ -266,9 +266,10 @@ def baselines_by_net(found: dict) -> dict:
         capped = [s for s in seeds if per_seed[s]["converged"]["plateaued"] is False]
         out[key] = {"params": per_seed[seeds[0]]["matched"]["params"],
                     "matched": {"test": {s: per_seed[s]["matched"]["test_acc"] for s in seeds},
-                                "epochs": per_seed[seeds[0]]["matched"]["epochs"]},
+                                "epochs": f"{per_seed[seeds[0]]['matched']['epochs']} epochs"},
                     "converged": {"test": {s: per_seed[s]["converged"]["test_acc"] for s in seeds},
-                                  "epochs": "-".join(map(str, conv_epochs)) + (", the cap reached" if capped else "")}}
+                                  "epochs": "/".join(map(str, conv_epochs)) + " epochs"
+                                            + (", the cap reached" if capped else "")}}
     return out
 
 

@@ -230,8 +230,7 @@ def table_claims(rows: list[dict], baselines: dict, *, acc_margin: float = 1.0, 
         o_mean = float(np.mean([base[other]["test"][s] for s in seeds]))
         lines.append(_claim("accurate", stats.not_lower(
             g["acc"], b, f"{ds} {net} lambda_p={lam}: the grown net retrained from scratch is as accurate as the "
-            f"full-width net ({best}, {base[best]['epochs']} epochs; {other}, {base[other]['epochs']} epochs: "
-            f"{o_mean:.2f} %)", margin=acc_margin)))
+            f"full-width net ({best}, {base[best]['epochs']}; {other}, {base[other]['epochs']}: {o_mean:.2f} %)", margin=acc_margin)))
         full = {s: float(base["params"]) for s in seeds}
         lines.append(_claim("fewer", stats.lower(g["params"], full, f"{ds} {net} lambda_p={lam}: with fewer "
                                                  f"parameters than the full-width net ({base['params']:,})",

@@ -141,8 +141,8 @@ def test_tables_1_2_verdicts_judge_against_the_stronger_baseline():
     rows = ([row("1e-05", s, a, p) for s, a, p in zip((0, 1, 2), (97.4, 97.6, 97.5), (400, 420, 410))]
             + [row("0.001", s, a, p) for s, a, p in zip((0, 1, 2), (90.0, 90.5, 91.0), (200, 210, 190))])
     base = {("digits", "VGG19"): {"params": 1000,
-                                  "matched": {"test": {0: 90.0, 1: 91.0, 2: 92.0}, "epochs": 6},
-                                  "converged": {"test": {0: 97.5, 1: 97.5, 2: 97.5}, "epochs": "24"}}}
+                                  "matched": {"test": {0: 90.0, 1: 91.0, 2: 92.0}, "epochs": "6 epochs"},
+                                  "converged": {"test": {0: 97.5, 1: 97.5, 2: 97.5}, "epochs": "24 epochs"}}}
     assert G.stronger(base[("digits", "VGG19")]) == ("converged", "matched")
     lines = G.table_verdicts(rows, base, acc_margin=1.0, figure2=("digits", "VGG19", "1e-05"))
     acc = [l for l in lines if "as accurate" in l]
