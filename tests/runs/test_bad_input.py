@@ -470,6 +470,28 @@ def s_locked(d, fin):
     return p
 
 
+def s_locked_stale_record(d, fin):
+    """The lock file names a process that has exited (its pid free for reuse); a live process holds the lock
+    without having recorded itself yet: a refusal must not name the dead one."""
+    import socket
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    s_unfinished(d, fin)
+    (d / "run" / ".growkit-lock").write_text(json.dumps({"pid": gone.pid, "host": socket.gethostname(),
+                                                         "since": "2001-01-01T00:00:00+00:00",
+                                                         "command": f"resume {d}/run"}) + "\n")
+    return _hold_unrecorded(d)
+
+
+def _hold_unrecorded(d):
+    code = ("import sys; from growkit.runs import rundir; lk = rundir.RunLock(sys.argv[1]).acquire(); "
+            "print('locked', flush=True); sys.stdin.read()")
+    p = subprocess.Popen([sys.executable, "-c", code, str(d / "run")], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(HERE.parent)))
+    assert p.stdout.readline().strip() == "locked"
+    return p
+
+
 # ----------------------------------------------------------------------------- the cases
 # (id, args with {d} = the case folder, setup, a fragment the one line must contain)
 
@@ -629,6 +651,7 @@ CASES = [
     # environment and paths
     ("out-name-too-long", [*T, "--out", "{d}/" + "x" * 300], None, "too long"),
     ("out-mount-point", [*T, "--out", "/"], None, "mount point"),
+    ("out-mount-point-overwrite", [*T, "--out", "/", "--overwrite"], None, "mount point"),
     ("out-empty-cwd", [*T, "--out", "."], None, "current directory"),
     # refusals that would write: no lock file made, no temporary file deleted
     ("resume-refused-makes-no-lock", ["resume", "{d}/run"], s_config_types_no_lock, "epochs must be of type int"),
@@ -662,6 +685,7 @@ CASES = [
     ("resume-ckpt-other-run", ["resume", "{d}/run"], s_ckpt_other_run, "belongs to another run"),
     ("resume-ckpt-other-model", ["resume", "{d}/run"], s_ckpt_other_model, "Plain3Net"),
     ("resume-locked", ["resume", "{d}/run"], s_locked, "in use by pid"),
+    ("resume-locked-stale-record", ["resume", "{d}/run"], s_locked_stale_record, "in use by another process"),
     ("resume-a-file", ["resume", "{d}/f"], s_file, "not a"),
     # recover refuses what is not growkit's
     ("recover-foreign", ["recover", "{d}/src"], s_foreign, "not a growkit run"),

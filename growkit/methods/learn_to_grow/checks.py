@@ -95,7 +95,7 @@ def task_checkpoint(path: Path, t: int, cfg, fresh_spec: dict) -> dict:
     extras = ck["extras"].get("learn_to_grow") if isinstance(ck["extras"], dict) else None
     if not isinstance(extras, dict) or not isinstance(ck["config"], dict):
         raise GrowkitError(f"{path} is not a learn-to-grow task checkpoint")
-    theirs = _options(ck["config"], path)
+    theirs = _options(type(cfg), ck["config"], path)
     mine = dataclasses.replace(cfg).validate().to_dict()  # as the run recorded it: its defaults resolved
     diff = next((k for k in sorted(set(theirs) | set(mine)) if theirs.get(k) != mine.get(k)), None)
     if diff is not None:
@@ -125,10 +125,9 @@ def task_checkpoint(path: Path, t: int, cfg, fresh_spec: dict) -> dict:
     return ck
 
 
-def _options(recorded: dict, path: Path) -> dict:
-    from .loop import L2GConfig
+def _options(config_class, recorded: dict, path: Path) -> dict:
     try:
-        return L2GConfig.from_dict(recorded).to_dict()  # defaults of options added since, filled in
+        return config_class.from_dict(recorded).to_dict()  # defaults of options added since, filled in
     except (GrowkitError, TypeError, ValueError) as e:
         raise GrowkitError(f"{path} belongs to another run or is damaged (its options: {one_line(e)})") from None
 
