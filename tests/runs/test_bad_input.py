@@ -328,6 +328,34 @@ def s_ckpt_rng_float(d, fin):
     torch.save(raw, p)
 
 
+def _edit_raw(d, fin, fn):
+    s_unfinished(d, fin)
+    p = d / "run" / "checkpoint.pt"
+    raw = torch.load(p, weights_only=True)
+    fn(raw)
+    torch.save(raw, p)
+
+
+def s_ckpt_model_list(d, fin):
+    _edit_raw(d, fin, lambda raw: raw.update(model=[torch.zeros(2)]))
+
+
+def s_ckpt_optimizer_state_int(d, fin):
+    _edit_raw(d, fin, lambda raw: raw.update(optimizer_state=5))
+
+
+def s_ckpt_loop_epoch_text(d, fin):
+    _edit_ckpt(d, fin, "loop_json", lambda loop: loop.update(epoch="one"))
+
+
+def s_ckpt_loop_ahead(d, fin):
+    _edit_ckpt(d, fin, "loop_json", lambda loop: loop.update(epoch=99))  # metrics.jsonl ends at epoch 1
+
+
+def s_ckpt_optimizer_kind(d, fin):
+    _edit_ckpt(d, fin, "optimizer_json", lambda o: o.update(kind="adam"))  # SGD's momentum read as Adam's
+
+
 def s_config_types_no_lock(d, fin):
     s_config_types(d, fin)
     (d / "run" / ".growkit-lock").unlink()
@@ -662,6 +690,11 @@ CASES = [
     ("resume-ckpt-extra-key", ["resume", "{d}/run"], s_ckpt_extra_key, "keys growkit does not write: surprise"),
     ("resume-ckpt-rng-float", ["resume", "{d}/run"], s_ckpt_rng_float, "RNG state is not a byte tensor"),
     ("resume-ckpt-plain-pickle", ["resume", "{d}/run"], s_ckpt_plain_pickle, "cannot read checkpoint"),
+    ("resume-ckpt-model-list", ["resume", "{d}/run"], s_ckpt_model_list, "holds no table of weights"),
+    ("resume-ckpt-optimizer-state-int", ["resume", "{d}/run"], s_ckpt_optimizer_state_int, "optimizer state of"),
+    ("resume-ckpt-loop-epoch-text", ["resume", "{d}/run"], s_ckpt_loop_epoch_text, "damaged loop state"),
+    ("resume-ckpt-loop-ahead", ["resume", "{d}/run"], s_ckpt_loop_ahead, "metrics.jsonl ends at epoch 1"),
+    ("resume-ckpt-optimizer-kind", ["resume", "{d}/run"], s_ckpt_optimizer_kind, "'adam' optimizer state"),
     ("resume-replay-rounds-ints", ["resume", "{d}/run"], s_replay_rounds_ints, "rounds[0] must be an object"),
     ("resume-replay-round-no-grow", ["resume", "{d}/run"], s_replay_round_no_grow, "with 'epoch' and 'grow'"),
     ("resume-replay-round-group", ["resume", "{d}/run"], s_replay_round_group, "'conv9', not a channel group"),
