@@ -18,13 +18,12 @@ from __future__ import annotations
 import json
 import pickle
 import warnings
-import os
 from pathlib import Path
 
 import torch
 
 from ..errors import GrowkitError
-from .records import one_line, tmp_path
+from .records import one_line, replacing
 
 FORMAT = 2
 _TENSOR = "__tensor__"
@@ -89,18 +88,8 @@ def save(path: str | Path, *, config: dict, model: torch.nn.Module, optimizer: d
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else []},
     }
-    tmp = tmp_path(path)
-    with open(tmp, "wb") as f:
+    with replacing(path) as f:  # a failure mid-write (a full disk) leaves the last checkpoint and no half file
         torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        os.fsync(fd)
-        os.close(fd)
-    except OSError:
-        pass
 
 
 def load(path: str | Path) -> dict:

@@ -6,6 +6,7 @@ whole lines with fsync (a resume truncates rows the checkpoint has not seen).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -44,16 +45,35 @@ def tmp_path(path: str | Path) -> Path:
     return path.with_name(path.name + TMP_SUFFIX)
 
 
-def atomic_write(path: str | Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never a mix."""
+@contextlib.contextmanager
+def replacing(path: str | Path, durable: bool = True):
+    """``with replacing(path) as f: write to f``: the bytes go to ``path``'s temporary file, which is flushed
+    (fsync'd when ``durable``) and renamed over ``path`` when the block ends. A failure inside (a full disk:
+    ENOSPC mid-write) deletes the temporary file, so the old ``path`` stays as it was and no half-written
+    file keeps the space; a kill leaves it to `growkit recover`."""
     path = Path(path)
     tmp = tmp_path(path)
-    with open(tmp, "wb") as f:
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def atomic_write(path: str | Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves the old file or the new one, never a mix."""
+    with replacing(path) as f:
         f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 def _clean(obj):

@@ -6,12 +6,11 @@ grown net. :mod:`growkit.viz.trajectory` reads them back and draws the path.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
-from .records import tmp_path
+from .records import replacing
 from .surgery import compose_remaps
 
 SNAPSHOTS = "trajectory"
@@ -23,9 +22,8 @@ def save_snapshot(run_dir: str | Path, epoch: int, model: torch.nn.Module, dtype
     path = d / f"e{epoch:05d}.pt"
     payload = {"epoch": epoch, "arch": model.arch, "spec_json": json.dumps(model.spec),
                "params": {n: p.detach().to("cpu", dtype).clone() for n, p in model.named_parameters()}}
-    tmp = tmp_path(path)
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with replacing(path, durable=False) as f:
+        torch.save(payload, f)
     return path
 
 
@@ -38,9 +36,8 @@ def record_growth(run_dir: str | Path, epoch: int, edits) -> Path:
     path = d / f"growth_e{epoch:05d}.pt"
     payload = {"epoch": epoch, "new": list(comp.new),
                "remap": {n: [i.to(torch.long) for i in idx] for n, idx in comp.remap.items()}}
-    tmp = tmp_path(path)
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with replacing(path, durable=False) as f:
+        torch.save(payload, f)
     return path
 
 

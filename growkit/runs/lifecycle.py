@@ -235,15 +235,19 @@ def _resume_locked(p: Path, out, callbacks, data, objective, grower_hook=None) -
         return True, method.own_loop.resume(p)
     if (p / "result.json").exists():
         return False, read_result(p / "result.json")
-    MetricsLog(p / "metrics.jsonl").read()  # damaged records: an error naming the line, before training
+    rows = MetricsLog(p / "metrics.jsonl").read()  # damaged records: an error naming the line, before training
     trainer = _build(rc, p, callbacks, data, objective)
     state = None
     if (p / "checkpoint.pt").exists():  # (the recorder truncates metrics.jsonl to it when fit starts)
         state = checkpoint.load(p / "checkpoint.pt")
         check_checkpoint_matches(state, rc, p / "checkpoint.pt")
+        last = rows[-1]["epoch"] if rows else 0
+        if (p / "metrics.jsonl").exists() and state["loop"]["epoch"] > last:  # a row is written before its checkpoint
+            raise GrowkitError(f"{p / 'checkpoint.pt'} is of epoch {state['loop']['epoch']} but metrics.jsonl ends at "
+                               f"epoch {last}; one of them is not this run's")
         try:
             trainer.restore(state)
-        except (RuntimeError, KeyError, ValueError) as e:
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as e:
             raise GrowkitError(f"{p / 'checkpoint.pt'} does not fit its model: {one_line(e)}") from None
     if grower_hook is not None and trainer.grower is not None:
         grower_hook(trainer.grower)

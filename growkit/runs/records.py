@@ -90,12 +90,34 @@ def check_checkpoint_matches(state: dict, run_config: dict, path: str | Path,
     model = str(train.get("model", "")).split("-")[0]
     if str(spec.get("name", "")).split("-")[0] != model:
         raise GrowkitError(f"{path} holds a {spec.get('name')!r} model but the run trains {model!r}")
-    weights = state.get("model") if isinstance(state.get("model"), dict) else {}
-    bad = [k for k, v in weights.items() if torch.is_tensor(v) and v.is_floating_point() and not bool(
-        torch.isfinite(v).all())]
+    weights = state.get("model")
+    if not isinstance(weights, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in weights.items()):
+        raise GrowkitError(f"{path} holds no table of weights (its 'model' is a {type(weights).__name__} of other "
+                           "things); it cannot be resumed")
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:  # training stops at a non-finite loss, so no checkpoint of its own holds these
         raise GrowkitError(f"{path} holds non-finite weights ({len(bad)} of {len(weights)} tensors, first "
                            f"{bad[0]}); it cannot be resumed")
+    _check_loop(state.get("loop"), path)
+    opt, want = state.get("optimizer") or {}, train.get("optimizer", "sgd")
+    if opt.get("kind") != want or not isinstance(opt.get("state"), dict) or not isinstance(opt.get("groups"), (
+            list, type(None))) or not all(isinstance(g, dict) for g in opt.get("groups") or []):
+        raise GrowkitError(f"{path} holds {opt.get('kind')!r} optimizer state of another shape than the run's "
+                           f"{want!r} writes; it cannot be resumed")
+
+
+def _check_loop(loop, path) -> None:
+    """The trainer's loop state as a checkpoint holds it: its fields, of their types, counts not negative."""
+    import dataclasses
+    from ..engine.config import _check_fields
+    try:
+        st = trainer.LoopState(**loop)
+        _check_fields(st)
+        if st.epoch < 0 or st.phase < 0 or st.phase_start < 0:
+            raise GrowkitError(f"negative counts: epoch {st.epoch}, phase {st.phase}")
+    except (GrowkitError, TypeError) as e:
+        fields = ", ".join(f.name for f in dataclasses.fields(trainer.LoopState))
+        raise GrowkitError(f"{path} holds a damaged loop state ({one_line(e)}; expected {fields})") from None
 
 
 def load_model(run_dir, with_epoch: bool = False):

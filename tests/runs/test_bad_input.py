@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -328,6 +329,34 @@ def s_ckpt_rng_float(d, fin):
     torch.save(raw, p)
 
 
+def _edit_raw(d, fin, fn):
+    s_unfinished(d, fin)
+    p = d / "run" / "checkpoint.pt"
+    raw = torch.load(p, weights_only=True)
+    fn(raw)
+    torch.save(raw, p)
+
+
+def s_ckpt_model_list(d, fin):
+    _edit_raw(d, fin, lambda raw: raw.update(model=[torch.zeros(2)]))
+
+
+def s_ckpt_optimizer_state_int(d, fin):
+    _edit_raw(d, fin, lambda raw: raw.update(optimizer_state=5))
+
+
+def s_ckpt_loop_epoch_text(d, fin):
+    _edit_ckpt(d, fin, "loop_json", lambda loop: loop.update(epoch="one"))
+
+
+def s_ckpt_loop_ahead(d, fin):
+    _edit_ckpt(d, fin, "loop_json", lambda loop: loop.update(epoch=99))  # metrics.jsonl ends at epoch 1
+
+
+def s_ckpt_optimizer_kind(d, fin):
+    _edit_ckpt(d, fin, "optimizer_json", lambda o: o.update(kind="adam"))  # SGD's momentum read as Adam's
+
+
 def s_config_types_no_lock(d, fin):
     s_config_types(d, fin)
     (d / "run" / ".growkit-lock").unlink()
@@ -347,11 +376,145 @@ def s_user_tmp_only(d, fin):
     (d / "run" / "notes.tmp").write_text("mine\n")
 
 
+L2G = ["learn-to-grow", "--tasks", "2", "--widths", "4-4-4", "--hidden", "8", "--search-epochs", "1", "--warmup", "0",
+       "--train-epochs", "1"]
+_L2G_LOCK = threading.Lock()
+
+
+def _l2g_runs(fin):
+    """Two tiny finished learn-to-grow runs (seeds 0 and 3) beside the shared run, made once, when a case asks."""
+    runs = [fin.parent / f"l2g-seed{seed}" for seed in (0, 3)]
+    with _L2G_LOCK:
+        for seed, out in zip((0, 3), runs):
+            if not (out / "result.json").exists():
+                r = run_cli(*L2G, "--seed", seed, "--out", out)
+                assert r.returncode == 0, r.stderr
+    return runs
+
+
+def s_l2g_unfinished(d, fin):
+    """A learn-to-grow run killed after its first task: task_0.pt, no task_1.pt, no result.json."""
+    shutil.copytree(_l2g_runs(fin)[0], d / "run", symlinks=True)
+    (d / "run" / "result.json").unlink()
+    (d / "run" / "tasks" / "task_1.pt").unlink()
+
+
+def s_l2g_foreign_task(d, fin):
+    s_l2g_unfinished(d, fin)
+    shutil.copy(_l2g_runs(fin)[1] / "tasks" / "task_0.pt", d / "run" / "tasks" / "task_0.pt")  # another run's
+
+
+def s_l2g_stray_index(d, fin):
+    s_l2g_unfinished(d, fin)
+    shutil.copy(_l2g_runs(fin)[0] / "tasks" / "task_1.pt", d / "run" / "tasks" / "task_7.pt")  # of 2 tasks
+
+
+def s_l2g_stray_name(d, fin):
+    s_l2g_unfinished(d, fin)
+    shutil.copy(d / "run" / "tasks" / "task_0.pt", d / "run" / "tasks" / "task_backup.pt")
+
+
+def s_l2g_tasks_file(d, fin):
+    s_l2g_unfinished(d, fin)
+    shutil.rmtree(d / "run" / "tasks")
+    (d / "run" / "tasks").write_text("a file where the task checkpoints should be\n")
+
+
+def s_l2g_task_renamed(d, fin):
+    s_l2g_unfinished(d, fin)
+    os.rename(d / "run" / "tasks" / "task_0.pt", d / "run" / "tasks" / "task_1.pt")  # task 0's records as task 1's
+
+
+def _edit_task0(d, fn):
+    p = d / "run" / "tasks" / "task_0.pt"
+    raw = torch.load(p, weights_only=True)
+    fn(raw)
+    torch.save(raw, p)
+
+
+def s_l2g_task_nan(d, fin):
+    s_l2g_unfinished(d, fin)
+    _edit_task0(d, lambda raw: raw.update(model={k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                                                 for k, v in raw["model"].items()}))
+
+
+def s_l2g_task_other_layers(d, fin):
+    def wider(raw):
+        spec = json.loads(raw["spec_json"])
+        spec["defs"][0]["cout"] = 10 ** 9  # rebuilt as it stands, this would allocate gigabytes
+        raw["spec_json"] = json.dumps(spec)
+    s_l2g_unfinished(d, fin)
+    _edit_task0(d, wider)
+
+
+def s_l2g_config_edited(d, fin):
+    _edit_config_of(d / "run", lambda rc: rc["learn-to-grow"].update(seed=5), setup=lambda: s_l2g_unfinished(d, fin))
+
+
+def _edit_config_of(run, fn, setup):
+    setup()
+    p = run / "config.json"
+    rc = json.loads(p.read_text())
+    fn(rc)
+    p.write_text(json.dumps(rc))
+
+
+def _replay(d, fin, rounds):
+    """An adenel-replay run (what `adenel --scratch` nests) interrupted before its first checkpoint, with
+    ``rounds`` in its config.json."""
+    def edit(rc):
+        rc["command"] = "adenel-replay"
+        rc["train"].update(model="LeNet5", depths=None, widths=[4, 4, 120, 84])
+        rc["adenel-replay"] = {"rounds": rounds, "done_epoch": 2, "seed_width": 4, "finetune_epochs": 1,
+                               "finetune_lr": 0.01}
+    _edit_config_of(d / "run", edit, setup=lambda: s_unfinished(d, fin))
+    for f in ("checkpoint.pt", "metrics.jsonl"):
+        (d / "run" / f).unlink()
+
+
+def s_replay_rounds_ints(d, fin):
+    _replay(d, fin, [1, 2])
+
+
+def s_replay_round_no_grow(d, fin):
+    _replay(d, fin, [{"epoch": 1}])
+
+
+def s_replay_round_group(d, fin):
+    _replay(d, fin, [{"epoch": 1, "grow": {"conv9": 2}}])
+
+
+def s_replay_round_huge(d, fin):
+    _replay(d, fin, [{"epoch": 1, "grow": {"conv1": 10 ** 12}}])
+
+
 def s_locked(d, fin):
     """A live process holds the run's lock, as a running `growkit resume` would."""
     s_unfinished(d, fin)
     code = ("import sys; from growkit.runs import rundir; lk = rundir.RunLock(sys.argv[1]).acquire(); "
             "lk.record('resume ' + sys.argv[1]); print('locked', flush=True); sys.stdin.read()")
+    p = subprocess.Popen([sys.executable, "-c", code, str(d / "run")], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(HERE.parent)))
+    assert p.stdout.readline().strip() == "locked"
+    return p
+
+
+def s_locked_stale_record(d, fin):
+    """The lock file names a process that has exited (its pid free for reuse); a live process holds the lock
+    without having recorded itself yet: a refusal must not name the dead one."""
+    import socket
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    s_unfinished(d, fin)
+    (d / "run" / ".growkit-lock").write_text(json.dumps({"pid": gone.pid, "host": socket.gethostname(),
+                                                         "since": "2001-01-01T00:00:00+00:00",
+                                                         "command": f"resume {d}/run"}) + "\n")
+    return _hold_unrecorded(d)
+
+
+def _hold_unrecorded(d):
+    code = ("import sys; from growkit.runs import rundir; lk = rundir.RunLock(sys.argv[1]).acquire(); "
+            "print('locked', flush=True); sys.stdin.read()")
     p = subprocess.Popen([sys.executable, "-c", code, str(d / "run")], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(HERE.parent)))
     assert p.stdout.readline().strip() == "locked"
@@ -465,6 +628,30 @@ CASES = [
     ("adenel-tau-nan", ["adenel", "--tau", "nan", *OUT], None, "tau must be finite"),
     ("l1-prune-ratio-inf", ["l1-prune", "--ratio", "inf", *OUT], None, "ratio must be finite"),
     ("l2g-cost-inf", ["learn-to-grow", "--cost", "inf", *OUT], None, "cost must be finite"),
+    # learn-to-grow gets the shared checks (devices, widths, seeds, epochs, rates) and its own
+    ("l2g-device-meta", [*L2G, "--device", "meta", *OUT], None, "'meta' is not supported"),
+    ("l2g-device-cuda7", [*L2G, "--device", "cuda:7", *OUT], None, "cuda:7"),
+    ("l2g-widths-zero", [*L2G[:4], "0-4-4", *L2G[5:], *OUT], None, "widths must be positive"),
+    ("l2g-widths-huge", [*L2G[:4], "100000000-8-8", *L2G[5:], *OUT], None, "parameters"),
+    ("l2g-hidden-huge", [*L2G, "--hidden", "100000000000", *OUT], None, "may reach"),
+    ("l2g-seed-negative", [*L2G, "--seed", "-1", *OUT], None, "seed must be in"),
+    ("l2g-seed-overflow", [*L2G, "--seed", "4000000000000000", *OUT], None, "seed must be in 0..2**30-1"),
+    ("l2g-epochs-absurd", [*L2G, "--train-epochs", "99999999999", *OUT], None, "train_epochs must be in"),
+    ("l2g-no-epochs", [*L2G, "--search-epochs", "0", "--train-epochs", "0", *OUT], None, "no task would be trained"),
+    ("l2g-lr-inf", [*L2G, "--lr", "inf", *OUT], None, "lr must be finite"),
+    ("l2g-arch-lr-absurd", [*L2G, "--arch-lr", "1e9", *OUT], None, "arch_lr must be > 0 and at most 10"),
+    ("l2g-arch-wd-5", [*L2G, "--arch-weight-decay", "5", *OUT], None, "arch_weight_decay must be in [0, 1)"),
+    ("l2g-one-class-per-task", [*L2G, "--tasks", "10", *OUT], None, "one class per task"),
+    ("l2g-tasks-uneven", [*L2G, "--tasks", "3", *OUT], None, "do not split into 3 equal tasks"),
+    # learn-to-grow's resume: only this run's task checkpoints, checked before anything is trained
+    ("l2g-resume-foreign-task", ["resume", "{d}/run"], s_l2g_foreign_task, "belongs to another run"),
+    ("l2g-resume-config-edited", ["resume", "{d}/run"], s_l2g_config_edited, "belongs to another run"),
+    ("l2g-resume-stray-index", ["resume", "{d}/run"], s_l2g_stray_index, "this run has 2 tasks"),
+    ("l2g-resume-stray-name", ["resume", "{d}/run"], s_l2g_stray_name, "not a task checkpoint growkit writes"),
+    ("l2g-resume-tasks-file", ["resume", "{d}/run"], s_l2g_tasks_file, "is not a folder"),
+    ("l2g-resume-task-renamed", ["resume", "{d}/run"], s_l2g_task_renamed, "does not match its records"),
+    ("l2g-resume-task-nan", ["resume", "{d}/run"], s_l2g_task_nan, "non-finite weights"),
+    ("l2g-resume-task-other-layers", ["resume", "{d}/run"], s_l2g_task_other_layers, "other layers"),
     # option values inside JSON flags: the plain flags' ranges and types
     ("optkw-momentum-1.5", [*T, "--optimizer-kw", '{"momentum": 1.5}', *OUT], None, "momentum must be in [0, 1)"),
     ("optkw-wd-negative", [*T, "--optimizer-kw", '{"weight_decay": -0.1}', *OUT], None, "weight_decay must be in"),
@@ -493,6 +680,7 @@ CASES = [
     # environment and paths
     ("out-name-too-long", [*T, "--out", "{d}/" + "x" * 300], None, "too long"),
     ("out-mount-point", [*T, "--out", "/"], None, "mount point"),
+    ("out-mount-point-overwrite", [*T, "--out", "/", "--overwrite"], None, "mount point"),
     ("out-empty-cwd", [*T, "--out", "."], None, "current directory"),
     # refusals that would write: no lock file made, no temporary file deleted
     ("resume-refused-makes-no-lock", ["resume", "{d}/run"], s_config_types_no_lock, "epochs must be of type int"),
@@ -503,6 +691,15 @@ CASES = [
     ("resume-ckpt-extra-key", ["resume", "{d}/run"], s_ckpt_extra_key, "keys growkit does not write: surprise"),
     ("resume-ckpt-rng-float", ["resume", "{d}/run"], s_ckpt_rng_float, "RNG state is not a byte tensor"),
     ("resume-ckpt-plain-pickle", ["resume", "{d}/run"], s_ckpt_plain_pickle, "cannot read checkpoint"),
+    ("resume-ckpt-model-list", ["resume", "{d}/run"], s_ckpt_model_list, "holds no table of weights"),
+    ("resume-ckpt-optimizer-state-int", ["resume", "{d}/run"], s_ckpt_optimizer_state_int, "optimizer state of"),
+    ("resume-ckpt-loop-epoch-text", ["resume", "{d}/run"], s_ckpt_loop_epoch_text, "damaged loop state"),
+    ("resume-ckpt-loop-ahead", ["resume", "{d}/run"], s_ckpt_loop_ahead, "metrics.jsonl ends at epoch 1"),
+    ("resume-ckpt-optimizer-kind", ["resume", "{d}/run"], s_ckpt_optimizer_kind, "'adam' optimizer state"),
+    ("resume-replay-rounds-ints", ["resume", "{d}/run"], s_replay_rounds_ints, "rounds[0] must be an object"),
+    ("resume-replay-round-no-grow", ["resume", "{d}/run"], s_replay_round_no_grow, "with 'epoch' and 'grow'"),
+    ("resume-replay-round-group", ["resume", "{d}/run"], s_replay_round_group, "'conv9', not a channel group"),
+    ("resume-replay-round-huge", ["resume", "{d}/run"], s_replay_round_huge, "GB to train"),
     # resume: the run directory is checked before anything is trained or written
     ("resume-missing", ["resume", "{d}/nothing"], None, "does not exist"),
     ("resume-foreign", ["resume", "{d}/src"], s_foreign, "not a growkit run"),
@@ -522,6 +719,7 @@ CASES = [
     ("resume-ckpt-other-run", ["resume", "{d}/run"], s_ckpt_other_run, "belongs to another run"),
     ("resume-ckpt-other-model", ["resume", "{d}/run"], s_ckpt_other_model, "Plain3Net"),
     ("resume-locked", ["resume", "{d}/run"], s_locked, "in use by pid"),
+    ("resume-locked-stale-record", ["resume", "{d}/run"], s_locked_stale_record, "in use by another process"),
     ("resume-a-file", ["resume", "{d}/f"], s_file, "not a"),
     # recover refuses what is not growkit's
     ("recover-foreign", ["recover", "{d}/src"], s_foreign, "not a growkit run"),

@@ -220,3 +220,52 @@ def test_ctrl_c_during_start_up_points_to_no_checkpoint(tmp_path, monkeypatch, c
     err = capsys.readouterr().err.strip()
     assert rc == 130 and "nothing was kept" in err and "checkpoint is in" not in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def _rows(out: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k not in ("wall_s", "epoch_s")}
+            for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("full_at", [1, 2], ids=["first-checkpoint", "second-checkpoint"])
+def test_a_full_disk_while_a_checkpoint_is_written_keeps_the_last_good_one_and_says_so_in_one_line(
+        tmp_path, monkeypatch, capsys, full_at):
+    """The disk fills in the middle of writing a checkpoint (the write raises ENOSPC after half a file): one
+    line, exit 1; the checkpoint before it is intact and no temporary file is left to hold the space; after
+    the first, `growkit resume` (with room again) finishes as an uninterrupted run does; at the first, nothing
+    was kept."""
+    import errno
+    import torch
+    from growkit import cli
+    from growkit.engine import checkpoint
+    args = ["train", "--depths", "1-1-1", "--epochs", "2", "--batch-size", "64", "--no-progress", "--device", "cpu"]
+    ref = tmp_path / "ref"
+    assert cli.main([*args, "--out", str(ref)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "cut" / "run"
+    real, calls = torch.save, []
+
+    def save_on_a_full_disk(obj, f, *a, **kw):
+        calls.append(1)
+        if len(calls) != full_at:
+            return real(obj, f, *a, **kw)
+        f.write(b"\x80\x02half a checkpoint")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(checkpoint.torch, "save", save_on_a_full_disk)
+    rc = cli.main([*args, "--out", str(out)])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert rc == 1 and len(lines) == 1 and "Traceback" not in err, err
+    assert "No space left on device" in lines[0], lines[0]
+    monkeypatch.undo()
+    if full_at == 1:
+        assert "nothing was kept" in lines[0]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["ref"]  # no run, staging folder or parent made
+        return
+    assert f"the last good checkpoint is in {out}" in lines[0], lines[0]
+    assert not list(out.rglob("*.growkit-tmp")), sorted(out.rglob("*"))  # the half file does not hold the space
+    assert checkpoint.load(out / "checkpoint.pt")["loop"]["epoch"] == 1  # epoch 1's, whole
+    assert cli.main(["resume", str(out)]) == 0
+    assert _rows(out) == _rows(ref)
+    a, b = (json.loads((d / "result.json").read_text()) for d in (ref, out))
+    assert (a["val_acc"], a["test_acc"], a["arch"]) == (b["val_acc"], b["test_acc"], b["arch"])

@@ -135,11 +135,51 @@ class ReplayConfig(Record):
                                "(from an adenel run's result.json); it is started by `adenel --scratch`")
         if self.finetune_epochs < 0 or self.finetune_lr <= 0 or self.seed_width <= 0:
             raise GrowkitError("adenel-replay needs finetune_epochs >= 0, finetune_lr > 0, seed_width > 0")
+        seen = set()
+        for i, r in enumerate(self.rounds):  # as an adenel run records them: {"epoch": e, "grow": {group: n}}
+            where = f"adenel-replay rounds[{i}]"
+            if not isinstance(r, dict) or set(r) != {"epoch", "grow"}:
+                raise GrowkitError(f"{where} must be an object with 'epoch' and 'grow', got {str(r)[:80]}")
+            e, grow = r["epoch"], r["grow"]
+            if isinstance(e, bool) or not isinstance(e, int) or not 1 <= e <= self.done_epoch or e in seen:
+                raise GrowkitError(f"{where}: epoch must be an integer in 1..{self.done_epoch} (done_epoch), once "
+                                   f"each, got {e!r}")
+            seen.add(e)
+            if not isinstance(grow, dict) or not all(
+                    isinstance(g, str) and isinstance(n, int) and not isinstance(n, bool) and n > 0
+                    for g, n in grow.items()):
+                raise GrowkitError(f"{where}: grow must map channel groups to positive filter counts, got "
+                                   f"{str(grow)[:80]}")
         return self
+
+
+def _check_replay_fits(train: TrainConfig, cfg: ReplayConfig) -> None:
+    """The groups the rounds grow exist in the seed net, and the net they grow to fits the device (a bound
+    from the producers' fan-in first, so an absurd count is refused before any shape is made)."""
+    from ...engine.config import BYTES_PER_PARAM, _memory_bytes
+    net = seed_model(train, cfg.seed_width)
+    groups = net.channel_groups()
+    total: dict[str, int] = {}
+    for r in cfg.rounds:
+        for g, n in r["grow"].items():
+            if g not in groups:
+                raise GrowkitError(f"adenel-replay: the round of epoch {r['epoch']} grows {g!r}, not a channel group "
+                                   f"of {net.arch} ({', '.join(groups)})")
+            total[g] = total.get(g, 0) + n
+    mem, where = _memory_bytes(train.device)
+    fan_in = {g: sum(net.get_submodule(m).weight[0].numel() for m in groups[g].producers) for g in total}
+    low = sum(n * fan_in[g] for g, n in total.items())  # parameters the new filters hold at least
+    if low * BYTES_PER_PARAM <= mem:
+        low = planned_stats(net, total)["params"]  # the grown net, on the meta device
+    if low * BYTES_PER_PARAM > mem:
+        raise GrowkitError(f"adenel-replay's rounds grow {net.arch} to at least {low:,} parameters: about "
+                           f"{low * BYTES_PER_PARAM / 1e9:,.1f} GB to train, more than the {mem / 1e9:,.1f} GB of "
+                           f"{where}")
 
 
 def build_replay(train: TrainConfig, cfg: ReplayConfig):
     cfg = cfg.validate()
+    _check_replay_fits(train, cfg)
     train = dataclasses.replace(train, widths=seed_widths(train.model, cfg.seed_width),
                                 epochs=cfg.done_epoch + max(cfg.finetune_epochs, 1))
     phases = [Phase("grow", train.lr, "constant", cfg.done_epoch, grows=True),

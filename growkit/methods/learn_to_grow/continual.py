@@ -62,6 +62,9 @@ def class_split(num_classes: int, n_tasks: int, order: str = "natural", seed: in
         raise GrowkitError(f"a task stream needs at least 2 tasks, got {n_tasks!r}")
     if num_classes % n_tasks:
         raise GrowkitError(f"{num_classes} classes do not split into {n_tasks} equal tasks")
+    if num_classes // n_tasks < 2:  # a one-class task is always right: it would report 100 % and learn nothing
+        raise GrowkitError(f"{n_tasks} tasks leave one class per task of {num_classes}; a task needs at least "
+                           f"2 classes (at most {num_classes // 2} tasks)")
     if order == "natural":
         perm = list(range(num_classes))
     elif order == "random":

@@ -177,6 +177,8 @@ class L2GConfig(TrainConfig):
         for k in ("arch_weight_decay", "cost"):
             if not getattr(self, k) >= 0:
                 raise GrowkitError(f"{k} must be non-negative, got {getattr(self, k)}")
+        from . import checks
+        checks.config(self)  # seeds, the architecture's rate and decay, epochs, the worst case's memory
         return self
 
 
@@ -282,12 +284,22 @@ def save_task(out: Path, t: int, net: nn.Module, state: dict, cfg: L2GConfig) ->
                     loop={"tasks_done": t + 1}, extras={"learn_to_grow": state})
 
 
-def load_task(path: Path, cfg: L2GConfig, stream: continual.TaskStream) -> tuple[nn.Module, dict]:
+def load_task(path: Path, cfg: L2GConfig, stream: continual.TaskStream,
+              t: int | None = None) -> tuple[nn.Module, dict]:
+    """The network and records of a task checkpoint. With ``t`` (a resume), it must be task ``t``'s checkpoint
+    of this very run: the run's options, finite weights, the configured layers (:mod:`.checks`)."""
     from ...engine import checkpoint
-    ck = checkpoint.load(path)
-    if "learn_to_grow" not in ck["extras"]:
-        raise GrowkitError(f"{path} is not a learn-to-grow task checkpoint")
-    return net_from(ck["spec"], ck["model"], cfg, stream), ck["extras"]["learn_to_grow"]
+    from . import checks
+    if t is None:
+        ck = checkpoint.load(path)
+        if "learn_to_grow" not in ck["extras"]:
+            raise GrowkitError(f"{path} is not a learn-to-grow task checkpoint")
+    else:
+        ck = checks.task_checkpoint(path, t, cfg, build_net(cfg, stream).spec)
+    try:
+        return net_from(ck["spec"], ck["model"], cfg, stream), ck["extras"]["learn_to_grow"]
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as e:
+        raise checks.fit_error(path, e) from None
 
 
 def net_from(spec: dict, weights: dict, cfg: L2GConfig, stream: continual.TaskStream) -> nn.Module:
@@ -297,20 +309,15 @@ def net_from(spec: dict, weights: dict, cfg: L2GConfig, stream: continual.TaskSt
     return net.to(stream.tasks[0].device).eval()
 
 
-def last_task_checkpoint(out: Path) -> tuple[int, Path] | None:
-    found = sorted((int(p.stem.split("_")[1]), p) for p in (out / "tasks").glob("task_*.pt")) if out else []
-    return found[-1] if found else None
-
-
 def initial(cfg: L2GConfig, stream: continual.TaskStream, out: Path | None) -> tuple[nn.Module, dict]:
-    """The network and state the stream starts from: the last task checkpoint in ``out``, else a new net."""
-    last = last_task_checkpoint(out) if out else None
-    if last is None:
+    """The network and state the stream starts from: the last task checkpoint in ``out``, else a new net.
+    ``out/tasks`` may hold only this run's checkpoints (:func:`growkit.methods.learn_to_grow.checks.task_files`)."""
+    from . import checks
+    found = checks.task_files(out, len(stream)) if out else []
+    if not found:
         return build_net(cfg, stream), {"rows": [], "records": []}
-    net, state = load_task(last[1], cfg, stream)
-    if len(state["rows"]) != last[0] + 1:
-        raise GrowkitError(f"{last[1]} does not match its records")
-    return net, state
+    t, path = found[-1]
+    return load_task(path, cfg, stream, t)
 
 
 def run_stream(cfg: L2GConfig, stream: continual.TaskStream, out: str | Path | None = None,

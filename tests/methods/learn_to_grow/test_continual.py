@@ -40,7 +40,7 @@ def test_class_split():
     assert continual.class_split(10, 2) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
     rnd = continual.class_split(10, 5, "random", seed=3)
     assert sorted(c for g in rnd for c in g) == list(range(10)) and rnd != continual.class_split(10, 5)
-    for bad in [(10, 3), (10, 1), (10, 0)]:
+    for bad in [(10, 3), (10, 1), (10, 0), (10, 10), (4, 4)]:  # (10, 10): one class per task
         with pytest.raises(GrowkitError):
             continual.class_split(*bad)
     with pytest.raises(GrowkitError):
