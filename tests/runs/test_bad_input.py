@@ -643,6 +643,8 @@ CASES = [
     ("l2g-arch-wd-5", [*L2G, "--arch-weight-decay", "5", *OUT], None, "arch_weight_decay must be in [0, 1)"),
     ("l2g-one-class-per-task", [*L2G, "--tasks", "10", *OUT], None, "one class per task"),
     ("l2g-tasks-uneven", [*L2G, "--tasks", "3", *OUT], None, "do not split into 3 equal tasks"),
+    ("l2g-permuted-tasks-absurd", [*L2G, "--stream", "permuted", "--tasks", "100000", *OUT], None,
+     "a permuted stream needs 2..100 tasks"),
     # learn-to-grow's resume: only this run's task checkpoints, checked before anything is trained
     ("l2g-resume-foreign-task", ["resume", "{d}/run"], s_l2g_foreign_task, "belongs to another run"),
     ("l2g-resume-config-edited", ["resume", "{d}/run"], s_l2g_config_edited, "belongs to another run"),

@@ -159,6 +159,9 @@ class L2GConfig(TrainConfig):
                                f"{self.val_fraction}")
         if self.stream not in continual.STREAMS:
             raise GrowkitError(f"unknown stream {self.stream!r}; valid: {', '.join(continual.STREAMS)}")
+        if self.stream == "permuted" and not 2 <= self.tasks <= MAX_PERMUTED_TASKS:
+            raise GrowkitError(f"a permuted stream needs 2..{MAX_PERMUTED_TASKS} tasks (each holds its own permuted "
+                               f"copy of the data; the paper's permuted MNIST has 10-20), got {self.tasks}")
         if self.model not in BACKBONES:
             raise GrowkitError(f"unknown backbone {self.model!r}; valid: {', '.join(BACKBONES)}")
         if isinstance(self.adapter_rank, bool) or not isinstance(self.adapter_rank, int) or self.adapter_rank < 0:
@@ -182,6 +185,7 @@ class L2GConfig(TrainConfig):
         return self
 
 
+MAX_PERMUTED_TASKS = 100
 _UNUSED = ("epochs", "fraction", "channels_last", "eval_test", "snapshot_every", "model_kw")
 _TRAIN_DEFAULTS = TrainConfig()
 
