@@ -29,7 +29,7 @@ def _check(ok: bool, msg: str) -> None:
 
 
 def _count(text: str) -> int:
-    """A parameter or FLOPs count from the command line: 250000, 2.5e5 or 1e6."""
+    """A parameter or multiply-add count from the command line: 250000, 2.5e5 or 1e6."""
     import argparse
     try:
         v = float(text)
@@ -60,7 +60,9 @@ class AdeNeLConfig(Record):
     finetune_epochs: int = opt(40, flag="--finetune", help="epochs of fine-tuning after growth stops")
     finetune_lr: float = opt(0.005, help="fine-tuning rate, x0.1 at 1/3 and 2/3")
     budget_params: int | None = opt(None, parse=_count, help="parameter budget (never exceeded)")
-    budget_flops: int | None = opt(None, parse=_count, help="forward FLOPs budget per image (never exceeded)")
+    budget_macs: int | None = opt(None, parse=_count,
+                                   help="budget of forward multiply-adds per image (MACs, the unit of the "
+                                        "paper's 'FLOPs': VGG-16 on CIFAR-10 is 313e6), never exceeded")
     on_budget: str = opt("stop", choices=list(ON_BUDGET), help="stop: a round that does not fit ends growth; "
                                                               "subset: grow the layers that still fit")
     ties: str = opt("untied", choices=list(TIES), help="ResNets: untied (block-inner widths only) or tied "
@@ -86,8 +88,8 @@ class AdeNeLConfig(Record):
         _check(self.finetune_epochs >= 0, f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
         _check(self.budget_params is None or self.budget_params > 0,
                f"budget_params must be > 0, got {self.budget_params}")
-        _check(self.budget_flops is None or self.budget_flops > 0,
-               f"budget_flops must be > 0, got {self.budget_flops}")
+        _check(self.budget_macs is None or self.budget_macs > 0,
+               f"budget_macs must be > 0, got {self.budget_macs}")
         _check(self.on_budget in ON_BUDGET, f"on_budget must be one of {', '.join(ON_BUDGET)}, got {self.on_budget!r}")
         _check(self.ties in TIES, f"ties must be one of {', '.join(TIES)}, got {self.ties!r}")
         _check(self.support in ("carry", "reset"), f"support must be carry or reset, got {self.support!r}")
@@ -122,7 +124,7 @@ class AdeNeL(Grower):
         if not gamma:
             raise GrowkitError("AdeNeL needs the lbi optimizer (no Gamma in the optimizer state)")
         caps = capacities(model, gamma, groups)
-        plan = plan_round(caps, cfg.tau, cfg.grow_by, budget_check(model, cfg.budget_params, cfg.budget_flops),
+        plan = plan_round(caps, cfg.tau, cfg.grow_by, budget_check(model, cfg.budget_params, cfg.budget_macs),
                           cfg.on_budget)
         before = widths(model, groups)
         after = {g: w + plan.grow.get(g, 0) for g, w in before.items()}
@@ -206,23 +208,23 @@ def summarize(res: dict, grower: AdeNeL, model_name: str, n_train: int, ref_epoc
     (capacity s per layer and widths after each round), why growing stopped, and the training cost
     relative to two references trained for ``ref_epochs`` (default: this run's epochs) on the same
     ``n_train`` images per epoch: the full-size net (Table 1) and the found net from scratch (Table 4)."""
-    from ...models import count_flops, from_spec
+    from ...models import count_macs, from_spec
     with torch.device("meta"):
         found = from_spec(res["spec"])
     full = full_size_net(model_name, res["spec"])
     epochs = ref_epochs or res["epochs"]
     cost = {
-        "vs_full": train_cost(res["train_flops"], count_flops(full, training=True), n_train, epochs,
+        "vs_full": train_cost(res["train_macs"], count_macs(full, training=True), n_train, epochs,
                               f"full-size {model_name} ({full.arch}) trained {epochs} epochs"),
-        "vs_found_scratch": train_cost(res["train_flops"], count_flops(found, training=True), n_train, epochs,
+        "vs_found_scratch": train_cost(res["train_macs"], count_macs(found, training=True), n_train, epochs,
                                        f"the found net trained from scratch {epochs} epochs"),
     }
     st = grower.state
     events = [{"epoch": r["epoch"], "capacity": r["capacity"], "grow": r["grow"], "widths_after": r["widths_after"]}
               for r in st["rounds"]]
     return {"widths": widths(found), "candidates": candidate_groups(found, grower.cfg.ties),
-            "params": res["params"], "flops": res["flops"], "train_flops": res["train_flops"],
+            "params": res["params"], "macs": res["macs"], "train_macs": res["train_macs"],
             "train_cost": cost, "full_params": sum(p.numel() for p in full.parameters()),
-            "full_flops": count_flops(full), "growth_events": events, "stopped_by": st["stopped_by"],
+            "full_macs": count_macs(full), "growth_events": events, "stopped_by": st["stopped_by"],
             "grow_epochs": st["done_epoch"], "test_acc": res["test_acc"], "val_acc": res["val_acc"],
             "first_layer": st.get("first_layer", [])}

@@ -22,7 +22,7 @@ from ...data.catalog import dataset_info
 from ...engine.config import Record, TrainConfig
 from ...engine.schedule import Phase
 from ...errors import GrowkitError
-from ...models import count_flops, create, from_spec
+from ...models import count_macs, create, from_spec
 from ...runs import lifecycle
 from ...runs.registry import Method, register
 from . import prune
@@ -56,9 +56,9 @@ def build(train: TrainConfig, cfg: AdeNeLConfig):
     cfg = cfg.validate()
     seed = seed_model(train, cfg.seed_width)
     stats = planned_stats(seed, {})
-    if not within(stats, cfg.budget_params, cfg.budget_flops):
-        raise GrowkitError(f"the budget (params {cfg.budget_params}, FLOPs {cfg.budget_flops}) is below the seed "
-                           f"net {seed.arch} ({stats['params']:,} params, {stats['flops']:,} FLOPs)")
+    if not within(stats, cfg.budget_params, cfg.budget_macs):
+        raise GrowkitError(f"the budget (params {cfg.budget_params}, MACs {cfg.budget_macs}) is below the seed "
+                           f"net {seed.arch} ({stats['params']:,} params, {stats['macs']:,} MACs)")
     kw = {**cfg.optimizer_kw(), "exclude": [classifier_name(seed)], "reset_support": cfg.support == "reset"}
     train = dataclasses.replace(train, widths=seed_widths(train.model, cfg.seed_width), optimizer="lbi",
                                 optimizer_kw=kw, lr=cfg.lr, momentum=cfg.momentum, nesterov=False,
@@ -85,9 +85,9 @@ def found_net(spec: dict) -> dict:
 
 
 def _brief(res: dict, n_train: int, ref_per_image: float, epochs: int) -> dict:
-    return {"test_acc": res["test_acc"], "val_acc": res["val_acc"], "params": res["params"], "flops": res["flops"],
-            "epochs": res["epochs"], "train_flops": res["train_flops"],
-            "train_cost": train_cost(res["train_flops"], ref_per_image, n_train, epochs,
+    return {"test_acc": res["test_acc"], "val_acc": res["val_acc"], "params": res["params"], "macs": res["macs"],
+            "epochs": res["epochs"], "train_macs": res["train_macs"],
+            "train_cost": train_cost(res["train_macs"], ref_per_image, n_train, epochs,
                                      f"the found net trained from scratch {epochs} epochs")}
 
 
@@ -99,7 +99,7 @@ def summarize(res: dict, trainer, cfg: AdeNeLConfig, out: Path) -> dict:
     if not cfg.scratch:
         return extra
     with torch.device("meta"):
-        found_per_image = count_flops(from_spec(res["spec"]), training=True)
+        found_per_image = count_macs(from_spec(res["spec"]), training=True)
     base_cfg = _baseline_train(trainer.cfg, cfg, epochs=epochs, **found_net(res["spec"]))
     base = lifecycle.nested(out / "scratch_base",
                             lambda: lifecycle.run("train", base_cfg, None, out / "scratch_base", data=trainer.data,

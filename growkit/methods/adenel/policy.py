@@ -14,10 +14,10 @@ when to stop, and what the training cost was.
   No candidate above tau: growing stops (``stopped_by = "capacity"``).
 * **Budgets** are checked on the *planned* architecture before anything grows (a copy on the meta
   device: no memory, no arithmetic). If the whole round does not fit: ``on_budget="stop"`` (the
-  paper: growing "stops when it meets parameters/FLOPs budgets") grows nothing and stops;
+  paper: growing "stops when it meets parameters/FLOPs budgets", its FLOPs being multiply-adds) grows nothing and stops;
   ``on_budget="subset"`` grows the largest-capacity candidates that still fit, greedily in order of
   s (ties: layer order), and stops only when none fits. Either way a budget is never exceeded.
-* **Train cost**: cumulative training FLOPs of the whole run, absolute, and relative to a named
+* **Train cost**: cumulative training multiply-adds (MACs, forward + backward) of the whole run, absolute, and relative to a named
   reference: the full-size net (the paper's Table 1) or the found net trained from scratch (Table 4)
   for the same number of epochs over the same images.
 """
@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 
 from ...engine.surgery import Widen, group_width
-from ...models import count_flops
+from ...models import count_macs
 from .lbi import filter_support
 
 TIES = ("untied", "tied")
@@ -108,23 +108,23 @@ def widen_plans(grow: dict[str, int]) -> list[Widen]:
 
 
 def planned_stats(model, grow: dict[str, int]) -> dict:
-    """Parameters and FLOPs (one image, forward) of ``model`` after ``grow``, on a meta-device copy."""
+    """Parameters and multiply-adds (MACs; one image, forward) of ``model`` after ``grow``, on a meta-device copy."""
     shadow = copy.deepcopy(model).to("meta")
     for plan in widen_plans(grow):
         plan.apply(shadow)
-    return {"params": sum(p.numel() for p in shadow.parameters()), "flops": count_flops(shadow)}
+    return {"params": sum(p.numel() for p in shadow.parameters()), "macs": count_macs(shadow)}
 
 
-def within(stats: dict, budget_params: int | None, budget_flops: int | None) -> bool:
+def within(stats: dict, budget_params: int | None, budget_macs: int | None) -> bool:
     return ((budget_params is None or stats["params"] <= budget_params)
-            and (budget_flops is None or stats["flops"] <= budget_flops))
+            and (budget_macs is None or stats["macs"] <= budget_macs))
 
 
-def budget_check(model, budget_params: int | None, budget_flops: int | None) -> Callable[[dict], bool]:
+def budget_check(model, budget_params: int | None, budget_macs: int | None) -> Callable[[dict], bool]:
     """``fits(plan)`` for :func:`plan_round`, measured on the planned architecture."""
-    if budget_params is None and budget_flops is None:
+    if budget_params is None and budget_macs is None:
         return lambda plan: True
-    return lambda plan: within(planned_stats(model, plan), budget_params, budget_flops)
+    return lambda plan: within(planned_stats(model, plan), budget_params, budget_macs)
 
 
 def widths(model, groups: list[str] | None = None) -> dict[str, int]:
@@ -133,10 +133,10 @@ def widths(model, groups: list[str] | None = None) -> dict[str, int]:
     return {g: group_width(model, g) for g in groups}
 
 
-def train_cost(train_flops: float, ref_flops_per_image: float, images_per_epoch: int, ref_epochs: int,
+def train_cost(train_macs: float, ref_macs_per_image: float, images_per_epoch: int, ref_epochs: int,
                reference: str) -> dict:
-    """The run's cumulative training FLOPs relative to training the ``reference`` net for
+    """The run's cumulative training MACs relative to training the ``reference`` net for
     ``ref_epochs`` epochs over ``images_per_epoch`` images (forward + backward per image)."""
-    ref = float(ref_flops_per_image) * images_per_epoch * ref_epochs
-    return {"relative": train_flops / ref if ref else None, "reference": reference,
-            "reference_flops": ref, "reference_epochs": ref_epochs, "train_flops": float(train_flops)}
+    ref = float(ref_macs_per_image) * images_per_epoch * ref_epochs
+    return {"relative": train_macs / ref if ref else None, "reference": reference,
+            "reference_macs": ref, "reference_epochs": ref_epochs, "train_macs": float(train_macs)}

@@ -4,7 +4,7 @@ efficient convnets"): in each channel group keep the channels whose filters have
 pruned net is then fine-tuned. One shot, per-layer targets given (here: AdeNeL's found widths or a
 uniform ratio), no iterative pruning. As a method (``l1-prune``): the full-size net is trained with
 the run's SGD (staircase at thirds), pruned at the end of that phase, then fine-tuned; its training
-FLOPs include the full-size phase, as the paper's train-cost of pruning methods does.
+multiply-adds include the full-size phase, as the paper's train-cost of pruning methods does.
 """
 from __future__ import annotations
 

@@ -61,18 +61,19 @@ def pm(xs, digits: int = 2) -> str:
 
 
 def row(method: str, results: list[dict], ref: list[dict] | None = None, ref_name: str = "full", **extra) -> dict:
-    """One table row over seeds: accuracy, size, and train cost relative to ``ref`` runs' measured FLOPs."""
+    """One table row over seeds: accuracy, size (parameters, multiply-adds per image) and train cost (cumulative
+    training multiply-adds) relative to ``ref`` runs' measured counts."""
     params = statistics.fmean(r["params"] for r in results)
-    flops = statistics.fmean(r["flops"] for r in results)
-    tf = statistics.fmean(r["train_flops"] for r in results)
+    macs = statistics.fmean(r["macs"] for r in results)
+    tm = statistics.fmean(r["train_macs"] for r in results)
     out = {"method": method, **extra, "acc %": pm([r["test_acc"] for r in results]),
-           "seeds": len(results), "params": round(params), "FLOPs": round(flops), "train FLOPs": f"{tf:.3g}"}
+           "seeds": len(results), "params": round(params), "MACs": round(macs), "train MACs": f"{tm:.3g}"}
     if ref:
         rp = statistics.fmean(r["params"] for r in ref)
-        rf = statistics.fmean(r["flops"] for r in ref)
-        rt = statistics.fmean(r["train_flops"] for r in ref)
-        out.update({"params %": 100 * params / rp, "FLOPs %": 100 * flops / rf,
-                    f"train-cost % ({ref_name})": 100 * tf / rt})
+        rm = statistics.fmean(r["macs"] for r in ref)
+        rt = statistics.fmean(r["train_macs"] for r in ref)
+        out.update({"params %": 100 * params / rp, "MACs %": 100 * macs / rm,
+                    f"train-cost % ({ref_name})": 100 * tm / rt})
     return out
 
 
@@ -80,13 +81,30 @@ def arch(res: dict) -> str:
     return "-".join(str(w) for w in grown_widths(res).values()) if "candidates" in res else res.get("arch", "")
 
 
-def verdict(ours: list[dict], full: list[dict]) -> str:
-    """A computed line: does the grown net match the full net's accuracy (within one spread) with fewer
-    parameters and less training compute, on this data?"""
-    (ma, sa), (mf, sf) = mean_sd([r["test_acc"] for r in ours]), mean_sd([r["test_acc"] for r in full])
-    p = statistics.fmean(r["params"] for r in ours) / statistics.fmean(r["params"] for r in full)
-    c = statistics.fmean(r["train_flops"] for r in ours) / statistics.fmean(r["train_flops"] for r in full)
-    acc_ok = ma >= mf - max(sa, sf)
-    return (f"AdeNeL {ma:.2f} % vs full {mf:.2f} % with {100 * p:.0f} % of the parameters and {100 * c:.0f} % "
-            f"of the training FLOPs: the paper's claim (full accuracy at a fraction of size and cost) "
-            f"{'holds' if acc_ok and p < 1 and c < 1 else 'does not hold'} here.")
+def seed_of(res: dict) -> int:
+    """The training seed a result was run with (from its saved run config)."""
+    return int(res["config"]["train"]["seed"])
+
+
+ACC_MARGIN = 1.0  # accuracy points: "about the same accuracy" within +-1 point (TOST)
+FRACTION = 0.5  # "a fraction of the size": parameters and multiply-adds below half the full net's
+
+
+def verdict(ours: list[dict], full: list[dict], *, margin: float = ACC_MARGIN, fraction: float = FRACTION):
+    """The paper's claim "full accuracy at a fraction of the size", as a :class:`growkit.papers.stats.Verdict`:
+    accuracy about the same as the full-width net's (TOST within ``margin`` points, paired by seed) and
+    parameters and multiply-adds each below ``fraction`` of the full net's (per-seed ratios against the
+    fraction, one-sided through the t-interval). It agrees only when all three parts do."""
+    from ...papers import stats
+    seeds = [seed_of(r) for r in ours]
+    full_by_seed = {seed_of(r): r for r in full}
+    acc = stats.same({s: r["test_acc"] for s, r in zip(seeds, ours)},
+                     {seed_of(r): r["test_acc"] for r in full},
+                     f"AdeNeL's accuracy is the full net's within ±{margin:g} points", margin=margin)
+    parts = [acc]
+    for key, word in (("params", "parameters"), ("macs", "multiply-adds")):
+        ratio = {s: r[key] / full_by_seed[s][key] for s, r in zip(seeds, ours)}
+        parts.append(stats.lower(ratio, {s: fraction for s in seeds},
+                                 f"its {word} are below {fraction:g} of the full net's", digits=3))
+    return stats.all_of(f"AdeNeL matches the full net's accuracy with under {fraction:g} of its parameters "
+                        f"and multiply-adds", parts)
