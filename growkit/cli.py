@@ -75,6 +75,8 @@ def _report(result: dict, out: str) -> None:
     test = f", test {test:.2f}%" if test is not None else ""
     print(f"{result.get('found', result['arch'])}: val {_pct(result.get('val_acc'))}{test}, "
           f"{result['params']:,} params, {result['wall_s']:.1f} s -> {out}/result.json")
+    if result.get("note"):  # something the run's numbers alone would not say
+        print(f"note: {result['note']}")
 
 
 def cmd_resume(a) -> int:

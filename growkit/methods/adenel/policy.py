@@ -10,7 +10,10 @@ when to stop, and what the training cost was.
   and LeNet-5 that is every conv, in a ResNet the first conv of every block (its inner width). This
   is our reading of the paper, which does not say how residual widths grow. ``ties="tied"`` also
   grows the residual streams, every conv writing one stream together (growkit's extension).
-* **A round** (every J epochs): every candidate with ``s > tau`` (eq. 9) gains ``grow_by`` filters.
+* **A round** (every J epochs): every candidate with ``s > tau`` (eq. 9) gains filters: ``grow_by``
+  (``grow_rule="fixed"``, the paper's "fixed number of new filters", section 3.2.2) or, with
+  ``grow_rule="ratio"``, as many as take a width w to ``max(w + grow_by, int(grow_ratio * w))`` (the
+  DessiLBI grow-network example: +8 or x1.1 for its VGG from 16 filters, +4 or x1.1 for its ResNets).
   No candidate above tau: growing stops (``stopped_by = "capacity"``).
 * **Budgets** are checked on the *planned* architecture before anything grows (a copy on the meta
   device: no memory, no arithmetic). If the whole round does not fit: ``on_budget="stop"`` (the
@@ -35,6 +38,15 @@ from ...models import count_macs
 from .lbi import filter_support
 
 TIES = ("untied", "tied")
+GROW_RULES = ("fixed", "ratio")
+
+
+def grow_amount(width: int, rule: str, grow_by: int, grow_ratio: float = 1.1) -> int:
+    """Filters a layer of ``width`` gains in a round: ``grow_by`` (fixed) or ``max(w + grow_by,
+    int(grow_ratio * w)) - w`` (ratio)."""
+    if rule == "fixed":
+        return grow_by
+    return max(width + grow_by, int(grow_ratio * width)) - width
 ON_BUDGET = ("stop", "subset")
 
 
@@ -77,22 +89,24 @@ class RoundPlan:
     blocked: list[str] = field(default_factory=list)  # wanted but left out by the budget
 
 
-def plan_round(caps: dict[str, float], tau: float, grow_by: int, fits: Callable[[dict[str, int]], bool],
-               on_budget: str = "stop") -> RoundPlan:
-    """One growth round from the capacities ``caps`` (in layer order). ``fits(plan)`` says whether
-    the architecture after ``plan`` is within every budget."""
+def plan_round(caps: dict[str, float], tau: float, grow_by: int | dict[str, int],
+               fits: Callable[[dict[str, int]], bool], on_budget: str = "stop") -> RoundPlan:
+    """One growth round from the capacities ``caps`` (in layer order). ``grow_by``: filters per growing
+    layer, one number or one per group. ``fits(plan)`` says whether the architecture after ``plan`` is
+    within every budget."""
+    amount = grow_by if isinstance(grow_by, dict) else {g: grow_by for g in caps}
     order = list(caps)
     wanted = [g for g in order if caps[g] > tau]
     if not wanted:
         return RoundPlan(stopped_by="capacity")
-    full = {g: grow_by for g in wanted}
+    full = {g: amount[g] for g in wanted}
     if fits(full):
         return RoundPlan(grow=full, wanted=wanted)
     if on_budget == "stop":
         return RoundPlan(stopped_by="budget", wanted=wanted, blocked=wanted)
     chosen: dict[str, int] = {}
     for g in sorted(wanted, key=lambda g: (-caps[g], order.index(g))):
-        trial = {**chosen, g: grow_by}
+        trial = {**chosen, g: amount[g]}
         if fits(trial):
             chosen = trial
     if not chosen:

@@ -12,6 +12,7 @@ import torch
 
 from ...models import from_spec
 from ...papers import study
+from ...errors import GrowkitError
 from ...runs import cache
 from .grower import AdeNeLConfig
 from .method import FINETUNE_MILESTONES
@@ -19,11 +20,13 @@ from .policy import widths
 from .prune import L1PruneConfig
 
 
+BASELINE_SGD = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "staircase",
+                "milestones": list(FINETUNE_MILESTONES)}  # the paper's baselines (section 4, "good practices")
+
+
 def baseline(runs_dir, name: str, *, train: dict, epochs: int) -> dict:
     """The full-size net with the paper's baseline SGD (rate 0.1, x0.1 at each third, wd 5e-4)."""
-    return study.train(runs_dir, name, **{"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
-                                          "schedule": "staircase", "milestones": list(FINETUNE_MILESTONES),
-                                          **train, "epochs": epochs})
+    return study.train(runs_dir, name, **{**BASELINE_SGD, **train, "epochs": epochs})
 
 
 def adenel(runs_dir, name: str, *, train: dict, adenel: dict, callbacks=()) -> dict:
@@ -31,8 +34,23 @@ def adenel(runs_dir, name: str, *, train: dict, adenel: dict, callbacks=()) -> d
                        callbacks=callbacks)
 
 
-def l1_prune(runs_dir, name: str, *, train: dict, prune: dict) -> dict:
-    return cache.named(runs_dir, name, "l1-prune", cache.train_cfg({"lr": 0.1, **train}), L1PruneConfig(**prune))
+def l1_prune(runs_dir, name: str, *, train: dict, epochs: int, prune: dict) -> dict:
+    """The l1-pruning comparator on the full-width baseline's schedule (:func:`baseline` with the same ``train``
+    and ``epochs``): trained, pruned after ``prune_at`` of the epochs, fine-tuned in the rest. Stops with a
+    GrowkitError when it pruned nothing (targets at the full widths): that row would be the baseline again."""
+    cfg = L1PruneConfig(**prune)
+    res = cache.named(runs_dir, name, "l1-prune", cache.train_cfg({**BASELINE_SGD, **train, "epochs": epochs}), cfg)
+    if not res["pruned_channels"] and (cfg.targets or cfg.ratio < 1):
+        raise GrowkitError(f"{name}: the l1-pruning comparator pruned nothing (targets {res['pruned_to']} are the "
+                           f"full widths): it would be the full-width baseline again")
+    return res
+
+
+def prunes(targets: dict[str, int], full: dict) -> bool:
+    """Whether pruning the full net of ``full`` (a result) to ``targets`` removes any channel."""
+    with torch.device("meta"):
+        full_w = widths(from_spec(full["spec"]))
+    return any(w < full_w[g] for g, w in targets.items())
 
 
 def grown_widths(res: dict) -> dict[str, int]:
