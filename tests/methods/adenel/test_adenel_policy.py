@@ -213,3 +213,20 @@ def test_found_net_config_rebuilds_a_grown_net(name, group):
     spec = {k: v for k, v in {"depths": f["depths"], "widths": f["widths"], **f["model_kw"]}.items() if v is not None}
     again = M.create(f["model"], **spec, in_channels=1, num_classes=10, image_size=8)
     assert again.spec == net.spec and again.num_params() == net.num_params()
+
+
+def test_dessilbi_vgg_rule_from_16_filters_grows_8_then_by_a_tenth():
+    """DessiLBI's VGG rule (seed 16, w -> max(w + 8, int(1.1 w))): widths 16 -> 24 -> 32 -> ... -> 88 -> 96 ->
+    105 (int(1.1 * 96) = 105 > 104) when every filter stays in the support."""
+    net = M.create("VGG16", widths=16, hidden=[512], in_channels=1, num_classes=10, image_size=8)
+    g = AdeNeL(AdeNeLConfig(J=1, seed_width=16, grow_rule="ratio", grow_by=8))
+    seen = []
+    for epoch in range(1, 12):
+        groups = candidate_groups(net)
+        w = widths(net, groups)
+        view = SimpleNamespace(epoch=epoch, model=net, optimizer_state=gamma_state(net, dict(w)))
+        for plan in g.decide(view).plans:
+            plan.apply(net)
+        seen.append(widths(net)["layers.0"])
+    assert seen == [24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 105]
+    assert widths(net)["classifier.0"] == 512  # the hidden layer is not grown
