@@ -165,7 +165,7 @@ class Trainer:
     # ------------------------------------------------------------------ passes
     def train_epoch(self, opt, lr_fn: Callable[[float], float] | None, seed: int, trainable=None,
                     on_batch=None) -> tuple[float, float]:
-        """One pass over the training split (``trainable``: only these parameters); counts its FLOPs."""
+        """One pass over the training split (``trainable``: only these parameters); counts its multiply-adds."""
         model = self.model
         if distributed.collective():  # every rank trains its slice; DDP averages the gradients
             if trainable is not None:
@@ -190,7 +190,7 @@ class Trainer:
         """The read-only view a grower gets: no test fields, no trainer; data through services."""
         count = itertools.count(1)
 
-        def train_only(params, optimizer):  # AdamInit's epochs: own seeds, FLOPs counted
+        def train_only(params, optimizer):  # AdamInit's epochs: own seeds, multiply-adds counted
             seed = derive_seed(self.cfg.seed, self.loop.epoch, "init", next(count))
             return self.train_epoch(optimizer, None, seed, trainable=params)
 
@@ -202,7 +202,7 @@ class Trainer:
     def _on_main(self, fn, model: bool = False):
         """``fn()``'s result; under a process group computed by rank 0 alone (its raw model, whole global
         batches: what one process computes) and broadcast with the grower's state, the method extras, the
-        RNG state, the FLOP count and (``model``) the parameters and buffers. The other ranks wait."""
+        RNG state, the multiply-add count and (``model``) the parameters and buffers. The other ranks wait."""
         if self.group is None:
             return fn()
         out = None
