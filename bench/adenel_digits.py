@@ -1,5 +1,6 @@
 """AdeNeL on digits, 3 seeds: LeNet-5 and VGG-16 (hidden=[512]) grown with the default support (reset)
-against the full-width net and the l1-pruning comparator on the full net's schedule.
+against the full-width net and the l1-pruning comparator on the full net's schedule (pruned to AdeNeL's
+widths after the first third of the full net's epochs, fine-tuned in the other two).
 
     OMP_NUM_THREADS=1 python bench/adenel_digits.py [--out runs/bench_adenel] [--seeds 0 1 2] > adenel_digits.json
 
@@ -31,7 +32,7 @@ SETTINGS = {
     "LeNet5": dict(model_kw={}, grow_by=2, max_grow_epochs=60, finetune=20, full_epochs=80),  # +2: Figure 4
     "VGG16": dict(model_kw={"hidden": [512]}, grow_by=4, max_grow_epochs=60, finetune=10, full_epochs=15),
 }
-PRUNE_AT = 0.667  # pruned after 2/3 of the full net's epochs, fine-tuned in the last third (rate 0.001)
+PRUNE_AT = 1 / 3  # pruned after the first third of the full net's epochs, fine-tuned through the other two
 
 
 def interval(xs: list[float]) -> dict:

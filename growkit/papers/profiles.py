@@ -124,14 +124,14 @@ PROFILES: dict[str, dict[str, dict]] = {
                       budget_params={"VGG16": 589_000, "ResNet20": 120_000},  # T1/T4 "Ours": 0.58-0.589M, 0.12M
                       budget_macs={"VGG16": 43_000_000, "ResNet20": 21_000_000},  # T1 "Ours": 43M (abstract), 0.021G
                       lam=1.0, nu=100.0, finetune=40, max_grow_epochs=260,  # 260 + 40 = S4's 300 baseline epochs
-                      baseline_epochs=300, prune_models=["VGG16", "ResNet20"], prune_at=0.667),  # S4; T1 l1-pruning
+                      baseline_epochs=300, prune_models=["VGG16", "ResNet20"], prune_at=0.333),  # S4; T1 l1-pruning
     },
     "adenel_02_budgets": {
         "smoke": dict(budget_fractions=[0.7, 1.0], J=1, finetune=1, max_grow_epochs=2, baseline_epochs=2),
         "cpu": {},
         "paper": dict(dataset="cifar10", device="cuda", model="VGG16", model_kw={"hidden": [512]},  # F3: VGG16, T1
                       seed_width=4, grow_by=4, lam=1.0, nu=100.0, finetune=40, max_grow_epochs=260,
-                      baseline_epochs=300, prune_at=0.667,  # S4
+                      baseline_epochs=300, prune_at=0.333,  # S4
                       budget_fractions=[0.02, 0.04, 0.06, 0.08, 0.1]),  # F3: 0.3M-1.5M of 14.99M parameters
     },
     "adenel_03_vs_autogrow": {
@@ -158,7 +158,7 @@ PROFILES: dict[str, dict[str, dict]] = {
         # parameters and 1.57G MACs: the budgets. Seed width, J, filters per round and tied streams are ours (the
         # paper states none for ImageNet); 60 growing + 30 fine-tuning epochs = S4's 90-epoch baselines.
         "paper": dict(dataset="imagenet", device="cuda", seed_width=16, grow_by=32, J=5, ties="tied", lam=1.0,
-                      nu=100.0, finetune=30, max_grow_epochs=60, baseline_epochs=90, prune_at=0.667, width_scale=1.0,
+                      nu=100.0, finetune=30, max_grow_epochs=60, baseline_epochs=90, prune_at=0.333, width_scale=1.0,
                       budget_params=10_440_000, budget_macs=1_570_000_000),
     },
     "learn_to_grow_01_split_digits": {
