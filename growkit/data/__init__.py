@@ -24,24 +24,23 @@ import numpy as np
 import torch
 
 from ..errors import GrowkitError
-from .catalog import (DATASETS, DEFAULT_ROOT, DOWNLOADABLE, DatasetInfo, check_files, dataset_info,
-                      list_datasets, split_indices)
+from .catalog import (DATASETS, DOWNLOADABLE, DatasetInfo, check_files, dataset_info, find_checkout,
+                      list_datasets, resolve_root, split_indices)
 from .readers import check_split, load_mnist, source
 from .resident import ResidentData
 
-__all__ = ["DATASETS", "DEFAULT_ROOT", "DatasetInfo", "ResidentData", "check_files", "dataset_info",
-           "list_datasets", "load", "split_indices"]
+__all__ = ["DATASETS", "DatasetInfo", "ResidentData", "check_files", "dataset_info", "find_checkout",
+           "list_datasets", "load", "resolve_root", "split_indices"]
 
 
 def _load_digits(seed: int) -> tuple:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from .split import load_digits_arrays, stratified_split
 
-    d = load_digits()
+    images, target = load_digits_arrays()  # scikit-learn's load_digits(), without importing scikit-learn
     # Pixel values are counts 0..16; scale to the 0..255 range every other dataset uses.
-    x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
-    y = d.target.astype(np.int64)
-    tr, te = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=seed)
+    x = np.rint(images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    y = target.astype(np.int64)
+    tr, te = stratified_split(y, test_size=0.2, seed=seed)
     return (x[tr], y[tr]), (x[te], y[te])
 
 
@@ -98,7 +97,7 @@ def load(name: str = "digits", root: str | Path | None = None, *, fraction: floa
          image_size: int | None = None, workers: int | None = None):
     """Load a dataset by name into train/val/test splits ready for :class:`growkit.engine.trainer.Trainer`."""
     info = dataset_info(name)
-    root = str(root if root is not None else DEFAULT_ROOT)
+    root = str(resolve_root(root))  # --data-root, $GROWKIT_DATA, the checkout's data/: absolute
     vf = info.val_fraction if val_fraction is None else val_fraction
     if info.name == "imagenet":
         from .imagenet import ImageNetData  # imported on use: it needs PIL and a DataLoader

@@ -7,9 +7,32 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import GrowkitError
+from ..errors import GrowkitError, MissingData
 
-DEFAULT_ROOT = os.environ.get("GROWKIT_DATA", "data")
+
+
+def find_checkout(start: str | Path | None = None) -> Path | None:
+    """The growkit checkout holding ``start`` (default: the working directory): the nearest folder, ``start``
+    or above it, with both ``growkit/__init__.py`` and ``notebooks/``; None outside one. A notebook's kernel
+    runs in ``notebooks/``, a shell anywhere in the clone: both find the same checkout."""
+    here = Path(start if start is not None else os.getcwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "growkit" / "__init__.py").is_file() and (d / "notebooks").is_dir():
+            return d
+    return None
+
+
+def resolve_root(root: str | Path | None = None) -> Path:
+    """The data root, one rule for the command line, Python and the notebooks: ``root`` (``--data-root``, a
+    config's or notebook's ``data_root``), else ``$GROWKIT_DATA``, else ``data/`` of the growkit checkout
+    holding the working directory (``./data`` where there is none); always an absolute path, so a kernel
+    running in ``notebooks/`` finds the files the command line finds."""
+    if root is None or str(root) == "":
+        root = os.environ.get("GROWKIT_DATA") or None
+    if root is None:
+        checkout = find_checkout()
+        root = (checkout if checkout is not None else Path.cwd()) / "data"
+    return Path(root).expanduser().resolve()
 
 
 @dataclass(frozen=True)
@@ -70,13 +93,20 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def check_files(info: DatasetInfo, root: str | Path) -> None:
-    """Raise a one-line GrowkitError naming every missing file."""
+    """Raise a one-line :class:`MissingData` naming every missing file. Its message suits Python and the
+    notebooks (the call that downloads, or where to get the files); the command line shows ``e.cli``, which
+    advises ``--download`` instead."""
     missing = [f for f in info.files if not (Path(root) / f).exists()]
     if missing:
-        how = "rerun with --download (needs internet), or get " if info.name in DOWNLOADABLE else "get "
-        raise GrowkitError(
-            f"{info.name}: missing {len(missing)} file(s) under {root}: {', '.join(missing)}; "
-            f"{how}{info.source}".replace("<root>", str(root)))
+        what = f"{info.name}: missing {len(missing)} file(s) under {root}: {', '.join(missing)}; "
+        get = f"get {info.source}".replace("<root>", str(root))
+        if info.name in DOWNLOADABLE:
+            py = (f"download them once with growkit.data.load({info.name!r}, {str(root)!r}, download=True) "
+                  f"(needs internet), or {get}")
+            cli = f"rerun with --download (needs internet), or {get}"
+        else:
+            py = cli = get
+        raise MissingData(what + py, cli=what + cli)
     for f in info.files:  # a FIFO or a device (/dev/zero) would hang or fill the memory when read
         p = Path(root) / f
         if not (p.is_file() or p.is_dir()):
@@ -90,7 +120,7 @@ def split_indices(labels: np.ndarray, val_fraction: float, fraction: float, seed
     ``val_fraction`` of every class goes to validation; ``fraction`` of what is
     left (again per class) is kept for training (the paper's Table 8).
     """
-    from sklearn.model_selection import train_test_split
+    from .split import stratified_split
 
     if not 0.0 <= val_fraction < 1.0:
         raise GrowkitError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -99,11 +129,12 @@ def split_indices(labels: np.ndarray, val_fraction: float, fraction: float, seed
     idx = np.arange(len(labels))
     try:
         if val_fraction > 0:
-            train, val = train_test_split(idx, test_size=val_fraction, stratify=labels, random_state=seed)
+            train, val = (idx[i] for i in stratified_split(labels, test_size=val_fraction, seed=seed))
         else:
             train, val = idx, idx[:0]
         if fraction < 1.0:
-            train, _ = train_test_split(train, train_size=fraction, stratify=labels[train], random_state=seed)
+            keep, _ = stratified_split(labels[train], train_size=fraction, seed=seed)
+            train = train[keep]
     except ValueError as e:  # too few images for a stratified split (e.g. fewer than one per class)
         raise GrowkitError(f"cannot split {len(labels)} images stratified (val_fraction={val_fraction}, "
                            f"fraction={fraction}): {e}") from None

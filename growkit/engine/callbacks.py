@@ -116,24 +116,93 @@ class Recorder(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar on stderr: one tick per epoch, the phase, architecture and validation accuracy."""
+    """A tqdm bar on stderr per phase, labelled with the run directory's name: its total and ETA (a growing
+    phase without a fixed length counts up to its epoch limit), the architecture and validation accuracy of
+    the epoch just counted. One line per growth event (what grew, the initializer, the validation accuracy
+    before it and after one more epoch) and one when growing stops (and why). ``write``: where those lines
+    go (default: above the bar, on stderr)."""
 
-    def __init__(self):
+    def __init__(self, write=None):
         self.bar = None
+        self.phase = None  # index of the phase the bar counts
+        self.pending: list[str] = []  # growth lines waiting for the next epoch's accuracy ("{after}")
+        self._write = write
+
+    def write(self, line: str) -> None:
+        if self._write is not None:
+            self._write(line)
+        else:
+            from tqdm.auto import tqdm
+            tqdm.write(line, file=sys.stderr)
+
+    def _open(self, trainer) -> None:
+        from tqdm.auto import tqdm
+        if self.bar is not None:
+            self.bar.close()
+        i, loop = trainer.loop.phase, trainer.loop
+        phase = trainer.phases[i]
+        total = phase.epochs if phase.epochs is not None else phase.max_epochs
+        n = len(trainer.phases)
+        desc = phase.name if n == 1 else f"{phase.name} ({i + 1}/{n})"
+        if trainer.out is not None:  # which run: a notebook's baselines and nested runs each get a bar
+            desc = f"{run_name(trainer.out)}: {desc}"
+        self.bar = tqdm(initial=loop.epoch - loop.phase_start, total=total, desc=desc, unit="epoch",
+                        file=sys.stderr, dynamic_ncols=True)
+        self.phase = i
 
     def on_fit_start(self, trainer) -> None:
-        if trainer.loop.phase < len(trainer.phases):
-            from tqdm.auto import tqdm
-            self.bar = tqdm(initial=trainer.loop.epoch, unit="epoch", file=sys.stderr, dynamic_ncols=True)
+        self.phase, self.pending = None, []
+
+    def on_epoch_start(self, trainer) -> None:
+        if trainer.loop.phase != self.phase:
+            self._open(trainer)
 
     def on_epoch(self, trainer, row: dict) -> None:
-        if self.bar is not None:
+        val = row["val_acc"]
+        acc = "-" if val is None else f"{val:.2f}%"
+        self._flush(acc)
+        if self.bar is not None:  # the text first, then the count: the bar never shows the last epoch's text
+            self.bar.set_postfix_str(f"{row['arch']} val {acc}", refresh=False)
             self.bar.update(1)
-            val = row["val_acc"]
-            self.bar.set_postfix_str(f"{row['phase']} {row['arch']} val "
-                                     f"{'-' if val is None else format(val, '.2f')}%", refresh=False)
+        for ev in row.get("events") or ():
+            self.pending.append(growth_line(ev, acc))
+        phase = trainer.phases[self.phase] if self.phase is not None else None
+        if phase is not None and phase.grows and trainer.loop.phase != self.phase:
+            stop = (f"epoch {row['epoch']}: growing stopped ({trainer.loop.stopped_by or 'done'}) "
+                    f"at {row['arch']}, {row['params']:,} params, val {acc}")
+            if self.pending:
+                self.pending.append(stop)
+            else:
+                self.write(stop)
+
+    def _flush(self, after: str) -> None:
+        for line in self.pending:
+            self.write(line.replace("{after}", after))
+        self.pending = []
 
     def on_fit_end(self, trainer) -> None:
+        self._flush("- (no epoch followed)")
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def run_name(out: Path) -> str:
+    """The run directory's name (a run being made is written in a hidden staging folder beside it)."""
+    name = Path(out).name
+    if name.startswith(".") and ".growkit-staging-" in name:
+        name = name[1:].split(".growkit-staging-")[0]
+    return name
+
+
+def growth_line(event: dict, before: str) -> str:
+    """One line for a growth event; ``{after}`` stands for the validation accuracy an epoch later."""
+    edits = event.get("edits") or []
+    kinds: dict[str, int] = {}
+    for e in edits:
+        kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
+    what = ", ".join(f"{n} {k}" for k, n in kinds.items()) or "no edit"
+    init = event.get("init")
+    init = f", init {init}" if init is not None else ""
+    return (f"epoch {event['epoch']}: grew {event['before']} -> {event['after']} ({what}{init}); "
+            f"val {before} before, {{after}} after one more epoch")

@@ -195,7 +195,8 @@ class TrainConfig(Record):
     model_kw: dict = opt(default_factory=dict, cli=False)  # further spec keys, e.g. {"stem_width": 8}
     # data
     dataset: str = opt("digits", help="dataset name (see `growkit datasets`)")
-    data_root: str | None = opt(None, help="folder holding the dataset files (default: $GROWKIT_DATA or ./data)")
+    data_root: str | None = opt(None, help="folder holding the dataset files (default: $GROWKIT_DATA, else data/ "
+                                           "of the growkit checkout you are in, else ./data)")
     download: bool = opt(False, help="download the dataset if missing (needs internet)")
     fraction: float = opt(1.0, help="share of the training split to use")  # the paper's Table 8
     val_fraction: float | None = opt(None, help="share of the official training set held out for validation "

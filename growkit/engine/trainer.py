@@ -37,7 +37,7 @@ from . import optim
 from .callbacks import CallbackList, ProgressBar, Recorder
 from .config import TrainConfig
 from .passes import Objective, Passes, derive_seed
-from .records import environment
+from .records import environment, write_json
 from .schedule import Phase
 
 @dataclass
@@ -51,6 +51,7 @@ class LoopState:
     events: list = field(default_factory=list)
     best_val_acc: float | None = None
     last_row: dict | None = None
+    stopped_by: str | None = None  # why the growing phase ended (the grower's reason, "request", "max_grow_epochs")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -319,6 +320,10 @@ class Trainer:
                 events.append(self._grow(decision, row))
             limit = phase.epochs if phase.epochs is not None else phase.max_epochs
             done = decision.done or (limit is not None and in_phase >= limit)
+            if done:
+                self.loop.stopped_by = self._stopped_by(decision, limit, in_phase)
+                if self.grower.stop_requested and "stopped" not in self.run_config:
+                    self._record_stop()
         elif phase.epochs is not None:
             done = in_phase >= phase.epochs
         dt = time.perf_counter() - t0
@@ -332,6 +337,28 @@ class Trainer:
             self._skip_empty_phases()
         return row
 
+    def _record_stop(self) -> None:
+        """Growing ended because someone asked (a stop button, ``request_stop``): the run is no longer the one its
+        config describes, so the stop joins the config (config.json now, the checkpoints from this epoch on).
+        The run cache compares configs: a later request without a stop never gets this run back."""
+        self.run_config["stopped"] = {"by": getattr(self.grower, "stop_by", None) or "request",
+                                      "epoch": self.loop.epoch}
+        if self.out is not None and (self.out / "config.json").exists():
+            write_json(self.out / "config.json", self.run_config)
+
+    def _stopped_by(self, decision, limit, in_phase: int) -> str:
+        """Why growing ended: a stop the user requested (who asked, e.g. "stop button"), the grower's own
+        reason (``Decision.info["stopped_by"]``), the phase's epoch limit ("max_grow_epochs"), or (a grower that says done without a reason)
+        "grower"."""
+        if getattr(self.grower, "stop_requested", False):
+            return getattr(self.grower, "stop_by", None) or "request"
+        why = decision.info.get("stopped_by")
+        if why is not None:
+            return str(why)
+        if not decision.done and limit is not None and in_phase >= limit:
+            return "max_grow_epochs"
+        return "grower"
+
     def result(self) -> dict:
         last = self.loop.last_row or {}
         return {"arch": self.model.arch, "spec": self.model.spec, "epochs": self.loop.epoch,
@@ -341,4 +368,6 @@ class Trainer:
                 "params": self.stats["params"], "macs": self.stats["macs"],
                 "train_macs": self.loop.train_macs, "wall_s": self.loop.wall_s,
                 "phase_wall_s": dict(self.loop.phase_wall_s), "growth_events": list(self.loop.events),
-                "config": self.run_config, "environment": environment(self.device)}
+                "stopped": self.run_config.get("stopped"),  # None, or {"by", "epoch"}: growing was stopped
+                "config": self.run_config, "environment": environment(self.device),
+                **({"stopped_by": self.loop.stopped_by} if self.grower is not None else {})}

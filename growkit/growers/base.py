@@ -35,9 +35,13 @@ class Grower:
 
     def __init__(self):
         self._stop = threading.Event()  # set from another thread (e.g. a notebook button)
+        self.stop_by = None  # who asked: recorded with the run (config.json's "stopped", result.json)
 
-    def request_stop(self) -> None:
-        """Finish growing at the next decision (the run moves on to fine-tuning)."""
+    def request_stop(self, by: str = "request") -> None:
+        """Finish growing at the next decision (the run moves on to fine-tuning). The trainer records the stop
+        in the run's config, so the stopped run is never taken for a finished unstopped one of that config."""
+        if not self._stop.is_set():
+            self.stop_by = str(by)
         self._stop.set()
 
     @property

@@ -6,11 +6,14 @@
 * ``paper``: the papers' datasets, nets and epochs, for a user's GPU machine
   (see :mod:`growkit.papers.profiles`).
 
-Executed copies go to ``runs/<profile>/executed/`` (git-ignored), runs to
-``runs/<profile>/<notebook>/``, figures and tables to ``figures/`` (or
-``--figures-dir``). A failing notebook does not stop the others; the command
-ends with a summary (the failing cell of each failure) and exits 1 if
-anything failed.
+It works on the growkit checkout you stand in (found from the working
+directory upward) or the one ``--repo`` names, never on the checkout an
+installed growkit came from. Executed copies go to ``runs/<profile>/executed/``
+(git-ignored), runs to ``runs/<profile>/<notebook>/``; figures and tables of the
+``cpu`` profile (the committed set) to ``figures/``, of every other profile to
+``runs/<profile>/figures/`` (or ``--figures-dir``). A failing notebook does not
+stop the others; the command ends with a summary (the failing cell of each
+failure) and exits 1 if anything failed.
 """
 from __future__ import annotations
 
@@ -25,18 +28,50 @@ from pathlib import Path
 
 from ..engine.records import atomic_write
 from ..errors import GrowkitError
-from .profiles import PROFILES, profile_parameters
+from .profiles import HEADLESS, PROFILES, profile_parameters
+from .records import write_records
 
 
-def repo_root() -> Path:
-    for cand in (Path(__file__).resolve().parents[2], Path.cwd()):  # the checkout holding growkit/
-        if (cand / "notebooks").is_dir():
-            return cand
-    raise GrowkitError("notebooks/ not found: run `growkit figures` from a growkit checkout")
+def repo_root(repo: str | Path | None = None) -> Path:
+    """The checkout ``growkit figures`` works on: ``repo`` (``--repo``) if given, else the growkit checkout
+    holding the working directory. Never the checkout the imported package lives in: with growkit installed
+    from one clone, a command run in another must execute and write that other clone's notebooks."""
+    from ..data.catalog import find_checkout
+    if repo is not None:
+        root = Path(repo).expanduser().resolve()
+        if not (root / "notebooks").is_dir():
+            raise GrowkitError(f"--repo {repo}: no notebooks/ folder there; name a growkit checkout")
+        return root
+    root = find_checkout()
+    if root is None:
+        raise GrowkitError(f"no growkit checkout (growkit/ and notebooks/) at or above {Path.cwd()}: run "
+                           "`growkit figures` inside a clone, or name one with --repo DIR")
+    return root
 
 
-def list_notebooks(only: str | None = None, notebooks_dir: Path | None = None) -> list[Path]:
-    nbs = sorted(Path(notebooks_dir or repo_root() / "notebooks").glob("*.ipynb"))
+def output_dirs(profile: str, root: Path, out_dir: str | None = None, runs_dir: str | None = None
+                ) -> tuple[Path, Path]:
+    """(figures folder, runs folder of the profile). Only the cpu profile, whose outputs are the committed
+    set, writes into the checkout's ``figures/``; every other profile into ``runs/<profile>/figures/``."""
+    runs_root = (Path(runs_dir).resolve() if runs_dir else root / "runs") / profile
+    if out_dir:
+        return Path(out_dir).resolve(), runs_root
+    return (root / "figures" if profile == "cpu" else runs_root / "figures"), runs_root
+
+
+def default_jobs() -> int:
+    """Notebooks run at a time when ``--jobs`` is not given: one per core this process may use (each gets one
+    thread), at most 4 (every kernel holds its own copy of torch and the data, about 0.5-1 GB)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+def list_notebooks(only: str | None = None, notebooks_dir: Path | None = None, repo: str | Path | None = None
+                   ) -> list[Path]:
+    nbs = sorted(Path(notebooks_dir or repo_root(repo) / "notebooks").glob("*.ipynb"))
     if only:
         keys = [k.strip() for k in only.split(",") if k.strip()]
         nbs = [nb for nb in nbs if any(k in nb.stem for k in keys)]
@@ -45,7 +80,7 @@ def list_notebooks(only: str | None = None, notebooks_dir: Path | None = None) -
     return nbs
 
 
-def _ipc_kernel_manager(cwd: Path):
+def _ipc_kernel_manager(cwd: Path, log=None):
     from jupyter_client.manager import AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
@@ -65,33 +100,115 @@ def _ipc_kernel_manager(cwd: Path):
 
         async def start_kernel(self, **kw):
             kw["cwd"] = str(cwd)
+            if log is not None:
+                kw["stdout"] = kw["stderr"] = log
             return await super().start_kernel(**kw)
 
     return IPCKernelManager
 
 
 def run_notebook(nb: Path, params: dict, executed: Path, timeout: int | None = None) -> dict:
+    """Execute ``nb`` into ``executed``; the kernel's own log (stderr: its shutdown messages, warnings) goes to
+    ``<executed>.kernel.log`` beside it, not to the terminal, where it would read as an error of a notebook
+    that succeeded."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     t0 = time.perf_counter()
     status = {"notebook": nb.stem, "status": "ok", "cell": None, "error": None}
+    log = executed.with_suffix(".kernel.log")
     try:
-        pm.execute_notebook(str(nb), str(executed), parameters=params, progress_bar=False,
-                            log_output=False, kernel_name="python3", execution_timeout=timeout,
-                            kernel_manager_class=_ipc_kernel_manager(nb.resolve().parent))
+        with open(log, "wb") as kernel_log:
+            pm.execute_notebook(str(nb), str(executed), parameters=params, progress_bar=False,
+                                log_output=False, kernel_name="python3", execution_timeout=timeout,
+                                kernel_manager_class=_ipc_kernel_manager(nb.resolve().parent, kernel_log))
     except PapermillExecutionError as e:
         status.update(status="failed", cell=e.cell_index, error=f"{e.ename}: {e.evalue}".splitlines()[0][:300])
     except Exception as e:  # kernel died, timeout, unreadable notebook...
         status.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0][:300])
     status["seconds"] = round(time.perf_counter() - t0, 1)
+    if log.exists() and not log.stat().st_size:
+        log.unlink()  # the kernel said nothing
+    elif status["status"] != "ok" and log.exists():
+        status["kernel_log"] = str(log)
     return status
 
 
-def run_figures(profile: str = "cpu", only: str | None = None, jobs: int = 1, out_dir: str | None = None,
-                timeout: int | None = None, runs_dir: str | None = None, notebooks_dir: str | None = None) -> int:
+class Progress:
+    """Per-notebook lines of ``growkit figures``: whole lines (never two run together, whatever thread writes),
+    each with the elapsed time and an ETA. A notebook's expected time is its time in the profile's previous
+    ``summary.json``, else the mean of those finished in this run; with ``jobs`` at a time the ETA is the
+    expected time left divided by ``jobs``."""
+
+    def __init__(self, notebooks: list[str], jobs: int, previous: dict | None = None, write=None):
+        import threading
+        self.names, self.jobs, self.previous = list(notebooks), jobs, dict(previous or {})
+        self.lock, self.t0 = threading.Lock(), time.perf_counter()
+        self.started: dict[str, float] = {}
+        self.finished: dict[str, float] = {}
+        self._write = write or (lambda line: (sys.stdout.write(line + "\n"), sys.stdout.flush()))
+
+    def expected(self, name: str) -> float | None:
+        if name in self.previous:
+            return float(self.previous[name])
+        return sum(self.finished.values()) / len(self.finished) if self.finished else None
+
+    def eta(self) -> str:
+        now = time.perf_counter()
+        left = 0.0
+        for n in self.names:
+            if n in self.finished:
+                continue
+            e = self.expected(n)
+            if e is None:
+                return "ETA unknown until a notebook finishes"
+            left += max(e - (now - self.started[n]), 0.0) if n in self.started else e
+        return f"ETA {_clock(left / self.jobs)}"
+
+    def start(self, name: str) -> None:
+        with self.lock:
+            self.started[name] = time.perf_counter()
+            e = self.expected(name)
+            guess = f", expected {_clock(e)}" if e is not None else ""
+            self._write(f"  start  {name} ({len(self.started)}/{len(self.names)}{guess}); "
+                        f"{_clock(time.perf_counter() - self.t0)} elapsed, {self.eta()}")
+
+    def done(self, r: dict) -> None:
+        with self.lock:
+            self.finished[r["notebook"]] = r["seconds"]
+            where = f" at cell {r['cell']}: {r['error']}" if r["cell"] is not None else (
+                f": {r['error']}" if r["error"] else "")
+            log = f" (kernel log: {r['kernel_log']})" if r.get("kernel_log") else ""
+            self._write(f"  [{len(self.finished)}/{len(self.names)}] {r['status']:6s} {r['notebook']} "
+                        f"({r['seconds']:.0f} s){where}{log}; {_clock(time.perf_counter() - self.t0)} elapsed"
+                        + (f", {self.eta()}" if len(self.finished) < len(self.names) else ""))
+
+
+def _clock(seconds: float) -> str:
+    """``75`` -> ``1 min 15 s``; ``3725`` -> ``1 h 02 min``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def _previous_times(summary: Path) -> dict:
+    """Seconds per notebook that finished ok in a previous run of the profile (none: {})."""
+    try:
+        return {r["notebook"]: r["seconds"] for r in json.loads(summary.read_text())["notebooks"]
+                if r.get("status") == "ok"}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def run_figures(profile: str = "cpu", only: str | None = None, jobs: int | None = None, out_dir: str | None = None,
+                timeout: int | None = None, runs_dir: str | None = None, notebooks_dir: str | None = None,
+                repo: str | None = None) -> int:
     if profile not in ("smoke", "cpu", "paper"):
         raise GrowkitError(f"profile must be smoke, cpu or paper, got {profile!r}")
+    jobs = default_jobs() if jobs is None else jobs
     if jobs < 1:
         raise GrowkitError(f"--jobs must be >= 1, got {jobs}")
     if timeout is not None and not 0 < timeout <= 10 ** 7:
@@ -101,31 +218,33 @@ def run_figures(profile: str = "cpu", only: str | None = None, jobs: int = 1, ou
     for flag, path in (("--figures-dir", out_dir), ("--runs-dir", runs_dir)):
         if path is not None:
             check_output_path(path, flag)  # under a file, /proc, /sys, unwritable: one line, nothing made
-    figures_dir = Path(out_dir).resolve() if out_dir else repo_root() / "figures"
-    runs_root = (Path(runs_dir).resolve() if runs_dir else repo_root() / "runs") / profile
-    nbs = list_notebooks(only, notebooks_dir)
+    root = repo_root(repo) if notebooks_dir is None or not (out_dir and runs_dir) else None
+    figures_dir, runs_root = output_dirs(profile, root, out_dir, runs_dir)
+    nbs = list_notebooks(only, notebooks_dir, repo)
     (runs_root / "executed").mkdir(parents=True, exist_ok=True)
     if jobs > 1:  # share the cores instead of oversubscribing them
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
     print(f"growkit figures: {len(nbs)} notebook(s), profile {profile}, {jobs} at a time -> {figures_dir}",
           flush=True)
 
+    progress = Progress([nb.stem for nb in nbs], jobs, _previous_times(runs_root / "summary.json"))
+
     def one(nb: Path) -> dict:
         params = profile_parameters(nb.stem, profile) if nb.stem in PROFILES else {}
+        params.update(HEADLESS.get(nb.stem, {}))
         params.update(profile=profile, runs_dir=str(runs_root / nb.stem), figures_dir=str(figures_dir))
-        print(f"  start  {nb.stem}", flush=True)
-        return run_notebook(nb, params, runs_root / "executed" / nb.name, timeout)
+        progress.start(nb.stem)
+        r = run_notebook(nb, params, runs_root / "executed" / nb.name, timeout)
+        if r["status"] == "ok":
+            write_records(runs_root / nb.stem, figures_dir, nb.stem)
+        progress.done(r)
+        return r
 
     results, t0 = [], time.perf_counter()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(one, nb) for nb in nbs]
-        for done, fut in enumerate(as_completed(futures), 1):
-            r = fut.result()
-            results.append(r)
-            where = f" at cell {r['cell']}: {r['error']}" if r["cell"] is not None else (
-                f": {r['error']}" if r["error"] else "")
-            print(f"  [{done}/{len(nbs)}] {r['status']:6s} {r['notebook']} ({r['seconds']:.0f} s){where}",
-                  flush=True)
+        for fut in as_completed(futures):
+            results.append(fut.result())
     total = round(time.perf_counter() - t0, 1)
     results.sort(key=lambda r: r["notebook"])
     (runs_root / "summary.json").write_text(json.dumps({"profile": profile, "total_seconds": total,
@@ -134,13 +253,14 @@ def run_figures(profile: str = "cpu", only: str | None = None, jobs: int = 1, ou
     readme = figures_dir / "README.md"
     if failed:  # an index of a half-made set would drop entries: the last complete one stays
         print(f"{readme} left as it was ({len(failed)} notebook(s) failed)")
-    elif not write_index(figures_dir) and figures_dir.is_dir():
+    elif not write_index(figures_dir, profile) and figures_dir.is_dir():
         print(f"{readme} left as it is: it is not an index growkit wrote (they start with {INDEX_MARK!r})")
     print(f"\n{len(results) - len(failed)} ok, {len(failed)} failed, {total:.0f} s in all "
           f"(executed notebooks in {runs_root / 'executed'})")
     for r in failed:
         print(f"FAILED {r['notebook']}" + (f" (cell {r['cell']})" if r["cell"] is not None else "") +
-              f": {r['error']}", file=sys.stderr)
+              f": {r['error']}" + (f" (kernel log: {r['kernel_log']})" if r.get("kernel_log") else ""),
+              file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -188,10 +308,11 @@ def index_is_growkits(readme: Path) -> bool:
     return head[0] == INDEX_MARK or (head[:2] == list(_OLD_HEAD[:2]) and head[2].startswith(_OLD_HEAD[2]))
 
 
-def write_index(figures_dir: Path) -> bool:
+def write_index(figures_dir: Path, profile: str = "cpu") -> bool:
     """figures/README.md: the hand-written FINDINGS.md if there is one, then every figure and table with its
     caption, in the paper's order; and figures/paper_vs_kit.md from the tables' records. A README.md that
-    growkit did not write is left as it is (returns False; True when the index was written)."""
+    growkit did not write is left as it is (returns False; True when the index was written). ``profile``: the
+    profile that made the set, named in the header (only cpu's is the committed set)."""
     from .report import read_caption, write_paper_vs_kit
     figures_dir = Path(figures_dir)
     if not figures_dir.is_dir():
@@ -200,8 +321,10 @@ def write_index(figures_dir: Path) -> bool:
         return False
     write_paper_vs_kit(figures_dir, PAPER_ORDER)
     lines = [INDEX_MARK, "# Figures and tables", "",
-             "Regenerated by `growkit figures --profile cpu` (see the top-level README). Each entry is named after "
-             "the paper's figure or table it reproduces; its caption says the dataset, profile and date.", ""]
+             f"Regenerated by `growkit figures --profile {profile}` (see the top-level README)"
+             + ("" if profile == "cpu" else "; not the committed set (that is figures/, made by the cpu profile)")
+             + ". Each entry is named after the paper's figure or table it reproduces; its caption says the "
+             "dataset, profile and date.", ""]
     items = [p for p in figures_dir.glob("*.png")]
     items += [p for p in figures_dir.glob("*.md") if p.name not in ("README.md", "paper_vs_kit.md", FINDINGS)]
     if (figures_dir / "paper_vs_kit.md").exists():

@@ -1,7 +1,10 @@
-"""Parameter profiles of the notebooks, injected by ``growkit figures --profile NAME``.
+"""Parameter profiles of the notebooks: injected by ``growkit figures --profile NAME``, and applied by the
+notebook itself (:func:`notebook_settings`, its first cell after the parameters) when only its ``profile``
+parameter is set, in JupyterLab or through plain papermill, so ``profile = "paper"`` runs the paper's settings.
 
-* ``cpu``: digits on a 2-core CPU. These are the defaults written in each notebook's parameters cell, so
-  the profile only switches off the live widget of the quickstart (headless runs have no front end).
+* ``cpu``: digits on a 2-core CPU. These are the defaults written in each notebook's parameters cell
+  (the profile is empty); ``growkit figures`` also switches off the live widget of the quickstart
+  (:data:`HEADLESS`: a headless run has no front end).
 * ``smoke``: the smallest settings that still walk through every cell (tests).
 * AdeNeL (``adenel_*``): the cpu profile runs LeNet-5, VGG16, ResNet-20 and ResNet-18 on digits with the
   proximal threshold lambda = 0.05 (digits has 9 steps per epoch where CIFAR has 391, see docs/adenel.md); the
@@ -17,37 +20,46 @@ from __future__ import annotations
 _TINY = dict(J=4, finetune=1, max_grow_epochs=3)
 _CIFAR = dict(device="cuda", J=100, finetune=200)
 
+# What ``growkit figures`` sets besides a profile: it executes headless, where a live view's stop button has no
+# front end (a notebook run by plain papermill should set these too).
+HEADLESS: dict[str, dict] = {"00_quickstart": {"live": False}}
+
 PROFILES: dict[str, dict[str, dict]] = {
     "00_quickstart": {
-        "smoke": dict(K=1, live=False, **_TINY),
-        "cpu": dict(live=False),
-        "paper": dict(live=False, dataset="cifar10", device="cuda", J=30, finetune=60),
+        "smoke": dict(K=1, **_TINY),
+        "cpu": {},
+        "paper": dict(dataset="cifar10", device="cuda", J=30, finetune=60),
     },
     "autogrow_01_morphism": {
         "smoke": dict(pairs=[["Basic3ResNet", [1, 1, 1], [2, 2, 1]]], inits=["zero", "adam"], seeds=[0],
-                      shallow_epochs=1, deeper_epochs=1, converged_epochs=2, surface_grid=3, surface_images=32),
+                      shallow_epochs=1, deeper_epochs=1, converged_epochs=2, converged_cap=2, surface_grid=3, surface_images=32),
         "cpu": {},
         "paper": dict(dataset="cifar10", device="cuda", shallow_epochs=200, deeper_epochs=200, width_scale={},
-                      seeds=[0], converged_epochs=200, snapshot_every=4, surface_grid=31, surface_images=5000),
+                      seeds=[0], converged_epochs=200, converged_cap=200, snapshot_every=4, surface_grid=31, surface_images=5000),
     },
     "autogrow_02_c_autogrow": {
         "smoke": dict(schedules=["staircase", "constant"], inits=["zero", "gau"], seeds=[0], K=1, finetune=1,
-                      converged_epochs=2, max_grow_epochs=3),
+                      converged_epochs=2, converged_cap=2, max_grow_epochs=3),
         "cpu": {},
         "paper": dict(datasets=["cifar10", "cifar100"], device="cuda", K=100, finetune=200, seeds=[0],
-                      converged_epochs=200, max_grow_epochs=5000),
+                      converged_epochs=200, converged_cap=200, max_grow_epochs=5000),
     },
     "autogrow_03_adaptability": {
-        "smoke": dict(nets=["Basic3ResNet"], K=1, table9_K={"Plain3Net": 1}, seeds=[0], converged_epochs=2, **_TINY),
+        "smoke": dict(nets=["Basic3ResNet"], K=1, table9_K={"Plain3Net": 1}, seeds=[0], converged_epochs=2, converged_cap=2, **_TINY),
         "cpu": {},
         "paper": dict(datasets=["cifar10", "cifar100", "svhn", "fashionmnist", "mnist"], width_scale={},
                       table9_K={"Plain4Net": 30, "Plain3Net": 50}, table9_dataset="cifar10", seeds=[0],
-                      converged_epochs=200, **_CIFAR),
+                      converged_epochs=200, converged_cap=200, **_CIFAR),
     },
     "autogrow_04_interval": {
         "smoke": dict(Ks=[1, 2], seeds=[0], **_TINY),
         "cpu": {},
         "paper": dict(Ks=[50, 20, 10, 5, 3, 1], datasets=["cifar10", "cifar100"], seeds=[0], **_CIFAR),
+    },
+    "extending_01_your_grower": {
+        "smoke": dict(seeds=[0], grow_epochs=3, finetune=1, K=1, J=2, patience=1, max_growths=1),
+        "cpu": {},
+        "paper": dict(dataset="cifar10", device="cuda", seeds=[0, 1, 2], grow_epochs=100, finetune=100, K=3, J=30),
     },
     "autogrow_05_initializers": {
         "smoke": dict(inits=["adam", "gau"], seeds=[0], K=1, **_TINY),
@@ -85,12 +97,12 @@ PROFILES: dict[str, dict[str, dict]] = {
     },
     "autogrow_10_imagenet": {
         "smoke": dict(Ks=[2], manual=[["Basic4ResNet", [1, 1, 1, 1]]], J=4, finetune=1, max_grow_epochs=3,
-                      converged_epochs=2),
+                      converged_epochs=2, converged_cap=2),
         "cpu": {},
         "paper": dict(dataset="imagenet", device="cuda", nets=["Basic4ResNet", "Bottleneck4ResNet", "Plain4Net"],
                       manual=[["Basic4ResNet", [2, 2, 2, 2]], ["Basic4ResNet", [3, 4, 6, 3]],
                               ["Bottleneck4ResNet", [3, 4, 6, 3]], ["Bottleneck4ResNet", [3, 4, 23, 3]]],
-                      J=30, finetune=90, converged_epochs=90, milestones=[1 / 3, 2 / 3], batch_size=256,
+                      J=30, finetune=90, converged_epochs=90, converged_cap=90, milestones=[1 / 3, 2 / 3], batch_size=256,
                       width_scale=1.0),
     },
     "autogrow_11_trajectories": {
@@ -164,8 +176,10 @@ PROFILES: dict[str, dict[str, dict]] = {
     "learn_to_grow_01_split_digits": {
         "smoke": dict(tasks=2, seeds=[0], search_epochs=2, warmup=1, train_epochs=2),
         "cpu": {},
-        # Split CIFAR-100 as in the paper (10 tasks of 10 classes), on this kit's plain conv stack.
-        "paper": dict(dataset="cifar100", tasks=10, device="cuda", search_epochs=40, warmup=20, train_epochs=60),
+        # Split CIFAR-100 as in the paper (10 tasks of 10 classes), on Plain4Net 1-1-1-1 (ResNet-18's stage widths,
+        # plain convs: see docs/learn_to_grow.md for why not ResNet-18 itself).
+        "paper": dict(dataset="cifar100", tasks=10, model="Plain4Net", depths=[1, 1, 1, 1], hidden=[256],
+                      device="cuda", search_epochs=40, warmup=20, train_epochs=60),
     },
     "gauss_newton_01_estimates": {
         "smoke": dict(seeds=[0], seed_width=4, train_epochs=1, morph_epochs=1, quality_channels=[0, 1]),
@@ -176,7 +190,7 @@ PROFILES: dict[str, dict[str, dict]] = {
     },
     "gauss_newton_02_search": {
         "smoke": dict(seeds=[0], nets=[["VGG19", 4]], lambdas={"VGG19": [0.0001]}, phases=2, phase_epochs=1,
-                      scratch_epochs=1),
+                      scratch_epochs=1, baseline_cap=1),
         "cpu": {},
         "paper": dict(datasets=["cifar10", "cifar100"], device="cuda", seeds=[0],
                       lambdas={"VGG19": [3e-7, 6e-7, 1e-6], "MobileNetV1": [3e-8, 3e-7, 6e-7, 1e-6]},
@@ -191,3 +205,79 @@ def profile_parameters(notebook: str, profile: str) -> dict:
     if notebook not in PROFILES:
         raise GrowkitError(f"notebook {notebook!r} has no entry in growkit.papers.profiles.PROFILES")
     return dict(PROFILES[notebook][profile])
+
+
+def notebook_defaults(notebook: str) -> dict | None:
+    """The literal defaults of ``notebook``'s parameters cell, read from ``<notebook>.ipynb`` in the working
+    directory (a kernel runs in the notebook's folder) or in ``notebooks/`` of the checkout holding it; None
+    where neither exists."""
+    import ast
+    import json
+    from pathlib import Path
+
+    from ..data.catalog import find_checkout
+    checkout = find_checkout()
+    for path in (Path.cwd() / f"{notebook}.ipynb",
+                 *([checkout / "notebooks" / f"{notebook}.ipynb"] if checkout is not None else [])):
+        if path.is_file():
+            break
+    else:
+        return None
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    cell = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+    out = {}
+    for node in ast.parse(src).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            out[node.targets[0].id] = ast.literal_eval(node.value)
+    return out
+
+
+def notebook_settings(notebook: str, namespace: dict, *, quiet: bool = False) -> dict:
+    """What a notebook's first cell applies after its parameters (``globals().update(...)`` of the result):
+
+    * the settings of the profile its ``profile`` parameter names, for every parameter still at the
+      notebook's default (a parameter you changed, or ``growkit figures`` injected, is kept, and said so);
+    * ``runs_dir`` and ``figures_dir`` when they are None: ``runs/<profile>/<notebook>`` and
+      ``runs/<profile>/figures`` of the checkout holding the working directory, never the committed
+      ``figures/`` (only ``growkit figures --profile cpu`` writes there).
+
+    A profile that cannot be applied (unknown, or the notebook's defaults cannot be read to tell what you
+    changed) is refused with a one-line error rather than run under a wrong label."""
+    from pathlib import Path
+
+    from ..data.catalog import find_checkout
+    from ..errors import GrowkitError
+    profile = namespace.get("profile")
+    if profile not in ("smoke", "cpu", "paper"):
+        raise GrowkitError(f"profile must be 'smoke', 'cpu' or 'paper', got {profile!r}")
+    settings = PROFILES.get(notebook, {}).get(profile, {})
+    updates, kept = {}, []
+    if settings:
+        defaults = notebook_defaults(notebook)
+        if defaults is None:
+            raise GrowkitError(f"profile {profile!r}: {notebook}.ipynb is not in the working directory or a "
+                               "growkit checkout's notebooks/, so the parameters you changed cannot be told from "
+                               "its defaults; run it from a checkout, or set profile='cpu' and the parameters "
+                               "by hand")
+        unknown = sorted(set(settings) - set(defaults))
+        if unknown:
+            raise GrowkitError(f"profile {profile!r} of {notebook} sets {', '.join(unknown)}, which the "
+                               "notebook's parameters cell does not have")
+        for k, v in settings.items():
+            if namespace.get(k) == defaults[k]:
+                updates[k] = v
+            elif namespace.get(k) != v:
+                kept.append(k)
+    base = find_checkout() or Path.cwd()
+    if namespace.get("runs_dir") is None:
+        updates["runs_dir"] = str(base / "runs" / profile / notebook)
+    if namespace.get("figures_dir") is None:
+        updates["figures_dir"] = str(base / "runs" / profile / "figures")
+    if not quiet:
+        shown = {k: v for k, v in settings.items() if k not in kept}  # in effect (set here or injected)
+        print(f"profile {profile}" + (f": {', '.join(f'{k}={v!r}' for k, v in shown.items())}" if shown else "")
+              + (f"; kept as set: {', '.join(f'{k}={namespace[k]!r}' for k in kept)}" if kept else "")
+              + f"\nruns -> {updates.get('runs_dir', namespace.get('runs_dir'))}, "
+                f"figures -> {updates.get('figures_dir', namespace.get('figures_dir'))}")
+    return updates

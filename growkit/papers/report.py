@@ -11,17 +11,32 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import statistics
 from pathlib import Path
+
+from ..errors import GrowkitError
+from . import stats
 
 PAPER_DATASETS = {"cifar10", "cifar100", "svhn", "mnist", "fashionmnist", "imagenet"}
 
 
-def caption(title: str, *, dataset: str | list[str], profile: str, note: str = "", width_scale=None) -> str:
-    """``width_scale``: a factor, or {model family: factor}, of the nets' stage widths against the paper's
-    (named in the caption wherever it is not 1)."""
+def stamp() -> str:
+    """The growkit commit that makes a figure (12 hex digits, "-dirty" with uncommitted changes)."""
+    from ..engine.records import git_commit
+    sha = git_commit()
+    return sha if sha == "unknown" else sha[:12] + ("-dirty" if sha.endswith("-dirty") else "")
+
+
+def caption(title: str, *, dataset: str | list[str], profile: str, note: str = "", width_scale=None,
+            seeds=None) -> str:
+    """The caption of a figure or table, stamped with the dataset, profile, seeds (``seeds``: the seeds
+    behind it), growkit commit and date. ``width_scale``: a factor, or {model family: factor}, of the nets'
+    stage widths against the paper's (named in the caption wherever it is not 1)."""
     names = [dataset] if isinstance(dataset, str) else list(dataset)
     today = dt.date.today().isoformat()
-    text = f"{title}. Dataset: {', '.join(names)}; profile: {profile}; {today}."
+    seeds = [seeds] if isinstance(seeds, int) else seeds
+    which = f"; seeds: {', '.join(map(str, seeds))}" if seeds else ""
+    text = f"{title}. Dataset: {', '.join(names)}; profile: {profile}{which}; growkit {stamp()}; {today}."
     if any(n not in PAPER_DATASETS for n in names):
         text += " Digits (8x8 scans, CPU scale): a check of the procedure, not the paper's CIFAR/ImageNet numbers."
     elif profile in ("cpu", "smoke"):
@@ -67,8 +82,9 @@ def save_figure(fig, name: str, caption_text: str, figures_dir) -> list[Path]:
     # below the axes, outside the figure box: the tight bounding box takes it in without moving any axes
     fig.text(0.01, -0.01, wrapped, fontsize=7, va="top", ha="left", color="0.25")
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    fig.savefig(paths[0], dpi=130, bbox_inches="tight", metadata={"Description": caption_text})
-    fig.savefig(paths[1], bbox_inches="tight", metadata={"Subject": caption_text})
+    made = f"growkit {stamp()}"
+    fig.savefig(paths[0], dpi=130, bbox_inches="tight", metadata={"Description": caption_text, "Software": made})
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"Subject": caption_text, "Creator": made})
     return paths
 
 
@@ -113,49 +129,6 @@ def noise_points(n_test: int) -> float:
     return 100.0 / max(int(n_test), 1)
 
 
-def _diff_se(sa: dict, sb: dict) -> float:
-    """The standard error of the difference of two means, from their :func:`spread`."""
-    return ((sa["sd"] ** 2) / max(sa["n"], 1) + (sb["sd"] ** 2) / max(sb["n"], 1)) ** 0.5
-
-
-def within_noise(a, b, floor: float) -> bool:
-    """Are two sets of seeded values indistinguishable? Their means differ by less than two standard errors
-    of the difference, or by less than ``floor`` (one test image in points, one block for depths)."""
-    sa, sb = spread(a), spread(b)
-    se = _diff_se(sa, sb)
-    return abs(sa["mean"] - sb["mean"]) < max(2 * se, floor)
-
-
-def best_claim(groups: dict, target: str, floor: float, *, higher: bool = True) -> tuple[bool | None, str]:
-    """Is ``target`` the best of ``groups`` (name -> seeded values)? True if it beats every other beyond noise,
-    False if another beats it beyond noise, None otherwise (best or not, the difference is within noise);
-    and the numbers."""
-    means = {k: spread(v)["mean"] for k, v in groups.items()}
-    pick = max if higher else min
-    best = pick(means, key=means.get)
-    if means[target] == means[best]:  # best, or tied with the best: is the runner-up beyond noise?
-        others = {k: m for k, m in means.items() if k != target}
-        second = pick(others, key=others.get) if others else None
-        holds = True if second is None or not within_noise(groups[target], groups[second], floor) else None
-        return holds, ", ".join(f"{k} {pm(v)}" for k, v in groups.items())
-    detail = f"{target} {pm(groups[target])}; best {best} {pm(groups[best])}"
-    return (None if within_noise(groups[target], groups[best], floor) else False), detail
-
-
-def noise_note(n_test: int, seeds) -> str:
-    seeds = list(seeds)
-    return (f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))}), mean ± sample "
-            f"standard deviation; one test image = {noise_points(n_test):.2f} points; differences below two "
-            f"standard errors (or one image) are within noise.")
-
-
-def verdict(holds: bool | None, claim: str, detail: str = "") -> str:
-    """The computed 'agrees / disagrees with the paper' line of a table or figure."""
-    head = {True: "Agrees with the paper", False: "Disagrees with the paper",
-            None: "Within noise, neither agrees nor disagrees with the paper"}[holds]
-    return f"{head}: {claim}" + (f" ({detail})." if detail else ".")
-
-
 PAPER_VS_KIT = "paper_vs_kit"
 
 
@@ -192,64 +165,97 @@ def write_paper_vs_kit(figures_dir, order=None) -> Path | None:
     return out
 
 
-def same_claim(a, b, floor: float, rel: float = 0.0, names=("a", "b")) -> tuple[bool | None, str]:
-    """Do two seeded sets agree ("about the same")? An equivalence question, not a difference test: seeds that
-    scatter too widely to show a difference do not show sameness either.
-
-    The tolerance is ``rel`` of the first's mean (the paper's own 'same depth' pairs differ by up to 10 %) or two
-    ``floor`` units (two test images, two blocks), whichever is larger. True when the difference of the means
-    plus two standard errors of it stays within the tolerance; False when the means differ beyond noise (see
-    :func:`within_noise`) and beyond the tolerance; None otherwise (the spread is too wide to tell)."""
-    sa, sb = spread(a), spread(b)
-    se = _diff_se(sa, sb)
-    diff, tol = abs(sa["mean"] - sb["mean"]), max(rel * abs(sa["mean"]), 2 * floor)
-    holds = True if diff + 2 * se <= tol else (False if diff > tol and not within_noise(a, b, floor) else None)
-    return holds, f"{names[0]} {pm(a)} vs {names[1]} {pm(b)}"
+def _arm_seeds(values, seeds):
+    """The seeds of a list arm when it holds one value per seed (so arms pair by seed), else None (Welch)."""
+    return list(seeds) if seeds is not None and len(list(values)) == len(list(seeds)) else None
 
 
-def monotone_claim(groups: dict, floor: float, *, decreasing: bool = True) -> tuple[bool | None, str]:
-    """Do the seeded values fall (``decreasing``) or rise along the order of ``groups``? False if any step goes
-    the other way beyond noise, True if none does and at least one step goes the right way beyond noise,
-    None if every step is within noise."""
-    keys = list(groups)
-    means = {k: spread(groups[k])["mean"] for k in keys}
-    right = wrong = 0
-    for a, b in zip(keys, keys[1:]):
-        if within_noise(groups[a], groups[b], floor):
-            continue
-        if (means[b] < means[a]) == decreasing:
-            right += 1
-        else:
-            wrong += 1
-    holds = False if wrong else (True if right else None)
-    return holds, "; ".join(f"{k}: {pm(groups[k])}" for k in keys)
+def _pairing(a, b, seeds) -> dict:
+    """Pair two list arms by seed when both hold one value per seed; else Welch on unseeded values."""
+    sa, sb = _arm_seeds(a, seeds), _arm_seeds(b, seeds)
+    return dict(seeds=sa, paired=None) if sa is not None and sb is not None else dict(seeds=None, paired=False)
 
 
-def judge(figures_dir, name: str, claims: list[dict], *, n_test: int, seeds) -> str:
-    """Compute each claim's verdict, record it for paper_vs_kit.md, and return the caption note.
+def _pairwise(fn, a, b, claim, seeds, digits):
+    return fn(a, b, claim, digits=digits, **_pairing(a, b, seeds))
 
-    A claim: ``claim`` (the paper's statement), ``paper`` (its value, as text), and either ``groups``
-    (name -> seeded values) with ``target`` (which should be best; ``higher``; ``unit`` "points" or
-    "blocks" sets the noise floor), or ``same`` (two seeded sets that should agree; ``rel``: the relative
-    tolerance), or ``order`` (seeded sets that should fall along the dict's order, or rise with
-    ``decreasing=False``), or a precomputed ``holds`` (True / False / None) with ``kit`` (text)."""
+
+def claim_verdict(c: dict, *, seeds, floor: float) -> stats.Verdict | None:
+    """One claim of :func:`judge` through :mod:`growkit.papers.stats` (None for a precomputed ``holds``)."""
+    digits = 2 if c.get("unit", "points") == "points" else 1
+    if "verdict" in c:
+        return c["verdict"]
+    if "groups" in c:
+        groups, target, up = c["groups"], c["target"], c.get("higher", True)
+        fn = stats.higher if up else stats.lower
+        parts = [_pairwise(fn, groups[target], v, f"{target} vs {k}", seeds, digits)
+                 for k, v in groups.items() if k != target]
+        return stats.all_of(c["claim"], parts)
+    if "order" in c:
+        keys, order = list(c["order"]), c["order"]
+        fn = stats.lower if c.get("decreasing", True) else stats.higher
+        parts = [_pairwise(fn, order[b], order[a], f"{b} vs {a}", seeds, digits) for a, b in zip(keys, keys[1:])]
+        return stats.all_of(c["claim"], parts)
+    if "same" in c:
+        (na, a), (nb, b) = c["same"].items()
+        ref = abs(statistics.fmean(float(x) for x in a))
+        return stats.same(a, b, f"{c['claim']} ({na} vs {nb})", margin=2 * floor, relative=c.get("rel") or None,
+                          reference=ref if c.get("rel") else None, digits=digits, **_pairing(a, b, seeds))
+    return None
+
+
+def _evidence(c: dict, v, seeds) -> dict:
+    """What a verdict was computed from, kept beside it in paper_vs_kit's records so that a test can recompute
+    it with a separate implementation and trace every value to a run (``figures/records``)."""
+    if "groups" in c:
+        return {"kind": "groups", "arms": c["groups"], "target": c["target"], "higher": c.get("higher", True),
+                "seeds": seeds}
+    if "order" in c:
+        return {"kind": "order", "arms": c["order"], "decreasing": c.get("decreasing", True), "seeds": seeds}
+    if "same" in c:
+        return {"kind": "same", "arms": c["same"], "margin": v.margin, "seeds": seeds}
+    return {"kind": "verdict" if v is not None else "count", "seeds": seeds}
+
+
+def judge(figures_dir, name: str, claims: list[dict], *, seeds, n_test: int | None = None) -> str:
+    """Compute each claim's verdict (:mod:`growkit.papers.stats`), record it for paper_vs_kit.md, and return
+    the caption note.
+
+    A claim: ``claim`` (the paper's statement), ``paper`` (its value, as text), and one of
+
+    * ``groups`` (name -> seeded values) with ``target``: the target is higher (``higher=False``: lower) than
+      every other group, each difference with its 95 % t-interval (paired by seed where both arms hold one
+      value per seed, Welch otherwise);
+    * ``order``: seeded values that fall along the dict's order (``decreasing=False``: rise), every step;
+    * ``same``: two seeded sets "about the same", a TOST whose margin is two units (two test images, in
+      points, or two blocks with ``unit="blocks"``) or ``rel`` times the first's mean, whichever is larger;
+    * ``verdict``: a :class:`growkit.papers.stats.Verdict` computed by the caller;
+    * a precomputed ``holds`` (True / False / None) with ``kit`` (text), for counts that need no interval.
+
+    One seed gives no verdict: "Illustrative (1 run)"."""
     lines, rows = [], []
+    seeds = list(seeds)
     for c in claims:
-        floor = noise_points(n_test) if c.get("unit", "points") == "points" else 1.0
-        if "groups" in c:
-            holds, kit = best_claim(c["groups"], c["target"], floor, higher=c.get("higher", True))
-        elif "order" in c:
-            holds, kit = monotone_claim(c["order"], floor, decreasing=c.get("decreasing", True))
-        elif "same" in c:
-            (na, a), (nb, b) = c["same"].items()
-            holds, kit = same_claim(a, b, floor, c.get("rel", 0.0), (na, nb))
+        if c.get("unit", "points") == "points":
+            if n_test is None and "same" in c:
+                raise GrowkitError(f"judge: the claim {c['claim']!r} needs n_test (its margin is two test images)")
+            floor = noise_points(n_test) if n_test else 0.0
         else:
-            holds, kit = c["holds"], c["kit"]
-        line = verdict(holds, c["claim"], kit)
+            floor = 1.0
+        v = claim_verdict(c, seeds=seeds, floor=floor)
+        evidence = _evidence(c, v, seeds)
+        if v is not None:
+            line, kit, head = v.text, v.kit, v.head
+        else:
+            head = ("Illustrative (1 run)" if len(seeds) < 2 else
+                    {True: "Agrees with the paper", False: "Disagrees with the paper",
+                     None: f"Not resolved at n = {len(seeds)}"}[c["holds"]])
+            kit = c["kit"]
+            line = f"{head}: {c['claim']} ({kit})."
         lines.append(line)
-        rows.append({"quantity": c["claim"], "paper": c["paper"], "kit": kit, "verdict": line.split(":")[0]})
+        rows.append({"quantity": c["claim"], "paper": c["paper"], "kit": kit, "verdict": head, "evidence": evidence})
     record_paper_vs_kit(figures_dir, name, rows)
-    return " ".join(lines + [noise_note(n_test, seeds)])
+    return " ".join(lines + [stats.method_note(seeds)])
 
 
 def shared_runs_note(uses: dict, what: str = "from-scratch baseline runs") -> str:

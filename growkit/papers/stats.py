@@ -84,6 +84,7 @@ class Verdict:
     margin: float | None = None
     parts: tuple[Verdict, ...] = ()
     digits: int = 2
+    test: str = "tost"  # what ``margin`` belongs to: "tost" (equivalence) or "non-inferiority"
 
     @property
     def holds(self) -> bool | None:
@@ -104,7 +105,10 @@ class Verdict:
         text = f"Δ = {self.interval.format(self.digits, parens=False)}"
         if self.margin is not None:
             alpha = (1 - self.interval.level) / 2
-            text += f"; equivalence margin ±{self.margin:.{self.digits}f}, TOST at α = {alpha:.3g}"
+            if self.test == "non-inferiority":
+                text += f"; non-inferiority margin −{self.margin:.{self.digits}f}, one-sided at α = {alpha:.3g}"
+            else:
+                text += f"; equivalence margin ±{self.margin:.{self.digits}f}, TOST at α = {alpha:.3g}"
         return text
 
     @property
@@ -258,6 +262,30 @@ def same(a, b, claim: str, *, margin: float | None = None, relative: float | Non
             reference = statistics.fmean(_arm(b, sb, "second")[0])
         m = max(m, abs(_number(relative, "the relative margin") * _number(reference, "the margin's reference")))
     return equivalent(iv, claim, m, digits=digits)
+
+
+def not_lower(a, b, claim: str, *, margin: float, alpha: float = 0.05, seeds=None, seeds_b=None, paired=None,
+              digits=2) -> Verdict:
+    """The claim "``a`` is as high as ``b`` or higher", with a stated margin: a non-inferiority test at level
+    ``alpha``. Agrees when the (1 − 2 alpha) interval's lower end is above −``margin`` (``a`` is at most
+    ``margin`` below ``b``, the one-sided test at level alpha); disagrees when its upper end is below
+    −``margin`` (``a`` is more than ``margin`` lower); otherwise not resolved."""
+    alpha = _level(alpha, "alpha")
+    if alpha >= 0.5:
+        raise GrowkitError(f"alpha {alpha:g} must be below 0.5 (the interval is at 1 − 2 alpha)")
+    margin = _number(margin, "the non-inferiority margin")
+    if margin <= 0:
+        raise GrowkitError(f"the non-inferiority margin must be positive, not {margin:g}")
+    iv = difference(a, b, seeds=seeds, seeds_b=seeds_b, paired=paired, level=1 - 2 * alpha)
+    if iv.half is None:
+        word = ILLUSTRATIVE
+    elif iv.low > -margin:
+        word = AGREES
+    elif iv.high < -margin:
+        word = DISAGREES
+    else:
+        word = NOT_RESOLVED
+    return Verdict(claim, word, iv, margin=margin, digits=digits, test="non-inferiority")
 
 
 def all_of(claim: str, parts: list[Verdict]) -> Verdict:

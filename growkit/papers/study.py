@@ -20,6 +20,31 @@ def train(runs_dir, name: str, **train) -> dict:
     return cache.named(runs_dir, name, "train", cache.train_cfg(train))
 
 
+def converged(runs_dir, name: str, *, start: int, cap: int, **settings) -> dict:
+    """A baseline trained until its validation accuracy plateaus, by doubling its budget.
+
+    The rule: complete runs of ``start``, 2 x ``start``, 4 x ``start`` ... epochs (each with the config's
+    whole learning-rate schedule, so every one ends fully decayed; runs ``{name}-e{epochs}``) until doubling
+    gains at most one validation image, or the next budget would pass ``cap``. Returned: the last (longest)
+    run's result with ``converged_epochs`` (its epochs), ``plateaued`` (False: stopped by the cap; None: the
+    cap allowed no doubling, a fixed budget) and
+    ``budgets`` ([epochs, val_acc] of every run). ``settings``: TrainConfig fields. The budgets are ``train``
+    runs through the run cache, so a notebook re-executed reuses them."""
+    if not 0 < start <= cap:
+        raise GrowkitError(f"converged baseline: need 0 < start <= cap, got start={start}, cap={cap}")
+    epochs, res = start, train(runs_dir, f"{name}-e{start}", **{**settings, "epochs": start})
+    one_image = 100.0 / load_data(Path(runs_dir) / f"{name}-e{start}").size("val")
+    budgets, plateaued = [[epochs, res["val_acc"]]], (False if 2 * start <= cap else None)  # None: no doubling
+    while 2 * epochs <= cap:
+        nxt = train(runs_dir, f"{name}-e{2 * epochs}", **{**settings, "epochs": 2 * epochs})
+        budgets.append([2 * epochs, nxt["val_acc"]])
+        gain, epochs, res = nxt["val_acc"] - res["val_acc"], 2 * epochs, nxt
+        if gain <= one_image + 1e-9:
+            plateaued = True
+            break
+    return {**res, "converged_epochs": epochs, "plateaued": plateaued, "budgets": budgets}
+
+
 def metrics(runs_dir, name: str) -> list[dict]:
     return read_metrics(Path(runs_dir) / name)
 
@@ -112,5 +137,9 @@ def public(rows: list[dict]) -> list[dict]:
 
 def test_size(run_dir) -> int:
     """Images in a run's test split (one image = 100 / n points)."""
-    d = load_data(run_dir)
-    return d.size("test")
+    return load_data(run_dir).size("test")
+
+
+def val_size(run_dir) -> int:
+    """Images in a run's validation split: the tolerance of a claim about validation accuracy."""
+    return load_data(run_dir).size("val")

@@ -39,15 +39,17 @@ def same(stored: dict, wanted: dict) -> bool:
     return essential(stored) == essential(registry.normalize(wanted))
 
 
-def cached(out: str | Path, wanted: dict):
-    """The result of an identical finished run in ``out``, or resume an identical unfinished one; else None.
-    ``wanted``: the run config (``config.json`` without its environment stamp) the caller would start."""
+def cached(out: str | Path, wanted: dict, *, callbacks=(), grower_hook=None):
+    """The result of an identical finished run in ``out``, or resume an identical unfinished one (with
+    ``callbacks`` and ``grower_hook``, as a new run would get them); else None. ``wanted``: the run config
+    (``config.json`` without its environment stamp) the caller would start. A run whose growing was stopped
+    on request carries the stop in its config.json, so it is never identical to a request without one."""
     out = Path(out)
     if not (out / "config.json").exists() or not same(records.read_json(out / "config.json"), wanted):
         return None
     if (out / "result.json").exists():
         return records.read_json(out / "result.json")
-    return lifecycle.resume(out)
+    return lifecycle.resume(out, callbacks=callbacks, grower_hook=grower_hook)
 
 
 def train_cfg(train: dict) -> TrainConfig:
@@ -66,5 +68,5 @@ def named(runs_dir, name: str, method: str, cfg: TrainConfig | None, options=Non
         raise GrowkitError(f"{m.name} needs its options ({m.config.__name__})")
     else:
         wanted = {"command": m.name, m.name: options.validate().to_dict()}
-    hit = cached(out, wanted)
+    hit = cached(out, wanted, callbacks=kw.get("callbacks", ()), grower_hook=kw.get("grower_hook"))
     return hit if hit is not None else lifecycle.run(method, cfg, options, out, overwrite=True, **kw)

@@ -38,6 +38,8 @@ def _build(rc: dict, out: Path | None, callbacks=(), data=None, objective=None) 
     method = registry.get(rc.get("command"))
     cfg = TrainConfig.from_dict(rc["train"]).validate().resolved()
     grower, phases, cfg = method.build(cfg, method.options(rc))
+    if grower is not None and rc.get("stopped"):  # a stop recorded before its epoch's checkpoint: ask again
+        grower.request_stop(rc["stopped"].get("by", "request"))
     return Trainer(cfg, out, phases=phases, grower=grower, run_config=rc, callbacks=callbacks, data=data,
                    objective=objective)
 
@@ -183,19 +185,20 @@ def train(cfg: TrainConfig, out: str | Path, *, overwrite: bool = False, callbac
     return run("train", cfg, None, out, overwrite=overwrite, callbacks=callbacks, data=data)
 
 
-def resume(out: str | Path, *, callbacks=(), data=None, objective=None) -> dict:
+def resume(out: str | Path, *, callbacks=(), data=None, objective=None, grower_hook=None) -> dict:
     """Continue a run of any method from its last checkpoint; a finished run just returns its result.
     The run directory is checked first (marker, config.json, records, the checkpoint against the run's
-    config) and locked while training, so a second process on it is refused."""
+    config) and locked while training, so a second process on it is refused. ``grower_hook(grower)``: as for
+    :func:`run` (a live view's stop button works on a resumed run too)."""
     if leader.follower():  # under torchrun, ranks > 0 train what rank 0 announces and touch no files
         return _follow(callbacks, data, objective)
     with leader.leading():
-        res = _resume(out, callbacks, data, objective)
+        res = _resume(out, callbacks, data, objective, grower_hook)
         leader.done(res)
         return res
 
 
-def _resume(out, callbacks, data, objective) -> dict:
+def _resume(out, callbacks, data, objective, grower_hook=None) -> dict:
     p = Path(out)
     rundir.check_output_path(p, "resume")
     if not p.exists():
@@ -208,7 +211,7 @@ def _resume(out, callbacks, data, objective) -> dict:
         raise GrowkitError(f"{out} is not a growkit run (no {rundir.MARKER}){hint}")
     lock = rundir.RunLock(p).acquire(f"resume {out}")  # the holder is recorded as soon as it is held
     try:
-        started, res = _resume_locked(p, out, callbacks, data, objective)
+        started, res = _resume_locked(p, out, callbacks, data, objective, grower_hook)
     except BaseException:
         lock.undo()  # a refusal (or a failure before training) leaves the lock file as it was
         raise
@@ -219,7 +222,7 @@ def _resume(out, callbacks, data, objective) -> dict:
     return res
 
 
-def _resume_locked(p: Path, out, callbacks, data, objective) -> tuple[bool, dict]:
+def _resume_locked(p: Path, out, callbacks, data, objective, grower_hook=None) -> tuple[bool, dict]:
     """Under the run's lock: (whether this process trained or wrote anything, the result)."""
     if not (p / "config.json").exists():
         raise GrowkitError(f"{out} is a growkit run interrupted before its config.json was written; "
@@ -242,4 +245,6 @@ def _resume_locked(p: Path, out, callbacks, data, objective) -> tuple[bool, dict
             trainer.restore(state)
         except (RuntimeError, KeyError, ValueError) as e:
             raise GrowkitError(f"{p / 'checkpoint.pt'} does not fit its model: {one_line(e)}") from None
+    if grower_hook is not None and trainer.grower is not None:
+        grower_hook(trainer.grower)
     return True, _finish(trainer, None, p, state)

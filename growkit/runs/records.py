@@ -71,9 +71,10 @@ def _first_difference(a, b, prefix: str = "") -> str | None:
 
 
 def check_checkpoint_matches(state: dict, run_config: dict, path: str | Path,
-                             ignore=("environment",)) -> None:
+                             ignore=("environment", "stopped")) -> None:
     """Refuse a checkpoint that belongs to another run: its config must equal the run's config.json
-    (up to ``ignore``d keys) and its model spec must fit the run's model and dataset."""
+    (up to ``ignore``d keys; a stop is written to config.json just before that epoch's checkpoint) and its
+    model spec must fit the run's model and dataset."""
     def canonical(rc):  # the same run written under a command alias, or before an option existed
         try:
             return registry.normalize(rc)

@@ -68,12 +68,37 @@ RENAMED = {"morph": "network-morphism"}  # former command name -> today's (run d
 
 
 def register(method: Method) -> Method:
+    if method.name in _REGISTRY and _REGISTRY[method.name] == method:
+        return method  # the same registration again (a module imported under a second name)
     if method.name in _REGISTRY:
         raise ValueError(f"method name {method.name!r} is already registered")
     if method.name in RENAMED:
         raise ValueError(f"method name {method.name!r} is the former name of {RENAMED[method.name]!r}")
     _REGISTRY[method.name] = method
     return method
+
+
+PLUGINS_ENV = "GROWKIT_METHODS"  # comma-separated modules to import, each registering a method of its own
+
+
+def load_plugins() -> list[str]:
+    """Import the methods that live outside growkit: the modules named in ``$GROWKIT_METHODS`` (importable from
+    the working directory or ``PYTHONPATH``, e.g. ``plateau_grower`` with ``PYTHONPATH=examples``). Each
+    registers itself when imported, as the built-in methods do. Returns the modules imported; a module that
+    fails to import is a one-line error. (Not entry points: scanning every installed package's metadata would
+    add a tenth of a second to every command.)"""
+    import importlib
+    import os
+    import sys
+    names = [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+    if names and "" not in sys.path and os.getcwd() not in sys.path:  # a console script lacks the cwd
+        sys.path.append(os.getcwd())
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # (ImportError, or an error inside the module)
+            raise GrowkitError(f"${PLUGINS_ENV}: cannot import {name!r}: {type(e).__name__}: {e}") from None
+    return names
 
 
 def get(name: str) -> Method:

@@ -1,6 +1,8 @@
 """The paper-style plots the notebooks draw from run records (matplotlib, headless-safe)."""
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 
 
@@ -48,8 +50,8 @@ def _round_values(lo: float, hi: float, most: int = 8) -> list[float]:
 
 
 def log_axis(ax, which: str = "x") -> None:
-    """A log axis with readable labels (10k, 100k, 1M). Over less than a decade the decades alone would leave
-    one label or none, so minor ticks are labelled too: at 2 and 5, or denser where that still leaves fewer than
+    """A log axis with readable labels (10k, 100k, 1M). Where the range holds fewer than two decades (say
+    2M to 60M: only 10M) the decades alone would leave one label or none, so minor ticks are labelled too: at 2 and 5, or denser where that still leaves fewer than
     two labels, or plain linear ticks on a range too short for any mantissa grid. The choice is made from the
     limits at the call: call it after plotting everything the axis shows."""
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
@@ -57,12 +59,21 @@ def log_axis(ax, which: str = "x") -> None:
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
     axis.set_major_formatter(FuncFormatter(readable))
     lo, hi = sorted(ax.get_xlim() if which == "x" else ax.get_ylim())
-    if lo > 0 and hi / lo < 10:
+    import math
+    decades = sum(lo <= 10.0 ** k <= hi for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+                  ) if lo > 0 else 2
+    if lo > 0 and decades < 2:  # one labelled decade or none: label the mantissas between them too
         subs = _sub_decade_subs(lo, hi)
         axis.set_minor_locator(LogLocator(base=10, subs=subs) if subs else MaxNLocator(nbins=4))
         axis.set_minor_formatter(FuncFormatter(readable))
     else:
         axis.set_minor_formatter(NullFormatter())
+
+
+def epoch_axis(ax, which: str = "x") -> None:
+    """Epochs are counted: whole-number ticks only (matplotlib would put 2.5 between 2 and 3 on a short run)."""
+    from matplotlib.ticker import MaxNLocator
+    (ax.xaxis if which == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
 
 
 def growth_curves(rows: list[dict], title: str = "", ax_loss=None, ax_acc=None):
@@ -87,6 +98,7 @@ def growth_curves(rows: list[dict], title: str = "", ax_loss=None, ax_acc=None):
         if fine:
             ax.axvspan(min(fine) - 1, max(fine), color="tab:blue", alpha=0.07, zorder=0)
     ax_acc.set_xlabel("epoch")
+    epoch_axis(ax_acc)  # (shared with the loss panel)
     ax_loss.set_ylabel("cross-entropy")
     ax_acc.set_ylabel("accuracy (%)")
     lo = min(min(r["val_acc"], r["train_acc"]) for r in rows)  # every epoch shown, the first ones included
@@ -158,8 +170,12 @@ def accuracy_vs_params(series: dict, autogrow_points: dict, title: str = ""):
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (ax, (label, pts)) in enumerate(zip(axes.flat, series.items())):
         pts = sorted(pts, key=lambda p: p["params"])
-        ax.plot([p["params"] for p in pts], [p["test_acc"] for p in pts], "-", color="0.3", lw=1, marker=".",
-                label="trained from scratch")
+        sd = [statistics.stdev(p["_acc"]) if len(p.get("_acc") or ()) > 1 else 0.0 for p in pts]
+        xs, ys = [p["params"] for p in pts], [p["test_acc"] for p in pts]
+        ax.plot(xs, ys, "-", color="0.3", lw=1, marker=".",
+                label="trained from scratch" + (" (mean ± sd over seeds)" if any(sd) else ""))
+        if any(sd):
+            ax.errorbar(xs, ys, yerr=sd, fmt="none", ecolor="0.3", capsize=2, lw=0.8)
         for p in pts:
             ax.annotate(p["label"], (p["params"], p["test_acc"]), fontsize=6, textcoords="offset points",
                         xytext=(2, 2))
@@ -174,7 +190,7 @@ def accuracy_vs_params(series: dict, autogrow_points: dict, title: str = ""):
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("parameters")
         ax.set_ylabel("test accuracy (%)")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)  # off the points
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     if title:

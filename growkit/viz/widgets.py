@@ -20,6 +20,10 @@ returns the result of a finished run, and for a running one stops a "Run All"
 with a one-line note instead of blocking; re-run the cells below when the view
 says done. Headless (papermill), ``view.run(...)`` runs in the calling thread
 and ``result_now()`` simply returns.
+
+A run the cache hands back (same config, same code: nothing trains) is shown
+as what it is: "reused", its curves drawn from its ``metrics.jsonl`` (pass
+``run_dir``), a stop it had said, and no stop button.
 """
 from __future__ import annotations
 
@@ -47,7 +51,7 @@ class LiveGrowthView(Callback):
                                    bar_style="info", layout=W.Layout(width="95%")) for i in range(n_stages)]
         self.depth_labels = [W.Label("1") for _ in range(n_stages)]
         self.plot = W.Image(format="png", layout=W.Layout(width="560px"))
-        self.status = W.HTML(f"<b>{title}</b>: waiting to start")
+        self.status = W.HTML(f"<b>{title}</b>: starting (loading the data, or reading a finished run)")
         self.stop_button = W.Button(description="Stop growing, fine-tune now", button_style="warning",
                                     icon="stop", layout=W.Layout(width="260px"), disabled=True)
         self.stop_button.on_click(self._on_stop)
@@ -66,9 +70,18 @@ class LiveGrowthView(Callback):
         self.grower = grower
         self.stop_button.disabled = False
 
+    def on_fit_start(self, trainer) -> None:
+        """A resumed run: draw the epochs it had before the interruption (the run directory's recorder has just
+        cut its metrics to the checkpoint) and the growth events among them."""
+        if trainer.loop.epoch > 0 and trainer.out is not None and (trainer.out / "metrics.jsonl").exists():
+            from ..engine.records import read_metrics
+            self.rows = read_metrics(trainer.out)[:trainer.loop.epoch]
+            self.growth = [e["epoch"] for e in trainer.loop.events]
+            self.plot.value = self._render()
+
     def _on_stop(self, _button) -> None:
         if self.grower is not None:
-            self.grower.request_stop()
+            self.grower.request_stop("stop button")
             self.stop_button.disabled = True
             self.stop_button.description = "stop requested"
 
@@ -92,6 +105,8 @@ class LiveGrowthView(Callback):
 
     def _render(self) -> bytes:
         from matplotlib.figure import Figure
+
+        from .plots import epoch_axis
         fig = Figure(figsize=(5.6, 2.8), dpi=90)
         ax = fig.add_subplot()
         ep = [r["epoch"] for r in self.rows]
@@ -103,6 +118,7 @@ class LiveGrowthView(Callback):
         if fine:
             ax.axvspan(min(fine) - 1, max(fine), color="tab:blue", alpha=0.08)
         ax.set_xlabel("epoch")
+        epoch_axis(ax)
         ax.set_ylabel("accuracy (%)")
         ax.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
@@ -110,18 +126,48 @@ class LiveGrowthView(Callback):
         fig.savefig(buf, format="png")
         return buf.getvalue()
 
+    def _done(self, result: dict, run_dir=None) -> None:
+        """The run has its result: no stop button any more; a run that trained nothing here (the cache returned
+        a finished run) is drawn from its records and labelled reused."""
+        self.stop_button.disabled = True
+        self.stop_button.layout.display = "none"
+        stop = result.get("stopped") if isinstance(result, dict) else None
+        said = f"; growing stopped by {stop['by']} at epoch {stop['epoch']}" if stop else ""
+        if self.rows:
+            self.status.value += said + " — <b>done</b>: run the cells below"
+            return
+        from pathlib import Path
+        if run_dir is not None and (Path(run_dir) / "metrics.jsonl").exists():
+            from ..engine.records import read_metrics
+            self.rows = read_metrics(run_dir)
+        self.growth = [e["epoch"] for e in result.get("growth_events", [])]
+        for bar, lab, d in zip(self.bars, self.depth_labels, result.get("depths") or []):
+            bar.max = max(bar.max, d + 2)
+            bar.value = d
+            lab.value = str(d)
+        if self.rows:
+            self.plot.value = self._render()
+        else:
+            self.plot.layout.display = "none"  # nothing to draw (no run_dir given): no empty image
+        where = f" from {run_dir}" if run_dir is not None else ""
+        test = f", test {result['test_acc']:.2f}%" if result.get("test_acc") is not None else ""
+        self.status.value = (f"<b>{self.title}</b>: finished run reused{where} (same config, same code; nothing "
+                             f"trained now): {result.get('found', result.get('arch'))}{test}{said} — <b>done</b>")
+
     # -- running
-    def run(self, fn):
-        """Run ``fn(callback, grower_hook)`` here and now (headless)."""
+    def run(self, fn, run_dir=None):
+        """Run ``fn(callback, grower_hook)`` here and now (headless). ``run_dir``: the run's folder, to draw a
+        finished run the cache returns."""
         self.result = fn(self, self.attach)
+        self._done(self.result, run_dir)
         return self.result
 
-    def start(self, fn) -> None:
+    def start(self, fn, run_dir=None) -> None:
         """Run ``fn(callback, grower_hook)`` in a background thread; the notebook stays live."""
         def target():
             try:
                 self.result = fn(self, self.attach)
-                self.status.value += " — <b>done</b>: run the cells below"
+                self._done(self.result, run_dir)
             except BaseException as e:  # shown in the view and re-raised by wait()
                 self.error = e
                 self.status.value = f"<b>{self.title}</b>: failed: {e!r}"

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import scipy.stats
 
 from growkit.papers import report as R
 
@@ -13,54 +14,85 @@ def test_spread_and_pm_by_hand():
     assert R.noise_points(360) == pytest.approx(0.2778, abs=1e-4)  # digits: one test image
 
 
-def test_within_noise_uses_two_standard_errors_or_the_floor():
-    # variance (1 + 0 + 1 + 0) / 3 = 2/3 each, n 4: se of the difference sqrt(2 * (2/3) / 4) = 0.577
-    a, b = [9.0, 10.0, 11.0, 10.0], [10.0, 11.0, 12.0, 11.0]
-    assert R.spread(a)["sd"] == pytest.approx((2 / 3) ** 0.5)
-    assert R.within_noise(a, b, floor=0.1)  # means 10 vs 11: 1 < two se = 1.155
-    assert not R.within_noise(a, [x + 1.2 for x in b], floor=0.1)  # 2.2 > 1.155
-    assert not R.within_noise([10.0] * 3, [11.0] * 3, floor=0.28)  # no spread: only the floor
-    assert R.within_noise([10.0] * 3, [10.2] * 3, floor=0.28)
+T975_2 = scipy.stats.t.ppf(0.975, 2)  # 4.303: the 95 % two-sided quantile, 2 degrees of freedom
+T95_2 = scipy.stats.t.ppf(0.95, 2)  # 2.920: the 90 % interval of a TOST at alpha 0.05
+SEEDS = [0, 1, 2]
 
 
-def test_best_claim_three_outcomes():
-    assert R.best_claim({"g": [5.0, 5.0], "z": [4.0, 4.0]}, "g", 0.28)[0] is True
-    assert R.best_claim({"g": [5.0, 5.0], "z": [5.0, 5.0]}, "g", 0.28)[0] is None  # a tie is not evidence
-    assert R.best_claim({"g": [5.1, 5.1], "z": [5.0, 5.0]}, "g", 0.28)[0] is None  # best, but by under one image
-    assert R.best_claim({"g": [5.5, 5.5], "z": [5.0, 5.0], "u": [3.0, 3.0]}, "g", 0.28)[0] is True
-    assert R.best_claim({"g": [5.0, 5.0], "z": [5.1, 5.1]}, "g", 0.28)[0] is None
-    holds, detail = R.best_claim({"g": [5.0, 5.0], "z": [6.0, 6.0]}, "g", 0.28)
-    assert holds is False and "best z 6.00" in detail
-    assert R.best_claim({"g": [3.0], "z": [4.0]}, "g", 0.28, higher=False)[0] is True
+def claim(**c):
+    return R.claim_verdict(c | {"claim": "c"}, seeds=SEEDS, floor=100 / 360)
 
 
-def test_monotone_and_same_claims():
-    assert R.monotone_claim({"K=1": [60.0], "K=3": [30.0], "K=10": [10.0]}, 1.0)[0] is True
-    assert R.monotone_claim({"K=1": [60.0], "K=3": [60.5], "K=10": [10.0]}, 1.0)[0] is True  # a flat step is fine
-    assert R.monotone_claim({"K=1": [60.0], "K=3": [70.0], "K=10": [10.0]}, 1.0)[0] is False
-    assert R.monotone_claim({"a": [5.0], "b": [5.5]}, 1.0)[0] is None
-    assert R.same_claim([126.0], [138.0], 1.0, rel=0.10)[0] is True  # the paper's own pair: +9.5 %
-    assert R.same_claim([126.0], [160.0], 1.0, rel=0.15)[0] is False
-    # accuracies, one test image = 0.28 points, so the tolerance is 0.56 points (hand-computed standard errors)
-    assert R.same_claim([99.0, 99.2, 99.4], [99.1, 99.2, 99.3], 0.28)[0] is True  # 0 + 2 * 0.129 <= 0.56
-    assert R.same_claim([99.0, 99.0, 99.0], [97.0, 97.0, 97.0], 0.28)[0] is False  # 2 points apart, no spread
-    # equal means but a spread of 1 point per seed: 2 * 0.816 > 0.56, sameness is not shown
-    assert R.same_claim([98.0, 99.0, 100.0], [98.0, 99.0, 100.0], 0.28)[0] is None
-    # one seed collapsed (Table 5's K = 1 on digits): 19.2 points apart, within 2 * 15.0 of noise: not "the same"
-    assert R.same_claim([99.0, 99.2, 99.4], [50.0, 95.0, 95.0], 0.28)[0] is None
+def test_a_best_claim_is_the_target_above_every_other_group_paired_by_seed():
+    # g - z per seed: 1.0, 1.1, 0.9 (sd 0.1): 1.0 ± 4.303 x 0.1 / sqrt(3) = 1.0 ± 0.248, above zero
+    v = claim(target="g", groups={"g": [5.0, 5.2, 5.1], "z": [4.0, 4.1, 4.2], "u": [1.0, 1.0, 1.2]})
+    assert v.word == "agrees" and v.parts[0].interval.half == pytest.approx(T975_2 * 0.1 / 3 ** 0.5)
+    assert v.parts[0].interval.method == "paired"
+    # a tie (every seed equal) is a point interval at zero: not resolved, never agrees
+    assert claim(target="g", groups={"g": [5.0, 5.0, 5.0], "z": [5.0, 5.0, 5.0]}).word == "not resolved"
+    assert claim(target="g", groups={"g": [5.0, 5.1, 5.2], "z": [6.0, 6.1, 6.2]}).word == "disagrees"
+    # lower is better (depth, error): higher=False
+    assert claim(target="g", higher=False, groups={"g": [3.0, 3.0, 3.1], "z": [4.0, 4.1, 4.0]}).word == "agrees"
+
+
+def test_arms_of_other_sizes_than_the_seeds_use_welch():
+    v = claim(target="g", groups={"g": [5.0, 5.2, 5.1], "z": [4.0, 4.2]})
+    assert v.parts[0].interval.method == "welch"
+
+
+def test_an_order_claim_needs_every_step():
+    order = {"K=1": [60.0, 62.0, 61.0], "K=3": [30.0, 31.0, 32.0], "K=10": [10.0, 11.0, 12.0]}
+    assert claim(order=order).word == "agrees"
+    assert claim(order={**order, "K=10": [70.0, 71.0, 72.0]}).word == "disagrees"  # the last step rises
+    assert claim(order=order, decreasing=False).word == "disagrees"
+    # a step within its interval: the claim is not resolved, whatever the other steps show
+    flat = {"K=1": [60.0, 62.0, 61.0], "K=3": [61.0, 60.0, 62.0], "K=10": [10.0, 11.0, 12.0]}
+    assert claim(order=flat).word == "not resolved"
+
+
+def test_same_is_a_tost_with_two_units_or_the_relative_margin():
+    # per-seed differences -0.1, 0, 0.1: 90 % interval 0 ± 2.920 x 0.1 / sqrt(3) = ± 0.169, inside ± 2 x 0.278
+    v = claim(same={"a": [99.0, 99.2, 99.4], "b": [99.1, 99.2, 99.3]})
+    assert v.word == "agrees" and v.margin == pytest.approx(2 * 100 / 360)
+    assert v.interval.half == pytest.approx(T95_2 * 0.1 / 3 ** 0.5)
+    assert claim(same={"a": [99.0] * 3, "b": [97.0] * 3}).word == "disagrees"  # 2 points apart, no spread
+    # equal means, a spread of 1 point per seed difference: 0 ± 1.69 does not fit in ± 0.56
+    assert claim(same={"a": [98.0, 99.0, 100.0], "b": [99.0, 99.0, 99.0]}).word == "not resolved"
+    # depths 10 % apart (the paper's own "same depth" pairs): margin 0.1 x 128 = 12.8 blocks; the differences
+    # -12, -10, -11 give -11 ± 1.69, inside -12.8
+    v = R.claim_verdict(dict(claim="c", unit="blocks", rel=0.10, same={"a": [126.0, 130.0, 128.0],
+                                                                        "b": [138.0, 140.0, 139.0]}),
+                        seeds=SEEDS, floor=1.0)
+    assert v.word == "agrees" and v.margin == pytest.approx(12.8)
 
 
 def test_judge_writes_verdicts_and_paper_vs_kit(tmp_path):
     note = R.judge(tmp_path, "autogrow_table6_initializers",
-                   [dict(claim="GauInit is best", paper="94.27", target="gau", groups={"gau": [1.0], "zero": [2.0]}),
-                    dict(claim="same depth", paper="126 vs 138", unit="blocks", same={"a": [3.0], "b": [3.5]})],
-                   n_test=360, seeds=[0])
-    assert note.startswith("Disagrees with the paper: GauInit is best") and "Agrees with the paper: same depth" in note
-    assert "one test image = 0.28 points" in note
+                   [dict(claim="GauInit is best", paper="94.27", target="gau",
+                         groups={"gau": [1.0, 1.1, 1.2], "zero": [2.0, 2.2, 2.1]}),
+                    dict(claim="same depth", paper="126 vs 138", unit="blocks",
+                         same={"a": [3.0, 3.0, 3.1], "b": [3.5, 3.4, 3.5]}),
+                    dict(claim="recovers", paper="always", holds=True, kit="9 of 9")],
+                   n_test=360, seeds=SEEDS)
+    assert note.startswith("Disagrees with the paper: GauInit is best")
+    assert "Agrees with the paper: same depth (a vs b)" in note and "Agrees with the paper: recovers (9 of 9)" in note
+    assert "paired by seed" in note
     rec = json.loads((tmp_path / "paper_vs_kit" / "autogrow_table6_initializers.json").read_text())
-    assert [r["verdict"] for r in rec["rows"]] == ["Disagrees with the paper", "Agrees with the paper"]
+    assert [r["verdict"] for r in rec["rows"]] == ["Disagrees with the paper", "Agrees with the paper",
+                                                   "Agrees with the paper"]
     md = R.write_paper_vs_kit(tmp_path).read_text()
     assert "| GauInit is best | 94.27 |" in md
+
+
+def test_one_seed_gives_no_verdict(tmp_path):
+    note = R.judge(tmp_path, "t", [dict(claim="best", paper="p", target="g", groups={"g": [9.0], "z": [1.0]}),
+                                   dict(claim="count", paper="p", holds=True, kit="1 of 1")],
+                   n_test=360, seeds=[0])
+    assert note.count("Illustrative (1 run)") == 2 and "Agrees" not in note
+    # three seeds, but one arm ran once (a single baseline run): that claim is illustrative too
+    note = R.judge(tmp_path, "t", [dict(claim="c", paper="-", target="gau",
+                                        groups={"gau": [5.0, 5.0, 5.0], "zero": [4.0]})], n_test=360, seeds=[0, 1, 2])
+    assert note.startswith("Illustrative (1 run): c")
 
 
 def test_caption_names_the_width_scale_and_cpu_settings_on_paper_datasets():
@@ -118,3 +150,20 @@ def test_shared_runs_note_names_the_rows_that_rest_on_the_same_runs():
     assert R.shared_runs_note({"a": ["x", "y"], "b": ["z"]}) == ""  # nothing shared: nothing said
     three = R.shared_runs_note({"a": ["x"], "b": ["x"], "c": ["x"]}, what="runs")
     assert "a, b and c share 1 of them" in three and three.startswith("Shared runs (")
+
+
+def test_captions_and_figure_metadata_carry_commit_profile_seeds_and_date(tmp_path, monkeypatch):
+    import datetime
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from growkit.engine import records
+    monkeypatch.setattr(records, "git_commit", lambda: "0123456789abcdef0123-dirty")
+    cap = R.caption("T", dataset="digits", profile="cpu", seeds=[0, 1, 2])
+    assert "profile: cpu; seeds: 0, 1, 2; growkit 0123456789ab-dirty; " + datetime.date.today().isoformat() in cap
+    fig, _ = plt.subplots()
+    png, pdf = R.save_figure(fig, "f", cap, tmp_path)
+    from PIL import Image
+    with Image.open(png) as im:
+        assert im.info["Software"] == "growkit 0123456789ab-dirty" and "seeds: 0, 1, 2" in im.info["Description"]
+    assert b"growkit 0123456789ab-dirty" in pdf.read_bytes()

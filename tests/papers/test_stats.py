@@ -209,3 +209,21 @@ def test_arms_without_spread_give_a_point_interval():
     tie = S.difference([97.5, 98.0], [97.5, 98.0], seeds=[0, 1])
     assert (tie.mean, tie.half, tie.df) == (0.0, 0.0, 1)
     assert S.higher([97.5, 98.0], [97.5, 98.0], "c", seeds=[0, 1]).word == S.NOT_RESOLVED
+
+
+def test_non_inferiority_by_hand():
+    # the 90 % paired interval of A − B is 0 ± 0.292 (T95_2 x 0.1 at level 0.90): its low end −0.292 > −0.5
+    v = S.not_lower(A, B, "A is as accurate as B", margin=0.5, seeds=SEEDS)
+    assert v.word == S.AGREES and v.interval.level == pytest.approx(0.90)
+    assert v.text == ("Agrees with the paper: A is as accurate as B (Δ = +0.00 ± 0.29, 90 % CI, paired, n = 3; "
+                      "non-inferiority margin −0.50, one-sided at α = 0.05).")
+    # much better is still "not lower" (where an equivalence test would disagree)
+    assert S.not_lower(shifted(1.0), B, "c", margin=0.5, seeds=SEEDS).word == S.AGREES
+    assert S.same(shifted(1.0), B, "c", margin=0.5, seeds=SEEDS).word == S.DISAGREES
+    # [−1.292, −0.708] lies wholly below −0.5: shown worse than the margin
+    assert S.not_lower(shifted(-1.0), B, "c", margin=0.5, seeds=SEEDS).word == S.DISAGREES
+    # [−0.792, −0.208] straddles −0.5
+    assert S.not_lower(shifted(-0.5), B, "c", margin=0.5, seeds=SEEDS).word == S.NOT_RESOLVED
+    assert S.not_lower([1.0], [2.0], "c", margin=0.5).word == S.ILLUSTRATIVE
+    with pytest.raises(GrowkitError):
+        S.not_lower(A, B, "c", margin=0.0, seeds=SEEDS)

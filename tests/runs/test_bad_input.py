@@ -29,6 +29,7 @@ import formats
 from conftest import run_cli
 
 HERE = Path(__file__).resolve().parents[1]  # the tests folder
+REPO = str(HERE.parent)  # the checkout `growkit figures --repo` names
 TINY = ["--depths", "1-1-1", "--epochs", "1", "--batch-size", "64", "--no-progress"]
 
 
@@ -536,7 +537,11 @@ CASES = [
                                   "--runs-dir", "{d}/runs"], s_file, "not a directory"),
     ("figures-profile", ["figures", "--profile", "gpu9000", "--runs-dir", "{d}/runs"], None, "profile must be"),
     ("figures-jobs-0", ["figures", "--jobs", "0", "--runs-dir", "{d}/runs"], None, "--jobs must be >= 1"),
-    ("figures-only-nomatch", ["figures", "--only", "zzz-no-such", "--runs-dir", "{d}/runs"], None, "matches no"),
+    ("figures-only-nomatch", ["figures", "--only", "zzz-no-such", "--repo", REPO, "--runs-dir", "{d}/runs"], None,
+     "matches no"),
+    ("figures-outside-a-checkout", ["figures", "--only", "quickstart", "--runs-dir", "{d}/runs"], None,
+     "no growkit checkout"),
+    ("figures-repo-not-a-checkout", ["figures", "--repo", "{d}", "--runs-dir", "{d}/runs"], None, "no notebooks/"),
     ("models-extra-arg", ["models", "--fast"], None, "unrecognized arguments"),
     ("datasets-extra-arg", ["datasets", "cifar"], None, "unrecognized arguments"),
     ("no-command", [], None, "required"),

@@ -73,6 +73,16 @@ def test_figure5_has_one_panel_per_net_and_one_legend_entry_per_K():
         texts = [t.get_text() for t in ax.get_legend().get_texts()]
         assert texts == ["trained from scratch", "AutoGrow K=6", "AutoGrow K=3"], texts
         assert len([ln for ln in ax.get_lines() if ln.get_marker() in ("o", "*")]) == 6  # every seed drawn
+        assert ax.get_legend().get_bbox_to_anchor().y0 < ax.bbox.y0  # below the axes, not over the points
+    plots._plt().close(fig)
+    # with the seeds' values the manual curve gets its spread
+    for n in nets:
+        for p in series[n]:
+            p["_acc"] = [p["test_acc"] - 1, p["test_acc"] + 1]
+    fig = plots.accuracy_vs_params(series, grown)
+    ax = fig.axes[0]
+    assert ax.get_legend().get_texts()[0].get_text() == "trained from scratch (mean ± sd over seeds)"
+    assert len(ax.collections) >= 1  # the error bars (sd = sqrt(2) points each)
     plots._plt().close(fig)
 
 
@@ -128,4 +138,15 @@ def test_a_log_axis_over_a_few_fold_gets_at_least_three_labels():
     """1.1M to 4M FLOPs (Figure 7 on digits): the 2-and-5 ticks give 2M alone; 2, 3 and 5 give 2M and 3M too."""
     plt, fig, ax, labels = _log_x_labels([1_100_000, 4_000_000])
     assert {"2M", "3M"} <= labels and len(labels) >= 3, labels
+    plt.close(fig)
+
+
+def test_a_log_axis_holding_one_decade_labels_the_mantissas_around_it():
+    """Figure 7's range, 2M to 60M, holds one decade (10M): four of six points lay beyond the last label."""
+    plt = plots._plt()
+    fig, ax = plt.subplots()
+    ax.plot([2e6, 4e6, 1.5e7, 2.5e7, 4e7, 6e7], [1, 2, 3, 4, 5, 6], "o")
+    plots.log_axis(ax)
+    labels = _labels(fig, ax)
+    assert "10M" in labels and {"20M", "50M"} <= labels and ("2M" in labels or "5M" in labels), labels
     plt.close(fig)

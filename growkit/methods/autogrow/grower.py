@@ -132,6 +132,9 @@ class AutoGrow(Grower):
                 st["current"] = self._next(s)
         st["grew_at_last_check"] = bool(plans)
         st["checks"].append(check)
+        if not st["growing"]:  # every sub-network stopped: by its accuracy gain, or all at max_depth
+            capped = cfg.max_depth is not None and all(d >= cfg.max_depth for d in info.get("depths", model.depths))
+            info["stopped_by"] = "max_depth" if capped else "converged"
         return Decision(plans=plans, done=not st["growing"], info=info)
 
     def initialize(self, model, edits, view) -> dict:

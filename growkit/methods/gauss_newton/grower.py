@@ -191,8 +191,9 @@ class GaussNewton(Grower):
     def decide(self, view) -> Decision:
         done = view.epoch
         last = done >= self.n_phase * self.phases or self.stop_requested
+        why = {"stopped_by": "request" if self.stop_requested else "schedule"} if last else {}
         if done == 0 or done % (2 * self.n_phase) != 0 or not self.ema_split:
-            return Decision(done=last)
+            return Decision(done=last, info=why)
         model = view.model
         split, prune = self.scores(model)
         try:
@@ -212,7 +213,7 @@ class GaussNewton(Grower):
                                     + sum(self.ema_prune[g][p].sum() for g, (_, p) in chosen.items() if p))}
         self.rounds.append({"epoch": view.global_epoch, **info})
         self.thetas, self.ema_split, self.ema_prune = {}, {}, {}
-        return Decision(plans=plans, done=last, info={"gauss_newton": info})
+        return Decision(plans=plans, done=last, info={"gauss_newton": info, **why})
 
     def initialize(self, model, edits, view=None) -> dict | None:
         return None  # a split sets its own weights (w_in +- theta, halved outgoing); a prune has none

@@ -38,11 +38,13 @@ judged by the true expanded training loss on the probe batches.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from ...engine.records import read_json
 from ...engine.surgery import PruneChannel, SplitChannel
 from ...engine.trainer import resolve_device
 from ...papers import study
@@ -50,7 +52,8 @@ from ...runs import cache
 from ...runs.records import load_data, load_model
 from . import estimate as gn
 from .method import GaussNewtonConfig
-from .summaries import (BASELINES, fit_summary, pearson, prune_bias, quality_summary, spearman,  # noqa: F401
+from .summaries import (BASELINES, bottleneck_ratio, fit_summary, pearson, prune_bias,  # noqa: F401
+                        quality_summary, spearman, stronger, table_claims, table_verdicts, verdict_claims,
                         verdicts, weighted_wins)
 
 
@@ -236,6 +239,51 @@ def gauss_newton(runs_dir, name: str, *, train: dict, gauss_newton: dict, callba
     """Reuse, resume or (re)start the ``gauss-newton`` search run ``name``."""
     return cache.named(runs_dir, name, "gauss-newton", cache.train_cfg(train), GaussNewtonConfig(**gauss_newton),
                        callbacks=callbacks)
+
+
+def full_width(runs_dir, name: str, search_dir, *, cap_factor: int = 8) -> dict:
+    """Tables 1-2's full-width baseline for one search (its net at the standard widths, same seed): trained
+    with exactly the settings of the search's from-scratch retraining (``search_dir/scratch/config.json``,
+    widths removed), ``matched`` with its epochs and ``converged`` by the doubling rule of
+    :func:`growkit.papers.study.converged` (capped at ``cap_factor`` x those epochs). Returns {"matched":
+    result, "converged": result (with ``converged_epochs``, ``plateaued``, ``budgets``)}; the matched run is
+    the converged rule's first budget, trained once."""
+    settings = dict(read_json(Path(search_dir) / "scratch" / "config.json")["train"])
+    settings.pop("widths")
+    settings.pop("progress", None)
+    epochs = settings.pop("epochs")
+    conv = study.converged(runs_dir, name, start=epochs, cap=cap_factor * epochs, **settings)
+    return {"matched": study.train(runs_dir, f"{name}-e{epochs}", **settings, epochs=epochs), "converged": conv}
+
+
+def baselines_by_net(found: dict) -> dict:
+    """{(dataset, net): {seed: :func:`full_width`'s result}} -> the ``baselines`` of :func:`table_verdicts`
+    (test accuracy per seed of each baseline, their epochs, the full-width parameters)."""
+    out = {}
+    for key, per_seed in found.items():
+        seeds = sorted(per_seed)
+        conv_epochs = sorted({per_seed[s]["converged"]["converged_epochs"] for s in seeds})
+        capped = [s for s in seeds if per_seed[s]["converged"]["plateaued"] is False]
+        out[key] = {"params": per_seed[seeds[0]]["matched"]["params"],
+                    "matched": {"test": {s: per_seed[s]["matched"]["test_acc"] for s in seeds},
+                                "epochs": per_seed[seeds[0]]["matched"]["epochs"]},
+                    "converged": {"test": {s: per_seed[s]["converged"]["test_acc"] for s in seeds},
+                                  "epochs": "-".join(map(str, conv_epochs)) + (", the cap reached" if capped else "")}}
+    return out
+
+
+def baseline_rows(found: dict) -> list[dict]:
+    """One table row per (dataset, net, baseline): mean and sd over seeds of the full-width test accuracy."""
+    import statistics as st
+    rows = []
+    for (ds, net), per_seed in found.items():
+        for kind in ("matched", "converged"):
+            accs = [per_seed[s][kind]["test_acc"] for s in sorted(per_seed)]
+            eps = sorted({per_seed[s][kind]["epochs"] for s in per_seed})
+            rows.append({"dataset": ds, "net": net, "baseline": f"full width, {kind}", "seeds": len(accs),
+                         "epochs": "-".join(map(str, eps)), "params": per_seed[min(per_seed)][kind]["params"],
+                         "test %": st.mean(accs), "test % sd": st.stdev(accs) if len(accs) > 1 else 0.0})
+    return rows
 
 
 def site_names(model, layers) -> list[str]:

@@ -97,8 +97,37 @@ def quality_summary(rows: list[dict]) -> dict:
     return out
 
 
-def verdicts(fig3: dict, fig4: dict, *, identity_margin: float = 0.25, bias_margin: float = 0.25) -> list[str]:
-    """The agrees / disagrees lines of Figures 3-4, from per-seed numbers, through :mod:`growkit.papers.stats`.
+# The paper's own statement of each claim judged below (the paper_vs_kit "paper" column).
+PAPER = {
+    "identity": "Figure 3: estimated and true loss changes lie on the identity line (VGG-19, CIFAR-10)",
+    "unbiased": "Figure 3 / appendix: the estimate of a removal is accurate (no number given)",
+    "beats": "Figure 4: Gauss-Newton's split most often decreases the loss more than steepest descent + line "
+             "search (first layer of VGG-19, CIFAR-10; a count read from the bars, no number given)",
+    "on_par": "Figure 4: on par with optimising the expanded net, most often within a constant factor",
+    "accurate": "Tables 1-2: grown nets as accurate as the full-width nets: VGG-19 seed 5.6-6.5 % error vs 6.3 % "
+                "(CIFAR-10), 27.2-28.0 % vs 27.6 % (CIFAR-100); MobileNetV1 seed 5.8-6.2 % vs 6.6 %, "
+                "25.9-27.2 % vs 28.7 %",
+    "fewer": "Tables 1-2: VGG-19 0.6-2.2M vs 20.0M parameters; MobileNetV1 0.4-1.4M vs 3.2-3.3M",
+    "monotone": "Tables 1-2: VGG-19 1.2M at lambda_p 3e-7, 0.6M at 1e-6 (CIFAR-10); MobileNetV1 0.8M, 0.5M, "
+                "0.4M at 3e-8, 3e-7, 1e-6",
+    "bottleneck": "Figure 2: a bottleneck-shaped net grown from a uniform VGG-19 seed (CIFAR-100, one net)",
+}
+
+
+def _claim(kind: str, v: stats.Verdict) -> dict:
+    """A claim as :func:`growkit.papers.report.judge` records it: the verdict and the paper's statement."""
+    return {"claim": v.claim, "paper": PAPER[kind], "verdict": v}
+
+
+def verdicts(fig3: dict, fig4: dict, **kw) -> list[str]:
+    """The agrees / disagrees lines of Figures 3-4 (:func:`verdict_claims`)."""
+    return [c["verdict"].text for c in verdict_claims(fig3, fig4, **kw)]
+
+
+def verdict_claims(fig3: dict, fig4: dict, *, identity_margin: float = 0.25, bias_margin: float = 0.25
+                   ) -> list[dict]:
+    """The claims of Figures 3-4, from per-seed numbers, through :mod:`growkit.papers.stats`, each with its
+    verdict and the paper's statement (for :func:`growkit.papers.report.judge`).
 
     ``fig3``: seed -> :func:`estimate_vs_truth`'s summary rows; ``fig4``: seed -> :func:`quality_summary`.
     Claims judged (paired by seed):
@@ -119,26 +148,109 @@ def verdicts(fig3: dict, fig4: dict, *, identity_margin: float = 0.25, bias_marg
             per = {s: next(r for r in fig3[s] if (r["layer"], r["kind"]) == (layer, kind)) for s in seeds}
             slopes = {s: per[s]["slope_origin"] for s in seeds}
             if all(math.isfinite(v) for v in slopes.values()):
-                lines.append(stats.same(slopes, {s: 1.0 for s in seeds}, f"Figure 3, {layer} {kind}s: the estimates "
-                                        "lie on the identity line (slope through the origin 1)",
-                                        margin=identity_margin).text)
+                lines.append(_claim("identity", stats.same(
+                    slopes, {s: 1.0 for s in seeds}, f"Figure 3, {layer} {kind}s: the estimates lie on the identity "
+                    "line (slope through the origin 1)", margin=identity_margin)))
             if kind == "prune":
                 est = {s: per[s]["mean_estimated"] for s in seeds}
                 true = {s: per[s]["mean_true"] for s in seeds}
                 ref = abs(sum(true.values()) / len(seeds))
                 if ref > 0:
-                    lines.append(stats.same(est, true, f"{layer}: the prune estimate is unbiased (mean estimated "
-                                            "= mean true loss change of a removal)", relative=bias_margin,
-                                            reference=ref, digits=3).text)
+                    lines.append(_claim("unbiased", stats.same(
+                        est, true, f"{layer}: the prune estimate is unbiased (mean estimated = mean true loss change "
+                        "of a removal)", relative=bias_margin, reference=ref, digits=3)))
     seeds4 = sorted(fig4)
     for b, what in (("splitting", "the splitting direction + line search"),
                     ("steepest_descent", "steepest descent from theta_0 + line search")):
         vals = {s: fig4[s].get(f"gn_beats_{b}_weighted") for s in seeds4}
         if vals and all(v is not None and math.isfinite(v) for v in vals.values()):
-            lines.append(stats.higher(vals, {s: 0.5 for s in seeds4}, f"Figure 4: Gauss-Newton beats {what} "
-                                      "(decrease-weighted win share above 0.5)").text)
+            lines.append(_claim("beats", stats.higher(vals, {s: 0.5 for s in seeds4}, f"Figure 4: Gauss-Newton "
+                                                      f"beats {what} (decrease-weighted win share above 0.5)")))
     vals = {s: fig4[s].get("gn_beats_expanded_weighted") for s in seeds4}
     if vals and all(v is not None and math.isfinite(v) for v in vals.values()):
-        lines.append(stats.same(vals, {s: 0.5 for s in seeds4}, "Figure 4: Gauss-Newton is on par with optimising "
-                                "the expanded net (decrease-weighted win share 0.5)", margin=0.15).text)
+        lines.append(_claim("on_par", stats.same(vals, {s: 0.5 for s in seeds4}, "Figure 4: Gauss-Newton is on par "
+                                                 "with optimising the expanded net (decrease-weighted win share 0.5)",
+                                                 margin=0.15)))
+    return lines
+
+
+def bottleneck_ratio(widths) -> float:
+    """How much narrower a net is in the middle: the mean width of the middle third of its layers over the
+    mean width of the outer two thirds (below 1: a bottleneck, Figure 2's "bottleneck-shaped")."""
+    w = [float(x) for x in widths]
+    if len(w) < 3:
+        raise ValueError(f"a bottleneck needs at least 3 layers, got {len(w)}")
+    a, b = len(w) // 3, len(w) - len(w) // 3
+    outer = w[:a] + w[b:]
+    return float(np.mean(w[a:b]) / np.mean(outer))
+
+
+def stronger(baselines: dict) -> tuple[str, str]:
+    """(stronger, other) of the two baselines by mean test accuracy over seeds: every verdict is judged
+    against the stronger, the other shown beside it."""
+    mean = {k: float(np.mean(list(baselines[k]["test"].values()))) for k in ("matched", "converged")}
+    return ("converged", "matched") if mean["converged"] > mean["matched"] else ("matched", "converged")
+
+
+def table_verdicts(rows: list[dict], baselines: dict, **kw) -> list[str]:
+    """The verdict lines of Tables 1-2 and Figure 2 (:func:`table_claims`)."""
+    return [c["verdict"].text for c in table_claims(rows, baselines, **kw)]
+
+
+def table_claims(rows: list[dict], baselines: dict, *, acc_margin: float = 1.0, figure2: tuple | None = None
+                 ) -> list[dict]:
+    """The claims of Tables 1-2 and Figure 2 over seeds, through :mod:`growkit.papers.stats`, each with its
+    verdict and the paper's statement (for :func:`growkit.papers.report.judge`).
+
+    ``rows``: :func:`~growkit.methods.gauss_newton.study.search_row` per seed (with ``dataset``, ``net``,
+    ``lambda_p``, ``seed`` and the found widths); ``baselines``: (dataset, net) -> {"matched" / "converged":
+    {"test": {seed: test %}, "epochs": ...}, "params": full-width parameters}. Claims (paired by seed):
+
+    * per lambda_p, "the grown net retrained from scratch is as accurate as the full-width net": not more
+      than ``acc_margin`` points of test accuracy below the stronger baseline (non-inferiority);
+    * per lambda_p, "with fewer parameters than the full-width net";
+    * per net, "a larger lambda_p grows a smaller net" (every step of lambda_p);
+    * Figure 2 (the group ``figure2`` = (dataset, net, lambda_p), if given): "the grown net is
+      bottleneck-shaped" (:func:`bottleneck_ratio` below 1)."""
+    lines = []
+    groups: dict[tuple, dict] = {}
+    for r in rows:
+        if r.get("scratch test %") is None:
+            continue
+        g = groups.setdefault((r["dataset"], r["net"], r["lambda_p"]), {"acc": {}, "params": {}, "widths": {}})
+        g["acc"][r["seed"]], g["params"][r["seed"]] = r["scratch test %"], r["params"]
+        g["widths"][r["seed"]] = [int(x) for x in str(r["found widths"]).split("-")]
+    for (ds, net, lam), g in groups.items():
+        base = baselines.get((ds, net))
+        if base is None:
+            continue
+        best, other = stronger(base)
+        seeds = sorted(g["acc"])
+        b = {s: base[best]["test"][s] for s in seeds}
+        o_mean = float(np.mean([base[other]["test"][s] for s in seeds]))
+        lines.append(_claim("accurate", stats.not_lower(
+            g["acc"], b, f"{ds} {net} lambda_p={lam}: the grown net retrained from scratch is as accurate as the "
+            f"full-width net ({best}, {base[best]['epochs']} epochs; {other}, {base[other]['epochs']} epochs: "
+            f"{o_mean:.2f} %)", margin=acc_margin)))
+        full = {s: float(base["params"]) for s in seeds}
+        lines.append(_claim("fewer", stats.lower(g["params"], full, f"{ds} {net} lambda_p={lam}: with fewer "
+                                                 f"parameters than the full-width net ({base['params']:,})",
+                                                 digits=0)))
+    by_net: dict[tuple, list] = {}
+    for (ds, net, lam) in groups:
+        by_net.setdefault((ds, net), []).append(lam)
+    for (ds, net), lams in by_net.items():
+        lams = sorted(lams, key=float)
+        if len(lams) < 2:
+            continue
+        parts = [stats.lower(groups[(ds, net, hi)]["params"], groups[(ds, net, lo)]["params"],
+                             f"lambda_p {hi} vs {lo}", digits=0) for lo, hi in zip(lams, lams[1:])]
+        lines.append(_claim("monotone", stats.all_of(f"{ds} {net}: a larger lambda_p grows a smaller net "
+                                                     "(parameters)", parts)))
+    if figure2 is not None and tuple(figure2) in groups:
+        g = groups[tuple(figure2)]
+        ratio = {s: bottleneck_ratio(w) for s, w in g["widths"].items()}
+        lines.append(_claim("bottleneck", stats.lower(
+            ratio, {s: 1.0 for s in ratio}, f"Figure 2, {' '.join(map(str, figure2))}: the grown net is "
+            "bottleneck-shaped (mean width of the middle third of its layers over the outer thirds' below 1)")))
     return lines

@@ -1,11 +1,21 @@
 """Task-incremental streams and the continual-learning metrics.
 
-A *task stream* splits one dataset's classes into ``n_tasks`` disjoint tasks of
-equal size (digits into 5 tasks of 2 classes, or 2 of 5). Labels are remapped to
-0..k-1 inside every task, the task id is given at evaluation, and every task has
-its own head. Each task keeps the dataset's three splits restricted to its
-classes: ``train`` (weights), ``val`` (Learn-to-Grow's architecture weights; carved
-from the official training set, never the test set) and ``test`` (reported only).
+Two kinds of *task stream* (``kind``):
+
+* ``split``: one dataset's classes in ``n_tasks`` disjoint tasks of equal size
+  (digits into 5 tasks of 2 classes; CIFAR-100 into 10 of 10: split CIFAR-100).
+  Labels are remapped to 0..k-1 inside every task;
+* ``permuted``: every task holds all the dataset's images and all its classes
+  (labels unchanged), its pixels shuffled by a fixed permutation of its own
+  (permuted MNIST; on digits, permuted digits). Task ``t``'s permutation is the
+  ``t``-th drawn from ``numpy.random.default_rng(seed)`` over the ``H * W`` pixel
+  positions (the same one for every channel); no random crops or flips (a crop of
+  permuted pixels means nothing).
+
+The task id is given at evaluation, and every task has its own head. Each task keeps
+the dataset's three splits (restricted to its classes in a split stream): ``train``
+(weights), ``val`` (Learn-to-Grow's architecture weights; carved from the official
+training set, never the test set) and ``test`` (reported only).
 
 Each task is a :class:`growkit.data.ResidentData` of its own, so the normalisation
 statistics come from that task's training images only: nothing is learned from a
@@ -98,19 +108,58 @@ def split_tasks(data: ResidentData, classes: list[list[int]], augment: bool | No
     return TaskStream(data.info.name, tuple(tuple(g) for g in classes), tuple(tasks))
 
 
+def permutations(n_tasks: int, pixels: int, seed: int) -> list[np.ndarray]:
+    """Task ``t``'s pixel permutation: the ``t``-th drawn from ``default_rng(seed)`` over ``pixels`` positions."""
+    if not isinstance(n_tasks, int) or isinstance(n_tasks, bool) or n_tasks < 2:
+        raise GrowkitError(f"a task stream needs at least 2 tasks, got {n_tasks!r}")
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(pixels) for _ in range(n_tasks)]
+
+
+def permute_image(x: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """Images [N, C, H, W] whose pixel ``k`` (row-major) is the input's pixel ``perm[k]``, in every channel."""
+    n, c, h, w = x.shape
+    return np.ascontiguousarray(x.reshape(n, c, h * w)[:, :, perm].reshape(n, c, h, w))
+
+
+def permuted_tasks(data: ResidentData, n_tasks: int, seed: int = 0) -> TaskStream:
+    """``n_tasks`` copies of ``data`` (all classes, the same labels), each with its own fixed pixel permutation."""
+    h, w = data.image_size
+    perms = permutations(n_tasks, h * w, seed)
+    raw = {s: _raw(data, s) for s in ("train", "val", "test")}
+    tasks = []
+    for t, perm in enumerate(perms):
+        parts = [(permute_image(x.numpy(), perm), y.numpy()) for x, y in (raw[s] for s in ("train", "val", "test"))]
+        info = dataclasses.replace(data.info, name=f"{data.info.name}:perm{t}", crop_pad=0, flip=False)
+        tasks.append(ResidentData(info, *parts, device=data.device, augment=False, channels_last=data.channels_last))
+    everything = tuple(range(data.info.num_classes))
+    return TaskStream(f"permuted {data.info.name}", tuple(everything for _ in perms), tuple(tasks))
+
+
+STREAMS = ("split", "permuted")
+
+
 def task_stream(dataset: str = "digits", n_tasks: int = 5, *, order: str = "natural", seed: int = 0,
                 root=None, device="cpu", augment: bool = True, download: bool = False,
-                val_fraction: float | None = None, split_seed: int = 0) -> TaskStream:
-    """Load ``dataset`` through :func:`growkit.data.load` and split it into ``n_tasks`` tasks."""
+                val_fraction: float | None = None, split_seed: int = 0, kind: str = "split") -> TaskStream:
+    """Load ``dataset`` through :func:`growkit.data.load` and make ``n_tasks`` tasks of it: a class ``split``
+    (``order``: natural or random) or ``permuted`` pixels (every class in every task, permutations from
+    ``seed``). ``val_fraction``: share of the official training set held out for the search (default: the
+    dataset's). A missing file is an error naming it and where to get it, never a synthetic stand-in."""
     from ... import data as gdata
 
+    if kind not in STREAMS:
+        raise GrowkitError(f"stream must be one of {', '.join(STREAMS)}, got {kind!r}")
     info = gdata.dataset_info(dataset)
-    classes = class_split(info.num_classes, n_tasks, order, seed)  # checked before any file is read
+    if kind == "split":
+        classes = class_split(info.num_classes, n_tasks, order, seed)  # checked before any file is read
+    else:
+        permutations(n_tasks, 1, seed)  # the task count, checked before any file is read
     full = gdata.load(dataset, root, val_fraction=val_fraction, split_seed=split_seed, device=device,
-                      download=download, augment=augment)
+                      download=download, augment=augment and kind == "split")
     if not isinstance(full, ResidentData):
         raise GrowkitError(f"{dataset}: task streams need a device-resident dataset")
-    return split_tasks(full, classes)
+    return split_tasks(full, classes) if kind == "split" else permuted_tasks(full, n_tasks, seed)
 
 
 # ----------------------------------------------------------------------------- metrics

@@ -21,7 +21,18 @@ Methods (``method``):
   later task, which gets its own BNs and head (``reuse`` forced everywhere: what
   Learn to Grow would be if it never chose anything else);
 * ``finetune``: one network, every weight and BN shared and trained on each task in
-  turn, a head per task (heads of earlier tasks are kept as they were): forgets.
+  turn, a head per task (heads of earlier tasks are kept as they were): forgets;
+* ``ewc``: fine-tuning plus elastic weight consolidation (Kirkpatrick et al., 2017): after
+  task ``k`` the diagonal of the (empirical) Fisher information ``F_k`` of the shared weights
+  and BNs is computed on up to ``ewc_samples`` of its training images, one gradient per image
+  (:func:`fisher_diagonal`), and later tasks train on cross-entropy plus
+  ``ewc_lambda / 2 * sum_k sum_i F_k,i (theta_i - theta*_k,i)^2`` (:func:`ewc_penalty`);
+* ``joint``: multi-task training, the upper bound: one shared network, a head per task, and
+  after task ``i`` arrives it trains on the union of tasks 0..i (every image with its own
+  task's head), continuing from the previous stage, for the same epochs as every method.
+
+``tune_reuse`` (with ``l2g``) is the paper's "tuned reuse": the copies a task reuses are trained with
+it, so earlier tasks that share them change (backward transfer can be positive or negative).
 
 The per-task outer loop is its own (the :class:`growkit.engine.trainer.Trainer` trains one spec'd model over
 one dataset; here a task's search alternates two optimizers over two splits on a relaxed network that
@@ -31,15 +42,19 @@ shared engine (:mod:`growkit.methods.learn_to_grow.steps`): weight and alpha ste
 :class:`growkit.engine.schedule.Phase`, the optimizers from :func:`growkit.engine.optim.build`, checkpoint
 format 2, and :class:`L2GConfig` is a :class:`growkit.engine.config.TrainConfig` with the loop's options added.
 
-Deviations from the paper, all visible in :class:`L2GConfig`: earlier layers are
-never fine-tuned when reused (the paper also studies reuse with tuning); the
-structure regulariser's form, the warm-up and the ``new_init`` default are ours;
-the network is a small plain conv stack from the registry with one hidden linear
-layer, not the paper's ResNet-18/VGG.
+Deviations from the paper, all visible in :class:`L2GConfig`: reused layers are
+not fine-tuned unless ``tune_reuse`` (the paper studies both); every task has its
+own BatchNorm on every layer, reuse included (counted in its parameters and in the
+cost of every choice); the linear adapter is low-rank (``adapter_rank``); the
+structure regulariser's form, the warm-up, the architecture learning rate and the
+``new_init`` default are ours; the conv backbone is a small plain conv stack from
+the registry with one hidden linear layer, not the paper's ResNet-18.
 """
 from __future__ import annotations
 
 import dataclasses
+import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -54,9 +69,12 @@ from ...errors import GrowkitError
 from . import continual, steps
 from . import ddp as l2g_ddp
 from .search import SearchNet, search
-from .supernet import OPS, SuperNet, defs_from_registry, layer_forward, make_bn, make_layer, numel, to_features
+from .baselines import (JointData, JointForward, SharedNet, ewc_objective, ewc_penalty,  # noqa: F401 (re-exported)
+                        fisher_diagonal, joint_objective)
+from .supernet import BACKBONES, OPS, SuperNet, defs_from_registry, numel
 
-METHODS = ("l2g", "separate", "frozen", "finetune")
+METHODS = ("l2g", "separate", "frozen", "finetune", "ewc", "joint")
+SHARED = ("finetune", "ewc", "joint")  # the methods on one shared network (SharedNet)
 
 
 def _unused(name: str):
@@ -70,7 +88,9 @@ class L2GConfig(TrainConfig):
     """Everything a Learn-to-Grow run needs (its flags are generated from these fields): the training settings
     of :class:`TrainConfig` (optimizer, lr, schedule, batch size, data, seeds, device, precision), with Learn to
     Grow's defaults, and the continual loop's own options."""
-    model: str = opt("Plain3Net", help="registry backbone whose convs are searched (Plain3Net or Plain4Net)")
+    model: str = opt("Plain3Net", choices=BACKBONES,
+                     help="backbone whose layers are searched: Plain3Net or Plain4Net (convs, then --hidden), or "
+                          "MLP (--hidden only; the paper's for permuted MNIST)")
     depths: list[int] = opt(default_factory=lambda: [1, 1, 1], parse=flags.depths, help="blocks per stage, e.g. 1-1-1")
     widths: list[int] | None = opt(None, parse=flags.depths, help="filters per stage (default: the registry's)")
     batch_size: int = opt(64, help="batch size of training and of the alpha steps")
@@ -80,26 +100,33 @@ class L2GConfig(TrainConfig):
     # TrainConfig fields without a meaning here (a task's epochs are search_epochs and train_epochs)
     epochs: int = _unused("epochs")
     fraction: float = _unused("fraction")
-    val_fraction: float | None = _unused("val_fraction")
     channels_last: bool | None = _unused("channels_last")
     eval_test: bool = _unused("eval_test")
     snapshot_every: int = _unused("snapshot_every")
     progress: bool = _unused("progress")
     # the continual loop's own options
-    tasks: int = opt(5, help="number of tasks (the classes must split evenly)")
+    stream: str = opt("split", choices=continual.STREAMS,
+                      help="split (the classes in disjoint tasks) or permuted (all classes, a pixel permutation "
+                           "per task)")
+    tasks: int = opt(5, help="number of tasks (a split: the classes must split evenly)")
     order: str = opt("natural", choices=("natural", "random"), help="class order before splitting (random: seeded)")
-    method: str = opt("l2g", choices=METHODS, help="l2g, or a baseline: separate, frozen, finetune")
+    method: str = opt("l2g", choices=METHODS, help="l2g, or a baseline: separate, frozen, finetune, ewc, joint")
     deeper: bool = opt(False, help="offer the deeper choice (a ZeroInit residual block after a conv layer)")
     hidden: list[int] = opt(default_factory=lambda: [64], parse=flags.depths,
                             help="hidden linear layers after the convs, searched too (e.g. 64 or 64-32)")
     search_epochs: int = opt(20, help="epochs of the structure search per task")
     warmup: int = opt(10, help="search epochs that train only the weights (alpha stays uniform)")
     train_epochs: int = opt(20, help="epochs of training the chosen structure per task")
-    arch_lr: float = opt(0.05, help="Adam learning rate of alpha")
+    arch_lr: float = opt(0.05, help="Adam learning rate of alpha (ours; DARTS uses 3e-4)")
     arch_weight_decay: float = opt(1e-3, help="weight decay of alpha (DARTS)")
     cost: float = opt(0.1, help="weight of the parameter-cost term of the alpha objective")
     new_init: str = opt("reinit", choices=("reinit", "copy"),
                         help="new copies: reinit (He) or copy (of the newest copy, with its BN)")
+    adapter_rank: int = opt(4, help="rank of the linear layers' adapter (0: a full linear map)")
+    tune_reuse: bool = opt(False, help="l2g: train the reused copies with the task too (the paper's tuned "
+                                       "reuse; earlier tasks change)")
+    ewc_lambda: float = opt(100.0, help="ewc: weight of the Fisher penalty")
+    ewc_samples: int = opt(256, help="ewc: training images per task for the Fisher diagonal")
 
     @classmethod
     def from_dict(cls, d: dict) -> "L2GConfig":
@@ -111,7 +138,10 @@ class L2GConfig(TrainConfig):
 
     def validate(self) -> "L2GConfig":
         """One-line errors for every bad value, before anything is written."""
-        super().validate()  # TrainConfig's checks: types, ranges, optimizer, device, backbone size
+        if self.model == "MLP":  # not a registry model: TrainConfig's checks on the conv default's size instead
+            TrainConfig.validate(dataclasses.replace(self, model="Plain3Net"))
+        else:
+            super().validate()  # TrainConfig's checks: types, ranges, optimizer, device, backbone size
         for f in dataclasses.fields(TrainConfig):
             if f.name in _UNUSED and getattr(self, f.name) != getattr(_TRAIN_DEFAULTS, f.name):
                 raise GrowkitError(f"learn-to-grow does not use {f.name}" + (
@@ -124,6 +154,21 @@ class L2GConfig(TrainConfig):
             v = getattr(self, k)
             if not 0 <= v <= MAX_EPOCHS:
                 raise GrowkitError(f"{k} must be in 0..{MAX_EPOCHS}, got {v!r}")
+        if self.val_fraction is not None and not 0 < self.val_fraction < 1:
+            raise GrowkitError(f"val_fraction must be in (0, 1) (the search needs a validation split), got "
+                               f"{self.val_fraction}")
+        if self.stream not in continual.STREAMS:
+            raise GrowkitError(f"unknown stream {self.stream!r}; valid: {', '.join(continual.STREAMS)}")
+        if self.model not in BACKBONES:
+            raise GrowkitError(f"unknown backbone {self.model!r}; valid: {', '.join(BACKBONES)}")
+        if isinstance(self.adapter_rank, bool) or not isinstance(self.adapter_rank, int) or self.adapter_rank < 0:
+            raise GrowkitError(f"adapter_rank must be a non-negative integer, got {self.adapter_rank!r}")
+        if self.tune_reuse and self.method != "l2g":
+            raise GrowkitError(f"tune_reuse applies to l2g only, not {self.method}")
+        if not (isinstance(self.ewc_lambda, (int, float)) and 0 <= self.ewc_lambda < float("inf")):
+            raise GrowkitError(f"ewc_lambda must be a finite number >= 0, got {self.ewc_lambda!r}")
+        if isinstance(self.ewc_samples, bool) or not isinstance(self.ewc_samples, int) or self.ewc_samples < 1:
+            raise GrowkitError(f"ewc_samples must be a positive integer, got {self.ewc_samples!r}")
         if not 0 <= self.warmup <= self.search_epochs:
             raise GrowkitError(f"warmup must be in [0, search_epochs], got {self.warmup}")
         for k in ("lr", "arch_lr"):
@@ -135,47 +180,26 @@ class L2GConfig(TrainConfig):
         return self
 
 
-_UNUSED = ("epochs", "fraction", "val_fraction", "channels_last", "eval_test", "snapshot_every", "model_kw")
+_UNUSED = ("epochs", "fraction", "channels_last", "eval_test", "snapshot_every", "model_kw")
 _TRAIN_DEFAULTS = TrainConfig()
-
-
-# ----------------------------------------------------------------------------- fine-tuning baseline
-
-class SharedNet(nn.Module):
-    """One network for every task (weights and BNs shared), a head per task: plain fine-tuning."""
-
-    def __init__(self, defs, in_channels: int, image_size: int, num_classes: list[int]):
-        super().__init__()
-        self.defs = defs
-        self.layers = nn.ModuleList(make_layer(d) for d in defs)
-        self.bns = nn.ModuleList(make_bn(d) for d in defs)
-        self.heads = nn.ModuleList(nn.Linear(defs[-1].cout, k) for k in num_classes)
-
-    @property
-    def spec(self) -> dict:  # what a checkpoint records of the structure (rebuilt from the config)
-        return {"name": "SharedNet", "layers": len(self.defs), "heads": [h.out_features for h in self.heads]}
-
-    def forward(self, x, task: int):
-        h = x
-        for l, d in enumerate(self.defs):
-            h = to_features(self.defs, l, layer_forward(d, h, self.layers[l], self.bns[l]))
-        return self.heads[task](h)
 
 
 # ----------------------------------------------------------------------------- one task
 
-def fit(model: nn.Module, task: int, trainable: nn.Module, data, cfg: L2GConfig, seed: int, epochs: int) -> float:
+def fit(model: nn.Module, task: int, trainable: nn.Module, data, cfg: L2GConfig, seed: int, epochs: int,
+        objective=None, forward: nn.Module | None = None) -> float:
     """Train the parameters of ``trainable`` (a container of the modules this task may change) of
-    ``model(x, task)`` on one task's training split with ``cfg.optimizer`` from growkit's registry, through the
-    shared passes (:mod:`growkit.methods.learn_to_grow.steps`); returns the last (global) batch's loss. Under
-    torchrun every rank trains its slice of each global batch through DDP (see
+    ``model(x, task)`` (or of ``forward(x)`` if given) on one task's training split (or ``data``'s) with
+    ``cfg.optimizer`` from growkit's registry, through the shared passes
+    (:mod:`growkit.methods.learn_to_grow.steps`) with ``objective`` (default: cross-entropy); returns the last
+    (global) batch's loss. Under torchrun every rank trains its slice of each global batch through DDP (see
     :mod:`growkit.methods.learn_to_grow.ddp`)."""
     from ...engine import optim
     if epochs == 0 or not any(True for _ in trainable.parameters()):
         return float("nan")
     opt = optim.build(trainable, cfg, cfg.lr)
-    passes, lr, last = steps.task_passes(data, cfg), steps.Schedule(cfg, epochs), steps.LastBatch()
-    with l2g_ddp.training(steps.TaskForward(model, task), trainable) as wrapped:
+    passes, lr, last = steps.task_passes(data, cfg, objective), steps.Schedule(cfg, epochs), steps.LastBatch()
+    with l2g_ddp.training(forward if forward is not None else steps.TaskForward(model, task), trainable) as wrapped:
         for epoch in range(epochs):
             loss, _, n = passes.train_epoch(wrapped, opt, None, seed * 1000 + 500 + epoch,
                                             lr_step=lr, before_step=last.batch,
@@ -216,7 +240,10 @@ def learn_task(net: SuperNet, t: int, data, cfg: L2GConfig) -> dict:
     rec["alpha"] = snet.weights_table()
     path, new = snet.materialize()
     t = net.add_task(path, new)
-    rec["train_loss"] = fit(net, t, net.trainable_modules(t), data, cfg, seed,
+    trainable = net.trainable_modules(t, cfg.tune_reuse)
+    for p in trainable.parameters():  # tuned reuse: the reused copies, frozen since their task, train again
+        p.requires_grad_(True)
+    rec["train_loss"] = fit(net, t, trainable, data, cfg, seed,
                             cfg.train_epochs if searched else task_epochs(cfg))
     net.freeze()
     rec["choices"] = [f"{op}:{j}" for op, j in net.paths[t].choices]
@@ -230,9 +257,10 @@ def build_net(cfg: L2GConfig, stream: continual.TaskStream) -> nn.Module:
     x0 = stream.tasks[0]
     cin, size = x0.info.channels, x0.image_size[0]
     defs = defs_from_registry(cfg.model, cfg.depths, list(cfg.widths) if cfg.widths else None, tuple(cfg.hidden),
-                              cin, size)
-    if cfg.method == "finetune":
-        return SharedNet(defs, cin, size, stream.num_classes).to(x0.device)
+                              cin, size, cfg.adapter_rank)
+    if cfg.method in SHARED:
+        return SharedNet(defs, cin, size, stream.num_classes,
+                         ewc_tasks=len(stream) if cfg.method == "ewc" else 0).to(x0.device)
     return SuperNet(defs, cin, size).to(x0.device)
 
 
@@ -299,6 +327,34 @@ def run_stream(cfg: L2GConfig, stream: continual.TaskStream, out: str | Path | N
     return learn_stream(cfg, stream, net, state, save, stop_after)
 
 
+def learn_shared(net: SharedNet, t: int, stream: continual.TaskStream, cfg: L2GConfig) -> dict:
+    """Task ``t`` on the shared network: fine-tuning and EWC train everything shared plus the task's head on
+    the task (EWC with its penalty, then it records the task's Fisher diagonal and anchor); joint trains
+    everything shared and the heads of tasks 0..t on their pooled data."""
+    seed = cfg.seed * 7919 + t
+    torch.manual_seed(seed)
+    data = stream.tasks[t]
+    if cfg.method == "joint":
+        pool = JointData(stream.tasks[:t + 1])
+        trainable = nn.ModuleDict({"layers": net.layers, "bns": net.bns,
+                                   "heads": nn.ModuleList(net.heads[:t + 1])})
+        loss = fit(net, t, trainable, pool, cfg, seed, task_epochs(cfg),
+                   objective=joint_objective(pool.offsets, [d.info.num_classes for d in pool.tasks]),
+                   forward=JointForward(net, t))
+    else:
+        trainable = nn.ModuleDict({"layers": net.layers, "bns": net.bns, "head": net.heads[t]})
+        objective = ewc_objective(net, cfg.ewc_lambda) if cfg.method == "ewc" else None
+        loss = fit(net, t, trainable, data, cfg, seed, task_epochs(cfg), objective=objective)
+        if cfg.method == "ewc":
+            fisher = fisher_diagonal(net, t, data, cfg.ewc_samples, seed)
+            with torch.no_grad():
+                net.ewc_fisher[t] = fisher
+                net.ewc_anchor[t] = torch.cat([p.detach().flatten() for p in net.shared_parameters()])
+    net.eval()
+    return {"train_loss": loss, "choices": None, "alpha": None,
+            "params": numel(net) - sum(numel(h) for h in net.heads[1:]) if t == 0 else numel(net.heads[t])}
+
+
 def learn_stream(cfg: L2GConfig, stream: continual.TaskStream, net: nn.Module, state: dict,
                  save: Callable[[int, nn.Module, dict], None] | None = None, stop_after: int | None = None) -> dict:
     """Learn the tasks after those in ``state`` on ``net``; ``save(t, net, state)`` after each task (e.g.
@@ -306,22 +362,23 @@ def learn_stream(cfg: L2GConfig, stream: continual.TaskStream, net: nn.Module, s
     alone with ``save``: it writes each task's checkpoint, the others wait for it (a barrier), and every rank's
     network and records are compared by hash."""
     from ...dist import group as distributed
-    done = 0
+    done, first, t0 = 0, len(state["rows"]), time.perf_counter()
     for t in range(len(state["rows"]), len(stream)):
         if stop_after is not None and done >= stop_after:
             break
+        t_task = time.perf_counter()
         data = stream.tasks[t]
         if isinstance(net, SuperNet):
             rec = learn_task(net, t, data, cfg)
-        else:  # fine-tuning: everything shared is trained again, plus this task's head
-            torch.manual_seed(cfg.seed * 7919 + t)
-            trainable = nn.ModuleDict({"layers": net.layers, "bns": net.bns, "head": net.heads[t]})
-            rec = {"train_loss": fit(net, t, trainable, data, cfg, cfg.seed * 7919 + t, task_epochs(cfg)),
-                   "choices": None, "alpha": None,
-                   "params": numel(net) - sum(numel(h) for h in net.heads[1:]) if t == 0 else numel(net.heads[t])}
+        else:
+            rec = learn_shared(net, t, stream, cfg)
         state["rows"].append(evaluate_row(net, stream, t))
         state["records"].append(rec)
         done += 1
+        if distributed.is_main():
+            now = time.perf_counter()
+            print(task_line(t, len(stream), rec, state["rows"][-1], now - t_task,
+                            (now - t0) / (t + 1 - first) * (len(stream) - t - 1)), file=sys.stderr, flush=True)
         if save is not None:
             save(t, net, state)
         if distributed.group() is not None:
@@ -330,13 +387,24 @@ def learn_stream(cfg: L2GConfig, stream: continual.TaskStream, net: nn.Module, s
     return summarize(cfg, stream, net, state)
 
 
+def task_line(t: int, n: int, rec: dict, row: list, took_s: float, eta_s: float) -> str:
+    """One progress line per learned task: what it chose, its parameters, the accuracies so far, an ETA."""
+    seen = [a for a in row if a is not None]
+    choices = ", ".join(rec["choices"]) if rec.get("choices") else "shared net"
+    return (f"task {t + 1}/{n}: {choices}; {rec['params']:,} new params; test acc on it {row[t]:.2f}%, "
+            f"average over tasks so far {sum(seen) / len(seen):.2f}%; {took_s:.1f} s, ETA {eta_s:.0f} s")
+
+
 def summarize(cfg: L2GConfig, stream: continual.TaskStream, net: nn.Module, state: dict) -> dict:
-    res = {"method": cfg.method, "deeper": cfg.deeper, "dataset": stream.dataset, "classes": stream.classes,
+    res = {"method": cfg.method, "deeper": cfg.deeper, "tune_reuse": cfg.tune_reuse, "dataset": stream.dataset,
+           "stream": cfg.stream, "model": cfg.model, "classes": stream.classes,
            "tasks_done": len(state["rows"]), "config": asdict(cfg),
            "params_per_task": [r["params"] for r in state["records"]],
            "choices": [r["choices"] for r in state["records"]],
            "alpha": [r["alpha"] for r in state["records"]],
-           "total_params": numel(net)}
+           "total_params": numel(net),
+           # the network grows task by task: it stops when the stream is learned (or a caller's stop_after)
+           "stopped_by": "all_tasks" if len(state["rows"]) == len(stream) else "stop_after"}
     if len(state["rows"]) == len(stream):
         res.update(continual.summary(state["rows"]))
     else:

@@ -44,7 +44,7 @@ def make_stream(cfg: L2GConfig):
         dev = distributed.group().device(dev)
     return continual.task_stream(cfg.dataset, cfg.tasks, order=cfg.order, seed=cfg.seed, root=cfg.data_root,
                                  device=dev, augment=cfg.augment, download=cfg.download,
-                                 split_seed=cfg.split_seed), dev
+                                 val_fraction=cfg.val_fraction, split_seed=cfg.split_seed, kind=cfg.stream), dev
 
 
 def start(cfg: L2GConfig, out, *, overwrite: bool = False) -> dict:
@@ -112,7 +112,8 @@ def follow(payload: dict) -> None:
 
 
 def report(res: dict, out) -> None:
-    print(f"learn-to-grow ({res['method']}{', deeper' if res['deeper'] else ''}): {res['tasks_done']} tasks, "
+    extra = (", deeper" if res["deeper"] else "") + (", tuned reuse" if res.get("tune_reuse") else "")
+    print(f"learn-to-grow ({res['method']}{extra}): {res['tasks_done']} tasks, "
           f"average accuracy {res['avg_acc']:.2f}%, BWT {res['bwt']:+.2f}, forgetting {res['forgetting']:.2f}, "
           f"{res['total_params']:,} params -> {out}/result.json")
 

@@ -23,18 +23,27 @@ def accuracy_matrix(ax, R, title: str = "", vmin: float = 0.0, vmax: float = 100
 
 
 def params_per_task(ax, series: dict[str, list[int]], title: str = "parameters added per task"):
-    """Grouped bars: one group per task, one bar per method (log scale: heads next to whole nets)."""
+    """One marker per method and task, side by side within a task (log scale: heads next to whole nets). Markers,
+    not bars: a bar on a log axis starts at an arbitrary bottom, so its length would mean nothing."""
     names = list(series)
     n_tasks = max(len(v) for v in series.values())
     width = 0.8 / max(len(names), 1)
+    markers = "osD^v<>ph*"
     for k, name in enumerate(names):
-        vals = series[name]
-        ax.bar(np.arange(len(vals)) + (k - (len(names) - 1) / 2) * width, vals, width, label=name)
+        vals = np.asarray(series[name], dtype=float)
+        x = np.arange(len(vals)) + (k - (len(names) - 1) / 2) * width
+        shown = vals > 0  # nothing added (0) has no place on a log axis: drawn at the bottom as an open marker
+        ax.plot(x[shown], vals[shown], markers[k % len(markers)], ls="none", label=name, color=f"C{k}")
+        if (~shown).any():
+            ax.plot(x[~shown], np.ones((~shown).sum()), markers[k % len(markers)], ls="none", mfc="none",
+                    color=f"C{k}")
     ax.set_yscale("log")
     ax.set_xticks(range(n_tasks), [f"T{t}" for t in range(n_tasks)])
-    ax.set_ylabel("parameters added")
+    for t in range(n_tasks - 1):
+        ax.axvline(t + 0.5, color="0.85", lw=0.8)
+    ax.set_ylabel("parameters added (open marker: none)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncol=2)
 
 
 def choices_grid(ax, choices: list[list[str]], layer_names: list[str] | None = None, title: str = ""):

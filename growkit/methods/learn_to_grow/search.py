@@ -14,8 +14,12 @@ The architecture weights ``alpha`` are optimised on the task's *validation*
 split and the weights on its *training* split, alternating batch by batch, with
 the first-order approximation (the weights are not unrolled). The validation
 objective adds a parameter-cost term ``cost * sum_l sum_c softmax(alpha_l)_c
-r_c`` with ``r_c`` the parameters candidate ``c`` adds, divided by those of a new
-copy of the layer (reuse 0, new 1, adapt the adapter's share, deeper the block's):
+r_c`` with ``r_c`` the parameters candidate ``c`` makes the task own at the layer
+(its BatchNorm, which every candidate has, plus the adapter, block or new copy),
+divided by the weights of a new copy (:func:`choice_cost`: reuse the BN's share,
+adapt the adapter's plus the BN's, deeper the block's plus the BN's, new 1 plus the
+BN's; the BN's share is the same for every candidate of a layer, so it moves no
+alpha gradient, it makes the charged cost of reuse honest):
 the paper regularises the structure so that reuse is preferred when it is as
 good; the exact form of this term is ours. The first ``warmup`` epochs train
 only the weights (alpha stays uniform) so that ``new`` is not judged on its
@@ -33,7 +37,7 @@ import torch.nn.functional as F
 
 from ...errors import GrowkitError
 from .supernet import (OPS, LayerDef, SuperNet, TaskPath, clone, layer_forward, make_adapter, make_block,
-                           make_bn, make_layer, numel, to_features)
+                           make_bn, make_layer, numel, to_features, to_input)
 
 
 def candidates(net: SuperNet, layer: int, allowed=OPS, deeper: bool = False) -> list[tuple[str, int]]:
@@ -47,6 +51,22 @@ def candidates(net: SuperNet, layer: int, allowed=OPS, deeper: bool = False) -> 
     if not out:
         raise GrowkitError(f"layer {layer} has no allowed choice among {list(allowed)} ({n} copies)")
     return out
+
+
+def choice_cost(d: LayerDef, op: str, adapter: nn.Module | None = None, block: nn.Module | None = None) -> float:
+    """The parameters a choice makes the task own at one layer, in units of a new copy's weights ``W``: the
+    task's BatchNorm on the layer (``2C``: every choice has one, reuse included), plus the adapter, the block or
+    the new copy. Reuse costs ``2C / W`` (not 0), new ``1 + 2C / W``; the differences between choices are the
+    differences of their parameter counts over ``W``."""
+    with torch.random.fork_rng(devices=[]):  # modules built only to be counted draw nothing from the run's stream
+        bn, unit = numel(make_bn(d)), numel(make_layer(d))
+        if op == "adapt":
+            extra = numel(adapter if adapter is not None else make_adapter(d))
+        elif op == "deeper":
+            extra = numel(block if block is not None else make_block(d))
+        else:
+            extra = unit if op == "new" else 0
+    return (bn + extra) / unit
 
 
 class SearchLayer(nn.Module):
@@ -77,12 +97,9 @@ class SearchLayer(nn.Module):
                 self.new = make_layer(d)
             else:
                 raise GrowkitError(f"new_init must be 'reinit' or 'copy', got {new_init!r}")
-        unit = float(numel(make_layer(d)))
-        cost = []
-        for op, j in cands:
-            cost.append({"reuse": 0.0, "new": 1.0, "adapt": numel(self.adapters[str(j)]) / unit if op == "adapt" else 0,
-                         "deeper": numel(self.blocks[str(j)]) / unit if op == "deeper" else 0}[op])
-        self.register_buffer("cost", torch.tensor(cost))
+        self.register_buffer("cost", torch.tensor([
+            choice_cost(d, op, self.adapters[str(j)] if op == "adapt" else None,
+                        self.blocks[str(j)] if op == "deeper" else None) for op, j in cands]))
 
     def op_output(self, c: int, x, copies):
         op, j = self.cands[c]
@@ -119,7 +136,7 @@ class SearchNet(nn.Module):
         return any(len(s.cands) > 1 for s in self.layers)
 
     def forward(self, x):
-        h = x
+        h = to_input(self.net.defs, x)
         for l, s in enumerate(self.layers):
             h = s(h, self.net.copies[l], F.softmax(self.alpha[l], 0))
             h = to_features(self.net.defs, l, h)

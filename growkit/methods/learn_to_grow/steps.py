@@ -36,9 +36,10 @@ class TaskForward(nn.Module):
         return self.net(x, self.task)
 
 
-def task_passes(data, cfg) -> Passes:
-    """The passes over one task's data with the config's batch size and precision."""
-    return Passes(data, data.device, autocast_on(cfg.precision, data.device), cfg.batch_size)
+def task_passes(data, cfg, objective=None) -> Passes:
+    """The passes over one task's data with the config's batch size and precision (and ``objective``: default
+    cross-entropy)."""
+    return Passes(data, data.device, autocast_on(cfg.precision, data.device), cfg.batch_size, objective)
 
 
 class Schedule:

@@ -5,14 +5,19 @@ weight, no bias). Task ``t`` runs its own *path*: per layer one choice
 
 * ``("reuse", j)``: copy ``j`` as it is (frozen);
 * ``("adapt", j)``: copy ``j`` (frozen) plus a task-owned parallel adapter, a
-  1x1 conv with the layer's stride for conv layers, a linear map for linear
-  layers, both zero-initialised (so at the start adapt computes reuse exactly);
+  1x1 conv with the layer's stride for conv layers (a ninth of a 3x3 copy), a
+  low-rank map ``U V x`` for linear layers (``V``: rank x inputs, He-initialised;
+  ``U``: outputs x rank, zero; ``rank * (inputs + outputs)`` weights against the
+  copy's ``inputs * outputs``; rank 0 in a layer's definition: a full linear map,
+  what runs recorded before the rank existed), zero where it ends (so at the start
+  adapt computes reuse exactly);
 * ``("new", j)``: the path uses copy ``j`` that this task created;
 * ``("deeper", j)``: reuse copy ``j`` and stack a task-owned block after the
   layer: growkit's residual sub-module (:class:`growkit.models.depth.BasicBlock`,
   the block AutoGrow appends) with ZeroInit (its last BN at gamma = beta = 0), so
   at the start it is the identity on the layer's non-negative output. Conv layers only.
 
+A linear first layer (an MLP backbone) flattens the input first.
 A layer computes ``relu(bn_t(pre))`` with ``pre = copy(x) [+ adapter(x)]`` and a
 BatchNorm of the task's own, then the optional block and max-pool. Conv layers
 end in a global average pool, linear layers follow, then the task's head.
@@ -22,7 +27,8 @@ task's function: reuse leaves earlier tasks exactly unchanged.
 
 Parameter cost of a task: its BNs, adapters, blocks and head, and the copies it
 created. A ``new`` copy of a 3x3 conv with 16 inputs and 32 outputs adds
-16 * 32 * 9 = 4,608 weights; its adapter 16 * 32 = 512.
+16 * 32 * 9 = 4,608 weights; its adapter 16 * 32 = 512; the task's BN on that
+layer 2 * 32 = 64 whatever the choice (reuse included).
 """
 from __future__ import annotations
 
@@ -49,6 +55,12 @@ class LayerDef:
     k: int = 3
     stride: int = 1
     pool: int = 0  # max-pool kernel (= stride) after the layer, 0: none
+    adapter_rank: int = 4  # linear layers: rank of the adapter; 0: a full linear map
+
+
+def layer_def(d: dict) -> LayerDef:
+    """A recorded layer definition; one recorded before ``adapter_rank`` existed had full linear adapters."""
+    return LayerDef(**{"adapter_rank": 0, **d})
 
 
 def make_layer(d: LayerDef) -> nn.Module:
@@ -64,8 +76,17 @@ def make_bn(d: LayerDef) -> nn.Module:
 
 
 def make_adapter(d: LayerDef) -> nn.Module:
-    m = (nn.Conv2d(d.cin, d.cout, 1, d.stride, 0, bias=False) if d.kind == "conv"
-         else nn.Linear(d.cin, d.cout, bias=False))
+    """A conv layer's 1x1 conv (zero), or a linear layer's ``U V`` (``V`` He-initialised, ``U`` zero) of rank
+    ``d.adapter_rank`` (0: one full, zero map): the adapter adds nothing until it is trained."""
+    if d.kind == "conv":
+        m = nn.Conv2d(d.cin, d.cout, 1, d.stride, 0, bias=False)
+    elif d.adapter_rank:
+        down, up = nn.Linear(d.cin, d.adapter_rank, bias=False), nn.Linear(d.adapter_rank, d.cout, bias=False)
+        init_weights(down)
+        nn.init.zeros_(up.weight)
+        return nn.Sequential(down, up)
+    else:
+        m = nn.Linear(d.cin, d.cout, bias=False)
     nn.init.zeros_(m.weight)
     return m
 
@@ -95,6 +116,11 @@ def layer_forward(d: LayerDef, x, weight_module, bn, adapter=None, block=None):
     return h
 
 
+def to_input(defs: list[LayerDef], x):
+    """The network's input as its first layer takes it: images flattened for a linear (MLP) first layer."""
+    return torch.flatten(x, 1) if defs[0].kind == "linear" and x.ndim > 2 else x
+
+
 def to_features(defs: list[LayerDef], layer: int, h):
     """Global average pool between the last conv layer and the first linear layer."""
     if defs[layer].kind == "conv" and (layer + 1 == len(defs) or defs[layer + 1].kind == "linear"):
@@ -107,6 +133,8 @@ def check_defs(defs: list[LayerDef]) -> None:
     for i, d in enumerate(defs):
         if d.kind not in ("conv", "linear"):
             raise GrowkitError(f"layer {i}: kind must be conv or linear, got {d.kind!r}")
+        if not isinstance(d.adapter_rank, int) or d.adapter_rank < 0:
+            raise GrowkitError(f"layer {i}: adapter_rank must be a non-negative integer, got {d.adapter_rank!r}")
         if d.kind == "conv" and seen_linear:
             raise GrowkitError("conv layers must come before linear layers")
         seen_linear |= d.kind == "linear"
@@ -165,7 +193,7 @@ class SuperNet(nn.Module):
     @classmethod
     def from_structure(cls, s: dict) -> "SuperNet":
         """An untrained net of the same structure; load the weights with ``load_state_dict``."""
-        net = cls([LayerDef(**d) for d in s["defs"]], s["in_channels"], s["image_size"])
+        net = cls([layer_def(d) for d in s["defs"]], s["in_channels"], s["image_size"])
         for l, owners in enumerate(s["owner"]):
             for t in owners:
                 net.copies[l].append(make_layer(net.defs[l]))
@@ -195,11 +223,12 @@ class SuperNet(nn.Module):
         for p in self.parameters():
             p.requires_grad_(False)
 
-    def trainable_modules(self, t: int) -> nn.ModuleDict:
-        """What learning task ``t`` may change, as one container: its path and the copies it created."""
+    def trainable_modules(self, t: int, tune_reuse: bool = False) -> nn.ModuleDict:
+        """What learning task ``t`` may change, as one container: its path and the copies it created; with
+        ``tune_reuse`` also the copies it reuses (the paper's "tuned reuse": earlier tasks then change too)."""
         mods = {"path": self.paths[t]}
         for l, (op, j) in enumerate(self.paths[t].choices):
-            if op == "new":
+            if op == "new" or (tune_reuse and op == "reuse"):
                 mods[f"copy{l}"] = self.copies[l][j]
         return nn.ModuleDict(mods)
 
@@ -211,7 +240,7 @@ class SuperNet(nn.Module):
     # -- running
     def forward(self, x, task: int):
         path = self.paths[task]
-        h = x
+        h = to_input(self.defs, x)
         for l, (d, (op, j)) in enumerate(zip(self.defs, path.choices)):
             h = layer_forward(d, h, self.copies[l][j], path.bns[l], path.adapters[str(l)] if op == "adapt" else None,
                               path.blocks[str(l)] if op == "deeper" else None)
@@ -222,26 +251,40 @@ class SuperNet(nn.Module):
         return numel(self)
 
 
+BACKBONES = ("Plain3Net", "Plain4Net", "MLP")
+
+
 def defs_from_registry(model: str = "Plain3Net", depths=(1, 1, 1), widths=None, hidden=(64,),
-                       in_channels: int = 1, image_size: int = 8) -> list[LayerDef]:
-    """The searched layers of a registry backbone: the stem conv and every block's conv of a plain
-    depth net (``Plain3Net``/``Plain4Net``), then ``hidden`` linear layers (ours: the registry's plain
-    nets have none) before the per-task heads."""
+                       in_channels: int = 1, image_size: int = 8, adapter_rank: int = 4) -> list[LayerDef]:
+    """The searched layers of a backbone.
+
+    ``Plain3Net``/``Plain4Net``: the stem conv and every block's conv of the registry's plain depth net, then
+    ``hidden`` linear layers (ours: the registry's plain nets have none) before the per-task heads.
+    ``MLP``: the image flattened, then the ``hidden`` linear layers only (the paper's backbone for permuted
+    MNIST; ``depths`` and ``widths`` are not used). ``adapter_rank``: the linear layers' adapter rank."""
     from ...models import create
 
-    if model not in ("Plain3Net", "Plain4Net"):
-        raise GrowkitError(f"learn-to-grow builds on a plain conv stack (Plain3Net, Plain4Net), got {model!r}")
-    if image_size >= 64:
-        raise GrowkitError("learn-to-grow supports inputs under 64 px (the small-image stem)")
-    net = create(model, depths=list(depths), widths=widths, in_channels=in_channels, num_classes=2,
-                 image_size=image_size)
-    convs = [net.stem[0]] + [blk.conv1 for stage in net.stages for blk in stage]
-    defs = [LayerDef("conv", c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs]
-    cin = defs[-1].cout
+    if model not in BACKBONES:
+        raise GrowkitError(f"learn-to-grow builds on a plain conv stack or an MLP ({', '.join(BACKBONES)}), "
+                           f"got {model!r}")
     for h in hidden:
-        if not isinstance(h, int) or h <= 0:
+        if not isinstance(h, int) or isinstance(h, bool) or h <= 0:
             raise GrowkitError(f"hidden sizes must be positive integers, got {hidden!r}")
-        defs.append(LayerDef("linear", cin, h, 1, 1))
+    if model == "MLP":
+        if not hidden:
+            raise GrowkitError("an MLP backbone needs at least one hidden layer (--hidden, e.g. 100-100)")
+        defs, cin = [], in_channels * image_size * image_size
+    else:
+        if image_size >= 64:
+            raise GrowkitError("learn-to-grow's conv backbones support inputs under 64 px (the small-image stem)")
+        net = create(model, depths=list(depths), widths=widths, in_channels=in_channels, num_classes=2,
+                     image_size=image_size)
+        convs = [net.stem[0]] + [blk.conv1 for stage in net.stages for blk in stage]
+        defs = [LayerDef("conv", c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0],
+                         adapter_rank=adapter_rank) for c in convs]
+        cin = defs[-1].cout
+    for h in hidden:
+        defs.append(LayerDef("linear", cin, h, 1, 1, adapter_rank=adapter_rank))
         cin = h
     return defs
 

@@ -28,7 +28,8 @@ def test_missing_imagenet_is_named_and_nothing_runs(tmp_path, present, missing):
     assert len(failed) == 1 and "check_files" in failed[0].source  # the dataset check, before any run
     err = next(o for o in failed[0].outputs if o.get("output_type") == "error")
     msg = err["evalue"]  # the whole line (the run summary keeps 300 characters)
-    assert err["ename"] == "GrowkitError" and msg.startswith("imagenet: missing ") and "\n" not in msg
+    assert err["ename"] == "MissingData"  # a GrowkitError
+    assert msg.startswith("imagenet: missing ") and "\n" not in msg
     assert f"missing {len(missing)} file(s) under {data}: {', '.join(missing)};" in msg
     assert "https://image-net.org" in msg and "/imagenet/{train,val}/<wnid>/*.JPEG" in msg and "--download" not in msg
     assert not runs.exists() and not figs.exists()  # no run directory, no table made from other data

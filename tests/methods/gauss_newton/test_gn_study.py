@@ -125,3 +125,39 @@ def test_splitting_matrix_and_direction_on_a_known_quadratic(monkeypatch):
     grid = [0.0] + [2.0 ** -k for k in range(11, -1, -1)]
     best = min(grid, key=lambda t: -t * t * r2 + 0.4 * (t * t * r2) ** 2)
     assert float(theta.norm()) == pytest.approx(best * float(w.norm()), rel=1e-9)
+
+
+def test_bottleneck_ratio_by_hand():
+    assert G.bottleneck_ratio([1, 2, 3, 4, 5, 6, 7]) == pytest.approx(4 / 4)  # middle 3,4,5; outer 1,2,6,7
+    assert G.bottleneck_ratio([10, 10, 4, 4, 10, 10]) == pytest.approx(0.4)
+    with pytest.raises(ValueError):
+        G.bottleneck_ratio([4, 4])
+
+
+def test_tables_1_2_verdicts_judge_against_the_stronger_baseline():
+    def row(lam, seed, acc, params, widths="10-10-4-4-10-10"):
+        return {"dataset": "digits", "net": "VGG19", "lambda_p": lam, "seed": seed, "scratch test %": acc,
+                "params": params, "found widths": widths}
+    rows = ([row("1e-05", s, a, p) for s, a, p in zip((0, 1, 2), (97.4, 97.6, 97.5), (400, 420, 410))]
+            + [row("0.001", s, a, p) for s, a, p in zip((0, 1, 2), (90.0, 90.5, 91.0), (200, 210, 190))])
+    base = {("digits", "VGG19"): {"params": 1000,
+                                  "matched": {"test": {0: 90.0, 1: 91.0, 2: 92.0}, "epochs": 6},
+                                  "converged": {"test": {0: 97.5, 1: 97.5, 2: 97.5}, "epochs": "24"}}}
+    assert G.stronger(base[("digits", "VGG19")]) == ("converged", "matched")
+    lines = G.table_verdicts(rows, base, acc_margin=1.0, figure2=("digits", "VGG19", "1e-05"))
+    acc = [l for l in lines if "as accurate" in l]
+    # lambda 1e-5: paired differences -0.1, 0.1, 0 (sd 0.1): the 90 % interval 0 ± 0.17 lies above -1
+    assert acc[0].startswith("Agrees") and "converged, 24 epochs" in acc[0] and "matched, 6 epochs: 91.00 %" in acc[0]
+    assert "± 0.17" in acc[0]
+    # against the weaker, matched baseline the same net would look 6.5 points better: it is not the judge
+    # lambda 1e-3: differences -7.5, -7, -6.5 (sd 0.5): 90 % interval -7 ± 0.84 lies below -1
+    assert acc[1].startswith("Disagrees")
+    fewer = [l for l in lines if "fewer parameters" in l]
+    assert len(fewer) == 2 and all(l.startswith("Agrees") for l in fewer)
+    mono = [l for l in lines if "larger lambda_p" in l]
+    assert len(mono) == 1 and mono[0].startswith("Agrees")
+    fig2 = [l for l in lines if "bottleneck" in l]
+    assert len(fig2) == 1 and fig2[0].startswith("Agrees")
+    # one seed: illustrative, never a verdict
+    one = G.table_verdicts([r for r in rows if r["seed"] == 0], base)
+    assert all(l.startswith("Illustrative") for l in one)

@@ -54,9 +54,10 @@ def test_parameter_counts_by_hand():
     before, copies_before = net.num_params(), sum(p.numel() for p in net.copies.parameters())
     path = TaskPath(DEFS, [("reuse", 0), ("new", 1), ("adapt", 0)], 2)
     net.add_task(path, {1: make_layer(DEFS[1])})
-    # "new" adds exactly the layer's weights (4*8*3*3); the linear adapter 8*6; BNs and head as before.
+    # "new" adds exactly the layer's weights (4*8*3*3); the linear adapter of rank 4: 4*8 + 6*4; BNs and head
+    # as before.
     assert sum(p.numel() for p in net.copies.parameters()) - copies_before == 288
-    assert net.num_params() - before == 288 + 48 + 36 + 14 == net.task_params(1)
+    assert net.num_params() - before == 288 + (32 + 24) + 36 + 14 == net.task_params(1)
     conv_adapter = TaskPath(DEFS, [("reuse", 0), ("adapt", 0), ("reuse", 0)], 2)
     assert conv_adapter.owned_params() == 32 + 36 + 14  # a 1x1 adapter: 4*8
     deeper = TaskPath(DEFS, [("reuse", 0), ("deeper", 0), ("reuse", 0)], 2)

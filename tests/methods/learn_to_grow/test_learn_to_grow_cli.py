@@ -28,6 +28,13 @@ def test_only_dataset_device_and_out_give_the_documented_defaults(tmp_path):
                                    "--hidden", "32-16", "--no-augment"])
     cfg = config_from_args(a)
     assert (cfg.deeper, cfg.tasks, cfg.depths, cfg.hidden, cfg.augment) == (True, 2, [2, 1, 1], [32, 16], False)
+    a = build_parser().parse_args(["learn-to-grow", "--out", "x", "--stream", "permuted", "--model", "MLP",
+                                   "--hidden", "100-100", "--val-fraction", "0.3", "--adapter-rank", "2",
+                                   "--tune-reuse", "--ewc-lambda", "5", "--ewc-samples", "64"])
+    cfg = config_from_args(a)
+    assert (cfg.stream, cfg.model, cfg.hidden, cfg.val_fraction, cfg.adapter_rank, cfg.tune_reuse, cfg.ewc_lambda,
+            cfg.ewc_samples) == ("permuted", "MLP", [100, 100], 0.3, 2, True, 5.0, 64)
+    cfg.validate()
 
 
 @pytest.mark.slow
@@ -56,8 +63,11 @@ def test_runs_run_and_resume_dispatch_to_the_own_loop(tmp_path):
     assert runs.resume(tmp_path / "r")["accuracy_matrix"] == res["accuracy_matrix"]
 
 
-@pytest.mark.parametrize("args", [["--tasks", "3"], ["--method", "ewc"], ["--dataset", "nope"],
-                                  ["--depths", "0-1-1"], ["--warmup", "30"], ["--optimizer-kw", '{"foo": 1}']])
+@pytest.mark.parametrize("args", [["--tasks", "3"], ["--method", "si"], ["--dataset", "nope"],
+                                  ["--depths", "0-1-1"], ["--warmup", "30"], ["--optimizer-kw", '{"foo": 1}'],
+                                  ["--stream", "rotated"], ["--val-fraction", "0"], ["--val-fraction", "1"],
+                                  ["--adapter-rank", "-1"], ["--method", "ewc", "--tune-reuse"],
+                                  ["--method", "ewc", "--ewc-lambda", "-1"], ["--model", "ResNet18"]])
 @pytest.mark.slow
 def test_bad_input_exits_2_and_writes_nothing(cli, tmp_path, args):
     out = tmp_path / "run"
