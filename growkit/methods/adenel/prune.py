@@ -92,13 +92,13 @@ def conv_groups(model) -> list[str]:
 
 class L1PruneGrower(Grower):
     """After ``at`` epochs: prune to ``targets`` (or ``ratio`` of every conv group), lowest L1 first; then
-    nothing more (the run goes on to its last epoch)."""
+    nothing more until the run's last epoch (``epochs``, when it reports ``stopped_by: "epochs"``)."""
     name = "l1-prune"
 
-    def __init__(self, cfg: L1PruneConfig, at: int):
+    def __init__(self, cfg: L1PruneConfig, at: int, epochs: int | None = None):
         super().__init__()
         self.cfg = cfg.validate()
-        self.at = at
+        self.at, self.epochs = at, epochs
         self.state = {"pruned_to": None, "pruned_channels": 0, "widths_before": None}
 
     def targets(self, model) -> dict[str, int]:
@@ -110,6 +110,8 @@ class L1PruneGrower(Grower):
         return {g: max(1, round(group_width(model, g) * self.cfg.ratio)) for g in conv_groups(model)}
 
     def decide(self, view) -> Decision:
+        if self.epochs is not None and view.epoch >= self.epochs:
+            return Decision(done=True, info={"stopped_by": "epochs"})  # the baseline's schedule ran out
         if view.epoch != self.at:
             return Decision()
         model, plans, kept, before = view.model, [], {}, {}
@@ -137,4 +139,4 @@ def build(train, cfg: L1PruneConfig):
     at = cfg.prune_epoch(train.epochs)
     phases = [Phase("train", train.lr, train.schedule, train.epochs, milestones=tuple(train.milestones),
                     gamma=train.gamma, grows=True)]
-    return L1PruneGrower(cfg, at), phases, train
+    return L1PruneGrower(cfg, at, train.epochs), phases, train

@@ -32,7 +32,7 @@ def test_ratio_one_is_the_plain_full_width_run_number_for_number(tmp_path):
     cfg = TrainConfig(model="LeNet5", epochs=3, seed=5, **DIGITS)
     base = lifecycle.run("train", cfg, None, tmp_path / "base")
     same = lifecycle.run("l1-prune", cfg, L1PruneConfig(ratio=1.0), tmp_path / "r1")
-    assert same["pruned_channels"] == 0 and same["prune_epoch"] == 1
+    assert same["pruned_channels"] == 0 and same["prune_epoch"] == 1 and same["stopped_by"] == "epochs"
     assert _rows(tmp_path / "r1") == _rows(tmp_path / "base")
     assert same["test_acc"] == base["test_acc"] and same["train_macs"] == base["train_macs"]
 
