@@ -53,8 +53,10 @@ def _count(text: str) -> int:
 @dataclass
 class AdeNeLConfig(Record):
     """AdeNeL's choices. Defaults follow the DessiLBI project's public grow-network example where
-    the paper gives no value (kappa, nu, lr, J, tau, grow_by, fine-tuning epochs); the paper gives
-    the seed widths (4/8/16) and the baselines' SGD settings."""
+    the paper gives no value (kappa, nu, lambda, lr, J, tau, 40 fine-tuning epochs, Z and Gamma reset at
+    every growth); the paper gives the seed widths (4/8/16), a fixed number of filters per round and
+    the baselines' SGD settings. ``grow_by = 4`` is ours: DessiLBI's example grows by max(+8, x1.1)
+    (VGG, from 16 filters) or max(+4, x1.1) (ResNets), available as ``grow_rule="ratio"``."""
     seed_width: int = opt(4, help="filters per conv layer of the seed net")
     tau: float = opt(0.8, help="a conv layer grows when its share of non-zero Gamma filters exceeds tau (eq. 9)")
     J: int = opt(10, flag="--J", help="epochs between capacity checks")
