@@ -6,7 +6,7 @@
     growkit resume    runs/g1
     growkit recover   runs/g1            # after a crash: repairs a half-made run, or removes an empty one
     growkit rerun     runs/g1 --out runs/g1b   # the saved config.json again, into a new directory
-    growkit plot      runs/g1 runs/r1 --out curves.png   # accuracy, parameters, FLOPs and growth events
+    growkit plot      runs/g1 runs/r1 --out curves.png   # accuracy, parameters, MACs and growth events
     growkit figures   --profile cpu
     growkit models | datasets
 
@@ -133,6 +133,8 @@ def _report(result: dict, out: str) -> None:
     test = f", test {test:.2f}%" if test is not None else ""
     print(f"{result.get('found', result['arch'])}: val {_pct(result.get('val_acc'))}{test}, "
           f"{result['params']:,} params, {result['wall_s']:.1f} s -> {out}/result.json")
+    if result.get("note"):  # something the run's numbers alone would not say
+        print(f"note: {result['note']}")
 
 
 def cmd_resume(a) -> int:
@@ -202,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--no-progress", action="store_true", help="no progress bar")
     rr.set_defaults(func=cmd_rerun)
 
-    pl = sub.add_parser("plot", help="draw accuracy, parameters and FLOPs of runs, with their growth events")
+    pl = sub.add_parser("plot", help="draw accuracy, parameters and multiply-adds (MACs) of runs, with their growth events")
     pl.add_argument("dirs", nargs="+", metavar="RUN_DIR", help="run directories (with metrics.jsonl)")
     pl.add_argument("--out", default="growkit_plot.png", help="image file (.png, .pdf or .svg)")
     pl.add_argument("--title", default=None, help="a title above the panels")

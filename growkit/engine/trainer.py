@@ -45,7 +45,7 @@ class LoopState:
     epoch: int = 0  # epochs completed
     phase: int = 0  # index of the current phase (== len(phases) when the run is finished)
     phase_start: int = 0  # epoch at which the current phase began
-    train_flops: float = 0.0  # cumulative, counted by torch's FLOP counter per image seen
+    train_macs: float = 0.0  # cumulative multiply-adds (forward + backward) over the images seen
     wall_s: float = 0.0  # sum of the epochs' own wall times (time lost to a crash is not counted)
     phase_wall_s: dict = field(default_factory=dict)
     events: list = field(default_factory=list)
@@ -155,7 +155,10 @@ class Trainer:
         if self.grower is not None and state["grower"] is not None:
             self.grower.load_state_dict(_to_device(state["grower"], self.device))
         self.extras = _to_device(state.get("extras") or {}, self.device)
-        self.loop = LoopState(**state["loop"])
+        loop = dict(state["loop"])
+        if "train_flops" in loop:  # written before counts were in multiply-adds (2 FLOPs each)
+            loop["train_macs"] = loop.pop("train_flops") / 2
+        self.loop = LoopState(**loop)
         self._ddp = None
         self.stats = model_stats(self.model)
         ckpt.restore_rng(state["rng"])
@@ -163,7 +166,7 @@ class Trainer:
     # ------------------------------------------------------------------ passes
     def train_epoch(self, opt, lr_fn: Callable[[float], float] | None, seed: int, trainable=None,
                     on_batch=None) -> tuple[float, float]:
-        """One pass over the training split (``trainable``: only these parameters); counts its FLOPs."""
+        """One pass over the training split (``trainable``: only these parameters); counts its multiply-adds."""
         model = self.model
         if distributed.collective():  # every rank trains its slice; DDP averages the gradients
             if trainable is not None:
@@ -173,7 +176,7 @@ class Trainer:
                 self._ddp = wrap(self.model)
             model = self._ddp
         loss_sum, hits, count = self.passes.train_epoch(model, opt, lr_fn, seed, trainable, on_batch)
-        self.loop.train_flops += self.stats["train_flops_per_image"] * count
+        self.loop.train_macs += self.stats["train_macs_per_image"] * count
         loss = (loss_sum / max(count, 1)).item()
         if not math.isfinite(loss):
             raise NonFiniteLoss(f"the training loss became {loss} at epoch {self.loop.epoch + 1}")
@@ -188,7 +191,7 @@ class Trainer:
         """The read-only view a grower gets: no test fields, no trainer; data through services."""
         count = itertools.count(1)
 
-        def train_only(params, optimizer):  # AdamInit's epochs: own seeds, FLOPs counted
+        def train_only(params, optimizer):  # AdamInit's epochs: own seeds, multiply-adds counted
             seed = derive_seed(self.cfg.seed, self.loop.epoch, "init", next(count))
             return self.train_epoch(optimizer, None, seed, trainable=params)
 
@@ -200,7 +203,7 @@ class Trainer:
     def _on_main(self, fn, model: bool = False):
         """``fn()``'s result; under a process group computed by rank 0 alone (its raw model, whole global
         batches: what one process computes) and broadcast with the grower's state, the method extras, the
-        RNG state, the FLOP count and (``model``) the parameters and buffers. The other ranks wait."""
+        RNG state, the multiply-add count and (``model``) the parameters and buffers. The other ranks wait."""
         if self.group is None:
             return fn()
         out = None
@@ -210,12 +213,12 @@ class Trainer:
         if model:
             distributed.broadcast_tensors(list(self.model.parameters()) + list(self.model.buffers()))
         shared = distributed.broadcast_object({
-            "out": out, "extras": self.extras, "rng": torch.get_rng_state(), "flops": self.loop.train_flops,
+            "out": out, "extras": self.extras, "rng": torch.get_rng_state(), "macs": self.loop.train_macs,
             "grower": self.grower.state_dict() if self.grower is not None else None}, device=self.device)
         if not distributed.is_main():
             if self.grower is not None:
                 self.grower.load_state_dict(shared["grower"])
-            self.extras, self.loop.train_flops = shared["extras"], shared["flops"]
+            self.extras, self.loop.train_macs = shared["extras"], shared["macs"]
             torch.set_rng_state(shared["rng"].cpu())
         return shared["out"]
 
@@ -306,7 +309,7 @@ class Trainer:
         row = {"epoch": self.loop.epoch, "phase": phase.name, "lr": lr, "train_loss": tr_loss, "train_acc": tr_acc,
                "val_loss": val_loss, "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc,
                "test_top5": test_top5,
-               "arch": self.model.arch, "params": self.stats["params"], "flops": self.stats["flops"]}
+               "arch": self.model.arch, "params": self.stats["params"], "macs": self.stats["macs"]}
         if val_acc is not None:
             self.loop.best_val_acc = max(self.loop.best_val_acc or 0.0, val_acc)
         done, events = False, []
@@ -326,7 +329,7 @@ class Trainer:
         dt = time.perf_counter() - t0
         self.loop.wall_s += dt
         self.loop.phase_wall_s[phase.name] = self.loop.phase_wall_s.get(phase.name, 0.0) + dt
-        row.update(train_flops=self.loop.train_flops, epoch_s=dt, wall_s=self.loop.wall_s, events=events)
+        row.update(train_macs=self.loop.train_macs, epoch_s=dt, wall_s=self.loop.wall_s, events=events)
         self.loop.last_row = row
         if done:
             self.loop.phase += 1
@@ -362,8 +365,8 @@ class Trainer:
                 "train_loss": last.get("train_loss"), "train_acc": last.get("train_acc"),
                 "val_acc": last.get("val_acc"), "best_val_acc": self.loop.best_val_acc,
                 "test_acc": last.get("test_acc"), "test_top5": last.get("test_top5"),
-                "params": self.stats["params"], "flops": self.stats["flops"],
-                "train_flops": self.loop.train_flops, "wall_s": self.loop.wall_s,
+                "params": self.stats["params"], "macs": self.stats["macs"],
+                "train_macs": self.loop.train_macs, "wall_s": self.loop.wall_s,
                 "phase_wall_s": dict(self.loop.phase_wall_s), "growth_events": list(self.loop.events),
                 "stopped": self.run_config.get("stopped"),  # None, or {"by", "epoch"}: growing was stopped
                 "config": self.run_config, "environment": environment(self.device),

@@ -15,7 +15,7 @@ Services, all on the training device:
   activation or gradient statistics; it never steps the optimizer and restores
   ``.grad``, train/eval mode and (in train mode) the BatchNorm running statistics;
 * :meth:`train_epoch` - one epoch training only some parameters with an optimizer of
-  the caller's own (AdamInit); it counts in the run's training FLOPs and epoch time.
+  the caller's own (AdamInit); it counts in the run's training multiply-adds and epoch time.
 """
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ class GrowerView:
 
     def train_epoch(self, params, optimizer) -> tuple[float, float]:
         """One epoch training only ``params`` with ``optimizer`` (the caller's own, e.g. AdamInit's Adam);
-        returns (train loss, train accuracy %). Counted in the run's training FLOPs and time."""
+        returns (train loss, train accuracy %). Counted in the run's training multiply-adds and time."""
         return self._need("train_epoch()").train_only(params, optimizer)
 
 
@@ -187,7 +187,7 @@ def probe(model, batches, objective, autocast=contextlib.nullcontext, *, hooks: 
 
 class ViewServices:
     """The data services behind a trainer-built view: the run's passes, its seed, and a counter for
-    images trained on outside the main loop (their FLOPs count; their seeds differ per call)."""
+    images trained on outside the main loop (their multiply-adds count; their seeds differ per call)."""
 
     def __init__(self, passes, run_seed: int, train_only: Callable):
         self.passes, self.run_seed, self._train_only = passes, run_seed, train_only

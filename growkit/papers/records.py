@@ -2,8 +2,8 @@
 
 A row holds what a reader needs to find and check a run: its directory (relative to the notebook's runs
 folder), the command, a hash of its configuration (the one the run cache compares), the growkit commit and
-code hash that ran it, seed, epochs, final validation and test accuracy, parameters, FLOPs as the run
-recorded them, the architecture it ended with (and its depth in blocks, where it has stages), and its wall
+code hash that ran it, seed, epochs, final validation and test accuracy, parameters, multiply-adds per image
+(MACs) as the run recorded them, the architecture it ended with (and its depth in blocks, where it has stages), and its wall
 seconds; for growing runs also the epochs and seconds of growing and of fine-tuning. The verdict test (``tests/papers/test_verdict_records.py``) recomputes every verdict of
 ``paper_vs_kit.md`` from the values the verdict records name, and checks each against these files.
 """
@@ -19,10 +19,15 @@ from ..runs.cache import essential
 
 RECORDS = "records"
 COLUMNS = ["run", "command", "config_hash", "git_commit", "code", "seed", "epochs", "val_acc", "test_acc",
-           "params", "flops", "arch", "depth", "wall_s", "grow_epochs", "grow_wall_s", "finetune_wall_s"]
+           "params", "macs", "arch", "depth", "wall_s", "grow_epochs", "grow_wall_s", "finetune_wall_s"]
 # The columns a verdict's values may come from (tests/papers/test_verdict_records.py traces them).
-VALUES = ("test_acc", "val_acc", "params", "flops", "depth", "epochs", "grow_epochs", "grow_wall_s",
+VALUES = ("test_acc", "val_acc", "params", "macs", "depth", "epochs", "grow_epochs", "grow_wall_s",
           "finetune_wall_s")
+
+
+def _halved(flops):
+    """A count from a run recorded before counts were multiply-adds (2 FLOPs each)."""
+    return None if flops is None else flops / 2
 
 
 def config_hash(rc: dict) -> str:
@@ -57,7 +62,8 @@ def run_rows(runs_dir) -> list[dict]:
                      "config_hash": config_hash(rc), "git_commit": env.get("git_commit"), "code": env.get("code"),
                      "seed": _seed(rc), "epochs": res.get("epochs"), "val_acc": res.get("val_acc"),
                      "test_acc": res.get("test_acc"), "params": res.get("params"),
-                     "flops": res.get("flops", res.get("macs")), "arch": res.get("arch"), "depth": _depth(res),
+                     "macs": res["macs"] if "macs" in res else _halved(res.get("flops")),
+                     "arch": res.get("arch"), "depth": _depth(res),
                      "wall_s": res.get("wall_s"), "grow_epochs": res.get("grow_epochs"),
                      "grow_wall_s": res.get("grow_wall_s"), "finetune_wall_s": res.get("finetune_wall_s")})
     return rows

@@ -1,8 +1,8 @@
 """``growkit plot RUN_DIR... --out FILE``: any runs side by side, read from their records.
 
-Three panels over the epochs: validation accuracy, parameters, and FLOPs per image (multiply-adds, one
-forward pass, as the papers count them), one colour per run, every growth event marked on its run's curves
-(a dot, and a thin line of the run's colour). A run that grows shows its steps in the parameter and FLOPs
+Three panels over the epochs: validation accuracy, parameters, and multiply-adds per image (MACs, one
+forward pass: the papers' "FLOPs"), one colour per run, every growth event marked on its run's curves
+(a dot, and a thin line of the run's colour). A run that grows shows its steps in the parameter and MACs
 panels; a fixed net is a flat line there. Reads ``metrics.jsonl`` only, so it draws a run that is still
 training or was interrupted as far as it got.
 """
@@ -15,7 +15,7 @@ from ..errors import GrowkitError
 from .plots import _plt, epoch_axis, readable
 
 PANELS = (("val_acc", "val accuracy (%)"), ("params", "parameters"),
-          ("flops", "FLOPs per image\n(multiply-adds)"))
+          ("macs", "multiply-adds per image\n(MACs)"))
 
 
 def read_rows(run_dir: str | Path) -> list[dict]:
@@ -46,7 +46,7 @@ def label(run_dir: str | Path, rows: list[dict]) -> str:
 
 
 def plot_runs(run_dirs, title: str = ""):
-    """The figure (matplotlib) of ``run_dirs``' accuracy, parameters and FLOPs, growth events marked."""
+    """The figure (matplotlib) of ``run_dirs``' accuracy, parameters and multiply-adds, growth events marked."""
     if not run_dirs:
         raise GrowkitError("name at least one run directory")
     runs = [(d, read_rows(d)) for d in run_dirs]

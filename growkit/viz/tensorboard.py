@@ -6,8 +6,8 @@
     tensorboard --logdir runs/tb
 
 Per epoch (the step is the epoch number): ``loss/train``, ``loss/val``, ``accuracy/train``, ``accuracy/val``,
-``accuracy/test`` (when evaluated), ``lr``, ``size/params``, ``size/flops`` (multiply-adds per image) and
-``compute/train_flops`` (multiply-adds, cumulative); at each growth ``growth/count`` and a text entry
+``accuracy/test`` (when evaluated), ``lr``, ``size/params``, ``size/macs`` (multiply-adds per image) and
+``compute/train_macs`` (multiply-adds, cumulative); at each growth ``growth/count`` and a text entry
 ``growth/event`` (before -> after, initializer). A run nested in the first (AutoGrow's from-scratch net) writes
 to a subfolder named after its run directory. Nothing here changes the run: the same run with or without it
 trains the same net.
@@ -21,7 +21,7 @@ from ..errors import GrowkitError
 
 SCALARS = (("loss/train", "train_loss"), ("loss/val", "val_loss"), ("accuracy/train", "train_acc"),
            ("accuracy/val", "val_acc"), ("accuracy/test", "test_acc"), ("lr", "lr"), ("size/params", "params"),
-           ("size/flops", "flops"), ("compute/train_flops", "train_flops"))
+           ("size/macs", "macs"), ("compute/train_macs", "train_macs"))
 
 
 def require() -> None:

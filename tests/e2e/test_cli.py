@@ -76,10 +76,10 @@ def test_train_writes_the_documented_files(cli, tmp_path):
     assert cfg["train"]["lr"] == 0.1 and cfg["environment"]["torch"]
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
-    keys = {"train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "lr", "arch", "params", "flops",
-            "train_flops", "wall_s"}
+    keys = {"train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "lr", "arch", "params", "macs",
+            "train_macs", "wall_s"}
     assert keys <= set(rows[0])
-    assert rows[1]["train_flops"] == 2 * rows[0]["train_flops"]
+    assert rows[1]["train_macs"] == 2 * rows[0]["train_macs"]
     res = json.loads((out / "result.json").read_text())
     assert res["arch"] == "Basic3ResNet-1-1-1" and res["environment"]["git_commit"]
     # overwriting a growkit run is allowed when asked

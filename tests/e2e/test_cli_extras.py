@@ -122,13 +122,13 @@ def test_the_plot_shows_each_runs_curves_and_its_growth_events(two_runs):
     from growkit.viz.compare import plot_runs
     rows = [json.loads(s) for s in (two_runs / "grown" / "metrics.jsonl").read_text().splitlines()]
     fig = plot_runs([two_runs / "grown", two_runs / "fixed"])
-    acc, params, flops = fig.axes
+    acc, params, macs = fig.axes
     grown_line = acc.lines[0]
     assert list(grown_line.get_xdata()) == [r["epoch"] for r in rows]
     assert list(grown_line.get_ydata()) == [r["val_acc"] for r in rows]
     dots = params.lines[1]  # the grown run's growth events on its parameter curve
     assert list(dots.get_xdata()) == [r["epoch"] for r in rows if r["events"]] and len(dots.get_xdata()) >= 1
-    assert list(flops.lines[0].get_ydata()) == [r["flops"] for r in rows]
+    assert list(macs.lines[0].get_ydata()) == [r["macs"] for r in rows]
     assert all(float(t).is_integer() for t in acc.get_xticks())  # epochs are counted
     labels = [t.get_text() for t in acc.get_legend().get_texts()]
     assert labels[0].startswith("grown: ") and labels[1] == f"fixed: Basic3ResNet-1-1-1"

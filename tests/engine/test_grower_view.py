@@ -151,14 +151,14 @@ def test_optimizer_state_in_the_view_is_a_read_only_copy():
         st["x"] = {}
 
 
-def test_adam_init_epochs_count_in_training_flops_with_their_own_seeds():
+def test_adam_init_epochs_count_in_training_macs_with_their_own_seeds():
     t = _trainer()
-    flops0 = t.loop.train_flops
+    macs0 = t.loop.train_macs
     bn = t.model.head  # any parameters: only they change
     before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
     view = t.view({"train_acc": 0.0})
     view.train_epoch(list(bn.parameters()), torch.optim.Adam(bn.parameters(), lr=1e-3))
-    assert t.loop.train_flops - flops0 == t.stats["train_flops_per_image"] * t.data.size("train")
+    assert t.loop.train_macs - macs0 == t.stats["train_macs_per_image"] * t.data.size("train")
     changed = {n for n, p in t.model.named_parameters() if not torch.equal(p, before[n])}
     assert changed == {"head.weight", "head.bias"}
 

@@ -73,7 +73,7 @@ def test_resnet50_imagenet_is_bottleneck4resnet_3_4_6_3():
     # torchvision's resnet50 has 25,557,032 parameters; ours is the same network
     m = M.create("Bottleneck4ResNet-3-4-6-3", image_size=224, num_classes=1000)
     assert m.num_params() == 25557032
-    assert M.count_flops(m) == pytest.approx(2 * 4.09e9, rel=0.01)  # 4.1 GMACs per image
+    assert M.count_macs(m) == pytest.approx(4.09e9, rel=0.01)  # 4.1 GMACs per image
 
 
 def test_resnet18_imagenet_hand_count_11_689_512():
@@ -88,7 +88,7 @@ def test_resnet18_imagenet_hand_count_11_689_512():
     assert total == 11_689_512  # torchvision's resnet18
     m = M.create("ResNet18")  # ImageNet by default: 1000 classes, 224 pixels
     assert m.num_params() == 11_689_512 and m.stem[0].kernel_size == (7, 7) and len(m.stem) == 4
-    assert M.count_flops(m) == pytest.approx(2 * 1.814e9, rel=0.01)  # 1.8 GMACs per image
+    assert M.count_macs(m) == pytest.approx(1.814e9, rel=0.01)  # 1.8 GMACs per image
 
 
 def test_resnet18_uniform_seed_hand_count():
@@ -107,14 +107,15 @@ def test_lenet5_mnist_is_61706():
     assert M.create("LeNet5", in_channels=1, image_size=28).num_params() == 61706
 
 
-def test_vgg_hand_count_and_flops():
+def test_vgg_hand_count_and_macs():
     cfg = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
     params = sum(conv(a, b, 3) + bn(b) for a, b in zip([3] + cfg[:-1], cfg)) + 512 * 10 + 10
     assert M.create("VGG16").num_params() == params
     # spatial sizes 32,32,16,16,8,8,8,4,4,4,2,2,2 on CIFAR: multiply-adds of the convs + the fc
     sizes = [32, 32, 16, 16, 8, 8, 8, 4, 4, 4, 2, 2, 2]
     macs = sum(conv(a, b, 3) * s * s for a, b, s in zip([3] + cfg[:-1], cfg, sizes)) + 512 * 10
-    assert M.count_flops(M.create("VGG16")) == 2 * macs
+    assert M.count_macs(M.create("VGG16")) == macs
+    assert M.count_macs(M.create("VGG16"), training=True) > 2 * macs  # backward: about twice the forward
 
 
 def test_mobilenetv1_hand_count():
@@ -150,10 +151,10 @@ def test_bad_spec_values(name, spec, msg):
         M.create(name, **spec)
 
 
-def test_flops_counted_on_meta_leave_bn_statistics_alone():
+def test_macs_counted_on_meta_leave_bn_statistics_alone():
     m = M.create("Basic3ResNet-1-1-1")
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    M.count_flops(m, training=True)
+    M.count_macs(m, training=True)
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
 
 
@@ -178,3 +179,29 @@ def test_vgg16_with_a_512_hidden_layer_is_the_adenel_autogrow_vgg_of_14_99m():
     assert convs + bns + fcs == 14_986_698
     assert M.create("VGG16", hidden=[512], num_classes=10, image_size=32).num_params() == 14_986_698
     assert round(14_986_698 / 1e6, 2) == 14.99
+
+
+def test_resnet20_hand_count_of_multiply_adds():
+    """ResNet-20 on CIFAR (32 pixels): 3x3 stem 3->16, three stages of 3 basic blocks at 16/32/64 channels
+    on 32/16/8 pixels, 1x1 projections where the width or resolution changes, a 64->10 classifier."""
+    macs, cin = conv(3, 16, 3) * 32 * 32, 16
+    for cout, side in ((16, 32), (32, 16), (64, 8)):
+        for block in range(3):
+            macs += (conv(cin, cout, 3) + conv(cout, cout, 3)) * side * side
+            if cin != cout:
+                macs += conv(cin, cout, 1) * side * side
+            cin = cout
+    macs += 64 * 10
+    assert M.count_macs(M.create("ResNet20")) == macs
+
+
+@pytest.mark.parametrize("name, kw, paper", [
+    ("VGG16", {"hidden": [512]}, 313e6),  # AdeNeL Table 1 and abstract: 14.99M params, 313M FLOPs
+    ("ResNet20", {}, 0.041e9),  # AdeNeL Table 1: 0.27M params, 0.041 G FLOPs
+    ("ResNet18", {}, 1.80e9),  # AdeNeL Table 2 (ImageNet): 1.80 G FLOPs
+])
+def test_macs_are_the_unit_of_the_papers_flops(name, kw, paper):
+    """The papers' "FLOPs" are multiply-adds: our counts agree with theirs within their rounding (2-3
+    significant figures, 2 %), and a count of 2 FLOPs per multiply-add (twice as large) would not."""
+    macs = M.count_macs(M.create(name, **kw))
+    assert macs == pytest.approx(paper, rel=0.02)

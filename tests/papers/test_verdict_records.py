@@ -45,7 +45,7 @@ def _run(d: Path, seed, acc, depths):
     (d / "config.json").write_text(json.dumps({"command": "autogrow", "train": {"seed": seed},
                                                "environment": {"git_commit": "abc", "code": "c0de"}}))
     (d / "result.json").write_text(json.dumps({"epochs": 9, "val_acc": acc - 1, "test_acc": acc, "params": 1000,
-                                               "flops": 5e5, "arch": "Net", "depths": depths, "wall_s": 1.5}))
+                                               "macs": 5e5, "arch": "Net", "depths": depths, "wall_s": 1.5}))
 
 
 @pytest.fixture

@@ -678,7 +678,7 @@ CASES = [
     ("nm-target-equals-start", ["network-morphism", "--depths", "1-1-1", "--target-depths", "1-1-1", *OUT], None,
      "would add nothing"),
     ("adenel-budget-1e400", ["adenel", "--budget-params", "1e400", *OUT], None, "finite count"),
-    ("adenel-budget-inf", ["adenel", "--budget-flops", "inf", *OUT], None, "finite count"),
+    ("adenel-budget-inf", ["adenel", "--budget-macs", "inf", *OUT], None, "finite count"),
     # environment and paths
     ("out-name-too-long", [*T, "--out", "{d}/" + "x" * 300], None, "too long"),
     ("out-mount-point", [*T, "--out", "/"], None, "mount point"),

@@ -29,7 +29,7 @@ def test_the_event_file_holds_every_epoch_and_growth(tmp_path):
     rows = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
     acc = events(tb)
     for tag, key in (("accuracy/val", "val_acc"), ("loss/train", "train_loss"), ("accuracy/test", "test_acc"),
-                     ("size/params", "params"), ("size/flops", "flops"), ("compute/train_flops", "train_flops")):
+                     ("size/params", "params"), ("size/macs", "macs"), ("compute/train_macs", "train_macs")):
         got = scalars(acc, tag)
         assert sorted(got) == [r["epoch"] for r in rows], tag
         for r in rows:

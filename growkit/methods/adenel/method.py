@@ -22,7 +22,7 @@ from ...data.catalog import dataset_info
 from ...engine.config import Record, TrainConfig
 from ...engine.schedule import Phase
 from ...errors import GrowkitError
-from ...models import count_flops, create, from_spec
+from ...models import count_macs, create, from_spec
 from ...runs import lifecycle
 from ...runs.registry import Method, register
 from . import prune
@@ -47,8 +47,8 @@ def seed_model(train: TrainConfig, width: int):
     """The seed net on the meta device (no memory): shapes for budgets and the classifier's name."""
     info = dataset_info(train.dataset)
     with torch.device("meta"):
-        return create(train.model, widths=seed_widths(train.model, width), in_channels=info.channels,
-                      num_classes=info.num_classes, image_size=info.image_size)
+        return create(train.model, **{**train.model_kw, "widths": seed_widths(train.model, width)},
+                      in_channels=info.channels, num_classes=info.num_classes, image_size=info.image_size)
 
 
 def build(train: TrainConfig, cfg: AdeNeLConfig):
@@ -56,10 +56,14 @@ def build(train: TrainConfig, cfg: AdeNeLConfig):
     cfg = cfg.validate()
     seed = seed_model(train, cfg.seed_width)
     stats = planned_stats(seed, {})
-    if not within(stats, cfg.budget_params, cfg.budget_flops):
-        raise GrowkitError(f"the budget (params {cfg.budget_params}, FLOPs {cfg.budget_flops}) is below the seed "
-                           f"net {seed.arch} ({stats['params']:,} params, {stats['flops']:,} FLOPs)")
-    kw = {**cfg.optimizer_kw(), "exclude": [classifier_name(seed)], "reset_support": cfg.support == "reset"}
+    if not within(stats, cfg.budget_params, cfg.budget_macs):
+        raise GrowkitError(f"the budget (params {cfg.budget_params}, MACs {cfg.budget_macs}) is below the seed "
+                           f"net {seed.arch} ({stats['params']:,} params, {stats['macs']:,} MACs)")
+    kw = {**cfg.optimizer_kw(train.dataset), "exclude": [classifier_name(seed)],
+          "reset_support": cfg.support == "reset"}
+    if train.optimizer_kw and train.optimizer_kw != kw:  # a resumed run carries exactly the kw set here
+        raise GrowkitError("adenel sets its LBI optimizer from its own options (--kappa, --nu, --lam, --momentum, "
+                           "--weight-decay); optimizer_kw is not used: leave it out")
     train = dataclasses.replace(train, widths=seed_widths(train.model, cfg.seed_width), optimizer="lbi",
                                 optimizer_kw=kw, lr=cfg.lr, momentum=cfg.momentum, nesterov=False,
                                 weight_decay=cfg.weight_decay, decay_bn_bias=False,
@@ -85,9 +89,9 @@ def found_net(spec: dict) -> dict:
 
 
 def _brief(res: dict, n_train: int, ref_per_image: float, epochs: int) -> dict:
-    return {"test_acc": res["test_acc"], "val_acc": res["val_acc"], "params": res["params"], "flops": res["flops"],
-            "epochs": res["epochs"], "train_flops": res["train_flops"],
-            "train_cost": train_cost(res["train_flops"], ref_per_image, n_train, epochs,
+    return {"test_acc": res["test_acc"], "val_acc": res["val_acc"], "params": res["params"], "macs": res["macs"],
+            "epochs": res["epochs"], "train_macs": res["train_macs"],
+            "train_cost": train_cost(res["train_macs"], ref_per_image, n_train, epochs,
                                      f"the found net trained from scratch {epochs} epochs")}
 
 
@@ -99,7 +103,7 @@ def summarize(res: dict, trainer, cfg: AdeNeLConfig, out: Path) -> dict:
     if not cfg.scratch:
         return extra
     with torch.device("meta"):
-        found_per_image = count_flops(from_spec(res["spec"]), training=True)
+        found_per_image = count_macs(from_spec(res["spec"]), training=True)
     base_cfg = _baseline_train(trainer.cfg, cfg, epochs=epochs, **found_net(res["spec"]))
     base = lifecycle.nested(out / "scratch_base",
                             lambda: lifecycle.run("train", base_cfg, None, out / "scratch_base", data=trainer.data,
@@ -191,17 +195,19 @@ def build_replay(train: TrainConfig, cfg: ReplayConfig):
 def _prune_summary(res: dict, trainer, cfg, out: Path) -> dict:
     with torch.device("meta"):
         net = from_spec(res["spec"])
-    return {"widths": widths(net), "pruned_to": next((e.get("pruned_to") for e in res["growth_events"]), None)}
+    st = trainer.grower.state
+    return {"widths": widths(net), "pruned_to": st["pruned_to"], "pruned_channels": st["pruned_channels"],
+            "widths_before": st["widths_before"], "prune_epoch": trainer.grower.at}
 
 
 # AdeNeL sets the optimizer, rates and widths itself: those train flags would only conflict
-_OWN = {k: None for k in ("widths", "lr", "momentum", "nesterov", "weight_decay", "optimizer", "epochs", "schedule",
-                          "milestones", "gamma")}
+_OWN = {k: None for k in ("widths", "lr", "momentum", "nesterov", "weight_decay", "optimizer", "optimizer_kw",
+                          "epochs", "schedule", "milestones", "gamma")}
 register(Method("adenel", "grow conv widths from a thin seed by the support set of an inverse scale space, "
                 "under budgets (AdeNeL)", build, AdeNeLConfig, summarize=summarize, train_flags=_OWN))
 register(Method("adenel-replay", "replay an AdeNeL growth schedule with SGD (started by adenel --scratch)",
                 build_replay, ReplayConfig,
                 train_flags={k: None for k in ("widths", "epochs", "schedule", "milestones", "gamma")}))
-register(Method("l1-prune", "train a full-size net, prune its conv channels by filter L1 norm, fine-tune",
-                prune.build, prune.L1PruneConfig, summarize=_prune_summary,
-                train_flags={k: None for k in ("epochs", "schedule", "milestones", "gamma")}))
+register(Method("l1-prune", "train a full-size net, prune its conv channels by filter L1 norm, fine-tune, "
+                "on the schedule `train` runs with the same flags", prune.build, prune.L1PruneConfig,
+                summarize=_prune_summary))

@@ -10,14 +10,17 @@ when to stop, and what the training cost was.
   and LeNet-5 that is every conv, in a ResNet the first conv of every block (its inner width). This
   is our reading of the paper, which does not say how residual widths grow. ``ties="tied"`` also
   grows the residual streams, every conv writing one stream together (growkit's extension).
-* **A round** (every J epochs): every candidate with ``s > tau`` (eq. 9) gains ``grow_by`` filters.
+* **A round** (every J epochs): every candidate with ``s > tau`` (eq. 9) gains filters: ``grow_by``
+  (``grow_rule="fixed"``, the paper's "fixed number of new filters", section 3.2.2) or, with
+  ``grow_rule="ratio"``, as many as take a width w to ``max(w + grow_by, int(grow_ratio * w))`` (the
+  DessiLBI grow-network example: +8 or x1.1 for its VGG from 16 filters, +4 or x1.1 for its ResNets).
   No candidate above tau: growing stops (``stopped_by = "capacity"``).
 * **Budgets** are checked on the *planned* architecture before anything grows (a copy on the meta
   device: no memory, no arithmetic). If the whole round does not fit: ``on_budget="stop"`` (the
-  paper: growing "stops when it meets parameters/FLOPs budgets") grows nothing and stops;
+  paper: growing "stops when it meets parameters/FLOPs budgets", its FLOPs being multiply-adds) grows nothing and stops;
   ``on_budget="subset"`` grows the largest-capacity candidates that still fit, greedily in order of
   s (ties: layer order), and stops only when none fits. Either way a budget is never exceeded.
-* **Train cost**: cumulative training FLOPs of the whole run, absolute, and relative to a named
+* **Train cost**: cumulative training multiply-adds (MACs, forward + backward) of the whole run, absolute, and relative to a named
   reference: the full-size net (the paper's Table 1) or the found net trained from scratch (Table 4)
   for the same number of epochs over the same images.
 """
@@ -31,10 +34,19 @@ import torch
 import torch.nn as nn
 
 from ...engine.surgery import Widen, group_width
-from ...models import count_flops
+from ...models import count_macs
 from .lbi import filter_support
 
 TIES = ("untied", "tied")
+GROW_RULES = ("fixed", "ratio")
+
+
+def grow_amount(width: int, rule: str, grow_by: int, grow_ratio: float = 1.1) -> int:
+    """Filters a layer of ``width`` gains in a round: ``grow_by`` (fixed) or ``max(w + grow_by,
+    int(grow_ratio * w)) - w`` (ratio)."""
+    if rule == "fixed":
+        return grow_by
+    return max(width + grow_by, int(grow_ratio * width)) - width
 ON_BUDGET = ("stop", "subset")
 
 
@@ -77,22 +89,24 @@ class RoundPlan:
     blocked: list[str] = field(default_factory=list)  # wanted but left out by the budget
 
 
-def plan_round(caps: dict[str, float], tau: float, grow_by: int, fits: Callable[[dict[str, int]], bool],
-               on_budget: str = "stop") -> RoundPlan:
-    """One growth round from the capacities ``caps`` (in layer order). ``fits(plan)`` says whether
-    the architecture after ``plan`` is within every budget."""
+def plan_round(caps: dict[str, float], tau: float, grow_by: int | dict[str, int],
+               fits: Callable[[dict[str, int]], bool], on_budget: str = "stop") -> RoundPlan:
+    """One growth round from the capacities ``caps`` (in layer order). ``grow_by``: filters per growing
+    layer, one number or one per group. ``fits(plan)`` says whether the architecture after ``plan`` is
+    within every budget."""
+    amount = grow_by if isinstance(grow_by, dict) else {g: grow_by for g in caps}
     order = list(caps)
     wanted = [g for g in order if caps[g] > tau]
     if not wanted:
         return RoundPlan(stopped_by="capacity")
-    full = {g: grow_by for g in wanted}
+    full = {g: amount[g] for g in wanted}
     if fits(full):
         return RoundPlan(grow=full, wanted=wanted)
     if on_budget == "stop":
         return RoundPlan(stopped_by="budget", wanted=wanted, blocked=wanted)
     chosen: dict[str, int] = {}
     for g in sorted(wanted, key=lambda g: (-caps[g], order.index(g))):
-        trial = {**chosen, g: grow_by}
+        trial = {**chosen, g: amount[g]}
         if fits(trial):
             chosen = trial
     if not chosen:
@@ -108,23 +122,23 @@ def widen_plans(grow: dict[str, int]) -> list[Widen]:
 
 
 def planned_stats(model, grow: dict[str, int]) -> dict:
-    """Parameters and FLOPs (one image, forward) of ``model`` after ``grow``, on a meta-device copy."""
+    """Parameters and multiply-adds (MACs; one image, forward) of ``model`` after ``grow``, on a meta-device copy."""
     shadow = copy.deepcopy(model).to("meta")
     for plan in widen_plans(grow):
         plan.apply(shadow)
-    return {"params": sum(p.numel() for p in shadow.parameters()), "flops": count_flops(shadow)}
+    return {"params": sum(p.numel() for p in shadow.parameters()), "macs": count_macs(shadow)}
 
 
-def within(stats: dict, budget_params: int | None, budget_flops: int | None) -> bool:
+def within(stats: dict, budget_params: int | None, budget_macs: int | None) -> bool:
     return ((budget_params is None or stats["params"] <= budget_params)
-            and (budget_flops is None or stats["flops"] <= budget_flops))
+            and (budget_macs is None or stats["macs"] <= budget_macs))
 
 
-def budget_check(model, budget_params: int | None, budget_flops: int | None) -> Callable[[dict], bool]:
+def budget_check(model, budget_params: int | None, budget_macs: int | None) -> Callable[[dict], bool]:
     """``fits(plan)`` for :func:`plan_round`, measured on the planned architecture."""
-    if budget_params is None and budget_flops is None:
+    if budget_params is None and budget_macs is None:
         return lambda plan: True
-    return lambda plan: within(planned_stats(model, plan), budget_params, budget_flops)
+    return lambda plan: within(planned_stats(model, plan), budget_params, budget_macs)
 
 
 def widths(model, groups: list[str] | None = None) -> dict[str, int]:
@@ -133,10 +147,10 @@ def widths(model, groups: list[str] | None = None) -> dict[str, int]:
     return {g: group_width(model, g) for g in groups}
 
 
-def train_cost(train_flops: float, ref_flops_per_image: float, images_per_epoch: int, ref_epochs: int,
+def train_cost(train_macs: float, ref_macs_per_image: float, images_per_epoch: int, ref_epochs: int,
                reference: str) -> dict:
-    """The run's cumulative training FLOPs relative to training the ``reference`` net for
+    """The run's cumulative training MACs relative to training the ``reference`` net for
     ``ref_epochs`` epochs over ``images_per_epoch`` images (forward + backward per image)."""
-    ref = float(ref_flops_per_image) * images_per_epoch * ref_epochs
-    return {"relative": train_flops / ref if ref else None, "reference": reference,
-            "reference_flops": ref, "reference_epochs": ref_epochs, "train_flops": float(train_flops)}
+    ref = float(ref_macs_per_image) * images_per_epoch * ref_epochs
+    return {"relative": train_macs / ref if ref else None, "reference": reference,
+            "reference_macs": ref, "reference_epochs": ref_epochs, "train_macs": float(train_macs)}

@@ -168,7 +168,7 @@ def summarize(result: dict, grower: AutoGrow) -> dict:
     spec = result["spec"]
     events = [{k: v for k, v in ev.items() if k != "edits"} for ev in result["growth_events"]]
     return {"found": result["arch"], "depths": spec["depths"], "val_acc": result["val_acc"],
-            "test_acc": result["test_acc"], "params": result["params"], "flops": result["flops"],
+            "test_acc": result["test_acc"], "params": result["params"], "macs": result["macs"],
             "growth_events": events, "checks": grower.state["checks"], "K_effective": grower.K,
             "J_effective": grower.J, "grow_epochs": len(grower.state["running_max"]),
             "grow_wall_s": result["phase_wall_s"].get("grow", 0.0),

@@ -112,8 +112,8 @@ def test_budgets_are_never_exceeded_random_capacities():
     for on_budget in ("stop", "subset"):
         model = M.create("VGG16", widths=4, in_channels=1, num_classes=10, image_size=8)
         seed = planned_stats(model, {})
-        bp, bf = int(seed["params"] * 12), int(seed["flops"] * 10)
-        cfg = AdeNeLConfig(J=1, tau=0.5, grow_by=4, budget_params=bp, budget_flops=bf, on_budget=on_budget)
+        bp, bf = int(seed["params"] * 12), int(seed["macs"] * 10)
+        cfg = AdeNeLConfig(J=1, tau=0.5, grow_by=4, budget_params=bp, budget_macs=bf, on_budget=on_budget)
         g, groups = AdeNeL(cfg), candidate_groups(model)
         for epoch in range(1, 200):
             w = widths(model, groups)
@@ -121,7 +121,7 @@ def test_budgets_are_never_exceeded_random_capacities():
             d = g.decide(SimpleNamespace(epoch=epoch, model=model, optimizer_state=gamma_state(model, live)))
             for plan in d.plans:
                 plan.apply(model)
-            assert model.num_params() <= bp and M.count_flops(model) <= bf
+            assert model.num_params() <= bp and M.count_macs(model) <= bf
             if d.done:
                 break
         assert g.state["stopped_by"] == "budget" and len(g.state["rounds"]) > 2, (on_budget, len(g.state["rounds"]))
@@ -155,8 +155,8 @@ def test_resnet_candidates_untied_and_tied_pooled_capacity():
 
 def test_train_cost_by_hand():
     tc = train_cost(3.0e9, 1.0e6, 1000, 10, "full-size net")
-    assert tc["relative"] == pytest.approx(0.3) and tc["reference_flops"] == 1.0e10
-    assert tc["reference"] == "full-size net" and tc["train_flops"] == 3.0e9
+    assert tc["relative"] == pytest.approx(0.3) and tc["reference_macs"] == 1.0e10
+    assert tc["reference"] == "full-size net" and tc["train_macs"] == 3.0e9
 
 
 def test_replay_repeats_the_schedule():
@@ -213,3 +213,20 @@ def test_found_net_config_rebuilds_a_grown_net(name, group):
     spec = {k: v for k, v in {"depths": f["depths"], "widths": f["widths"], **f["model_kw"]}.items() if v is not None}
     again = M.create(f["model"], **spec, in_channels=1, num_classes=10, image_size=8)
     assert again.spec == net.spec and again.num_params() == net.num_params()
+
+
+def test_dessilbi_vgg_rule_from_16_filters_grows_8_then_by_a_tenth():
+    """DessiLBI's VGG rule (seed 16, w -> max(w + 8, int(1.1 w))): widths 16 -> 24 -> 32 -> ... -> 88 -> 96 ->
+    105 (int(1.1 * 96) = 105 > 104) when every filter stays in the support."""
+    net = M.create("VGG16", widths=16, hidden=[512], in_channels=1, num_classes=10, image_size=8)
+    g = AdeNeL(AdeNeLConfig(J=1, seed_width=16, grow_rule="ratio", grow_by=8))
+    seen = []
+    for epoch in range(1, 12):
+        groups = candidate_groups(net)
+        w = widths(net, groups)
+        view = SimpleNamespace(epoch=epoch, model=net, optimizer_state=gamma_state(net, dict(w)))
+        for plan in g.decide(view).plans:
+            plan.apply(net)
+        seen.append(widths(net)["layers.0"])
+    assert seen == [24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 105]
+    assert widths(net)["classifier.0"] == 512  # the hidden layer is not grown

@@ -23,7 +23,7 @@ def _seed_params():
     return M.create("LeNet5", widths=[4, 4, 120, 84], in_channels=1, num_classes=10, image_size=8).num_params()
 
 
-@pytest.mark.parametrize("flag", ["--budget-params", "--budget-flops"])
+@pytest.mark.parametrize("flag", ["--budget-params", "--budget-macs"])
 def test_a_budget_below_the_seed_exits_2_and_writes_nothing(cli, tmp_path, flag):
     out = tmp_path / "run"
     r = cli(*FAST, flag, "1000", "--out", out)
@@ -46,7 +46,7 @@ def test_cli_run_grows_within_budget_and_writes_the_documented_fields(cli, tmp_p
     r = cli(*FAST, "--budget-params", str(budget), "--on-budget", "subset", "--out", out)
     assert r.returncode == 0, r.stderr
     res = json.loads((out / "result.json").read_text())
-    for key in ("widths", "params", "flops", "train_flops", "train_cost", "test_acc", "val_acc", "growth_events",
+    for key in ("widths", "params", "macs", "train_macs", "train_cost", "test_acc", "val_acc", "growth_events",
                 "stopped_by"):
         assert key in res, key
     assert res["params"] <= budget and res["stopped_by"] in ("budget", "capacity", "max_grow_epochs")
@@ -54,7 +54,7 @@ def test_cli_run_grows_within_budget_and_writes_the_documented_fields(cli, tmp_p
     assert res["widths"]["conv1"] >= 4 and res["widths"]["fc1"] == 120  # fully connected layers stay
     cost = res["train_cost"]["vs_full"]
     assert cost["reference"].startswith("full-size LeNet5") and cost["relative"] == pytest.approx(
-        res["train_flops"] / cost["reference_flops"])
+        res["train_macs"] / cost["reference_macs"])
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["train"]["optimizer"] == "lbi" and cfg["adenel"]["lam"] == 0.02
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]

@@ -238,7 +238,7 @@ def test_p_autogrow_on_digits_runs_to_a_stop_and_fine_tunes(cli, tmp_path):
             "--init", "gau", "--finetune", "3", "--scratch", "--out", out, "--no-progress")
     assert r.returncode == 0, r.stderr
     res = json.loads((out / "result.json").read_text())
-    for key in ("found", "depths", "val_acc", "test_acc", "params", "flops", "growth_events", "grow_wall_s",
+    for key in ("found", "depths", "val_acc", "test_acc", "params", "macs", "growth_events", "grow_wall_s",
                 "finetune_wall_s", "scratch_test_acc", "delta"):
         assert key in res, key
     assert res["found"] == "Basic3ResNet-" + "-".join(map(str, res["depths"]))
