@@ -134,3 +134,47 @@ def _options(config_class, recorded: dict, path: Path) -> dict:
 
 def fit_error(path: Path, e: Exception) -> GrowkitError:
     return GrowkitError(f"{path} does not fit the run's network: {one_line(e)}")
+
+
+MAX_PERMUTED_TASKS = 100  # a permuted stream holds a permuted copy of the data per task
+
+
+def options(cfg, methods) -> None:
+    """learn-to-grow's own options (``methods``: the valid ``method`` values), one line for each bad one."""
+    from ...engine.config import MAX_EPOCHS
+    from . import continual
+    from .supernet import BACKBONES
+    if cfg.method not in methods:
+        raise GrowkitError(f"unknown method {cfg.method!r}; valid: {', '.join(methods)}")
+    if cfg.new_init not in ("reinit", "copy"):
+        raise GrowkitError(f"new_init must be reinit or copy, got {cfg.new_init!r}")
+    for k in ("search_epochs", "train_epochs"):
+        v = getattr(cfg, k)
+        if not 0 <= v <= MAX_EPOCHS:
+            raise GrowkitError(f"{k} must be in 0..{MAX_EPOCHS}, got {v!r}")
+    if cfg.val_fraction is not None and not 0 < cfg.val_fraction < 1:
+        raise GrowkitError(f"val_fraction must be in (0, 1) (the search needs a validation split), got "
+                           f"{cfg.val_fraction}")
+    if cfg.stream not in continual.STREAMS:
+        raise GrowkitError(f"unknown stream {cfg.stream!r}; valid: {', '.join(continual.STREAMS)}")
+    if cfg.stream == "permuted" and not 2 <= cfg.tasks <= MAX_PERMUTED_TASKS:
+        raise GrowkitError(f"a permuted stream needs 2..{MAX_PERMUTED_TASKS} tasks (each holds its own permuted "
+                           f"copy of the data; the paper's permuted MNIST has 10-20), got {cfg.tasks}")
+    if cfg.model not in BACKBONES:
+        raise GrowkitError(f"unknown backbone {cfg.model!r}; valid: {', '.join(BACKBONES)}")
+    if isinstance(cfg.adapter_rank, bool) or not isinstance(cfg.adapter_rank, int) or cfg.adapter_rank < 0:
+        raise GrowkitError(f"adapter_rank must be a non-negative integer, got {cfg.adapter_rank!r}")
+    if cfg.tune_reuse and cfg.method != "l2g":
+        raise GrowkitError(f"tune_reuse applies to l2g only, not {cfg.method}")
+    if not (isinstance(cfg.ewc_lambda, (int, float)) and 0 <= cfg.ewc_lambda < float("inf")):
+        raise GrowkitError(f"ewc_lambda must be a finite number >= 0, got {cfg.ewc_lambda!r}")
+    if isinstance(cfg.ewc_samples, bool) or not isinstance(cfg.ewc_samples, int) or cfg.ewc_samples < 1:
+        raise GrowkitError(f"ewc_samples must be a positive integer, got {cfg.ewc_samples!r}")
+    if not 0 <= cfg.warmup <= cfg.search_epochs:
+        raise GrowkitError(f"warmup must be in [0, search_epochs], got {cfg.warmup}")
+    for k in ("lr", "arch_lr"):
+        if not getattr(cfg, k) > 0:
+            raise GrowkitError(f"{k} must be positive, got {getattr(cfg, k)}")
+    for k in ("arch_weight_decay", "cost"):
+        if not getattr(cfg, k) >= 0:
+            raise GrowkitError(f"{k} must be non-negative, got {getattr(cfg, k)}")

@@ -63,7 +63,7 @@ import torch
 import torch.nn as nn
 
 from ...engine import flags
-from ...engine.config import MAX_EPOCHS, SCHEDULES, TrainConfig
+from ...engine.config import SCHEDULES, TrainConfig
 from ...engine.flags import opt
 from ...errors import GrowkitError
 from . import continual, steps
@@ -146,46 +146,12 @@ class L2GConfig(TrainConfig):
             if f.name in _UNUSED and getattr(self, f.name) != getattr(_TRAIN_DEFAULTS, f.name):
                 raise GrowkitError(f"learn-to-grow does not use {f.name}" + (
                     "; a task trains search_epochs + train_epochs epochs" if f.name == "epochs" else ""))
-        if self.method not in METHODS:
-            raise GrowkitError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
-        if self.new_init not in ("reinit", "copy"):
-            raise GrowkitError(f"new_init must be reinit or copy, got {self.new_init!r}")
-        for k in ("search_epochs", "train_epochs"):
-            v = getattr(self, k)
-            if not 0 <= v <= MAX_EPOCHS:
-                raise GrowkitError(f"{k} must be in 0..{MAX_EPOCHS}, got {v!r}")
-        if self.val_fraction is not None and not 0 < self.val_fraction < 1:
-            raise GrowkitError(f"val_fraction must be in (0, 1) (the search needs a validation split), got "
-                               f"{self.val_fraction}")
-        if self.stream not in continual.STREAMS:
-            raise GrowkitError(f"unknown stream {self.stream!r}; valid: {', '.join(continual.STREAMS)}")
-        if self.stream == "permuted" and not 2 <= self.tasks <= MAX_PERMUTED_TASKS:
-            raise GrowkitError(f"a permuted stream needs 2..{MAX_PERMUTED_TASKS} tasks (each holds its own permuted "
-                               f"copy of the data; the paper's permuted MNIST has 10-20), got {self.tasks}")
-        if self.model not in BACKBONES:
-            raise GrowkitError(f"unknown backbone {self.model!r}; valid: {', '.join(BACKBONES)}")
-        if isinstance(self.adapter_rank, bool) or not isinstance(self.adapter_rank, int) or self.adapter_rank < 0:
-            raise GrowkitError(f"adapter_rank must be a non-negative integer, got {self.adapter_rank!r}")
-        if self.tune_reuse and self.method != "l2g":
-            raise GrowkitError(f"tune_reuse applies to l2g only, not {self.method}")
-        if not (isinstance(self.ewc_lambda, (int, float)) and 0 <= self.ewc_lambda < float("inf")):
-            raise GrowkitError(f"ewc_lambda must be a finite number >= 0, got {self.ewc_lambda!r}")
-        if isinstance(self.ewc_samples, bool) or not isinstance(self.ewc_samples, int) or self.ewc_samples < 1:
-            raise GrowkitError(f"ewc_samples must be a positive integer, got {self.ewc_samples!r}")
-        if not 0 <= self.warmup <= self.search_epochs:
-            raise GrowkitError(f"warmup must be in [0, search_epochs], got {self.warmup}")
-        for k in ("lr", "arch_lr"):
-            if not getattr(self, k) > 0:
-                raise GrowkitError(f"{k} must be positive, got {getattr(self, k)}")
-        for k in ("arch_weight_decay", "cost"):
-            if not getattr(self, k) >= 0:
-                raise GrowkitError(f"{k} must be non-negative, got {getattr(self, k)}")
         from . import checks
+        checks.options(self, METHODS)  # learn-to-grow's own options
         checks.config(self)  # seeds, the architecture's rate and decay, epochs, the worst case's memory
         return self
 
 
-MAX_PERMUTED_TASKS = 100
 _UNUSED = ("epochs", "fraction", "channels_last", "eval_test", "snapshot_every", "model_kw")
 _TRAIN_DEFAULTS = TrainConfig()
 
