@@ -53,6 +53,15 @@ class LoopState:
     last_row: dict | None = None
     stopped_by: str | None = None  # why the growing phase ended (the grower's reason, "request", "max_grow_epochs")
 
+    @classmethod
+    def from_checkpoint(cls, loop) -> "LoopState":
+        """The loop state a checkpoint holds; one written before compute was counted in multiply-adds holds
+        ``train_flops`` (2 FLOPs each), read back as ``train_macs``."""
+        loop = dict(loop)
+        if "train_flops" in loop:
+            loop["train_macs"] = loop.pop("train_flops") / 2
+        return cls(**loop)
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -155,10 +164,7 @@ class Trainer:
         if self.grower is not None and state["grower"] is not None:
             self.grower.load_state_dict(_to_device(state["grower"], self.device))
         self.extras = _to_device(state.get("extras") or {}, self.device)
-        loop = dict(state["loop"])
-        if "train_flops" in loop:  # written before counts were in multiply-adds (2 FLOPs each)
-            loop["train_macs"] = loop.pop("train_flops") / 2
-        self.loop = LoopState(**loop)
+        self.loop = LoopState.from_checkpoint(state["loop"])
         self._ddp = None
         self.stats = model_stats(self.model)
         ckpt.restore_rng(state["rng"])

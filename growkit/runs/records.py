@@ -111,11 +111,11 @@ def _check_loop(loop, path) -> None:
     import dataclasses
     from ..engine.config import _check_fields
     try:
-        st = trainer.LoopState(**loop)
+        st = trainer.LoopState.from_checkpoint(loop)
         _check_fields(st)
         if st.epoch < 0 or st.phase < 0 or st.phase_start < 0:
             raise GrowkitError(f"negative counts: epoch {st.epoch}, phase {st.phase}")
-    except (GrowkitError, TypeError) as e:
+    except (GrowkitError, TypeError, ValueError) as e:
         fields = ", ".join(f.name for f in dataclasses.fields(trainer.LoopState))
         raise GrowkitError(f"{path} holds a damaged loop state ({one_line(e)}; expected {fields})") from None
 
