@@ -21,6 +21,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
+from lab import open_and_run_all  # tools/lab.py, beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 JUPYTER = Path(sys.executable).parent / "jupyter"
 
@@ -64,13 +66,7 @@ def main(out: Path) -> int:
         d.save_screenshot(str(out / name))
 
     try:
-        d.get("http://127.0.0.1:8899/lab/tree/00_quickstart.ipynb")
-        for _ in range(120):
-            time.sleep(1)
-            if d.execute_script("return !!(window.jupyterapp && document.querySelector('.jp-Notebook'))"):
-                break
-        time.sleep(5)
-        d.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        open_and_run_all(d, "http://127.0.0.1:8899/lab/tree/00_quickstart.ipynb")
         t0 = time.time()
         while time.time() - t0 < 300 and not re.search(r"epoch (1[5-9]|[2-9]\d) \(grow\)", status()):
             time.sleep(0.5)

@@ -18,6 +18,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
+from lab import open_and_run_all  # tools/lab.py, beside this script
+
 ROOT = Path(__file__).resolve().parents[1]
 JUPYTER = Path(sys.executable).parent / "jupyter"
 
@@ -55,13 +57,7 @@ def main(shot: Path, runs: list[Path]) -> int:
             time.sleep(1)
     d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
     try:
-        d.get("http://127.0.0.1:8898/lab/tree/plot.ipynb")
-        for _ in range(120):
-            time.sleep(1)
-            if d.execute_script("return !!(window.jupyterapp && document.querySelector('.jp-Notebook'))"):
-                break
-        time.sleep(5)
-        d.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        open_and_run_all(d, "http://127.0.0.1:8898/lab/tree/plot.ipynb")
         t0 = time.time()
         while time.time() - t0 < 300 and not d.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output img"):
             time.sleep(1)

@@ -491,12 +491,7 @@ def s_replay_round_huge(d, fin):
 def s_locked(d, fin):
     """A live process holds the run's lock, as a running `growkit resume` would."""
     s_unfinished(d, fin)
-    code = ("import sys; from growkit.runs import rundir; lk = rundir.RunLock(sys.argv[1]).acquire(); "
-            "lk.record('resume ' + sys.argv[1]); print('locked', flush=True); sys.stdin.read()")
-    p = subprocess.Popen([sys.executable, "-c", code, str(d / "run")], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(HERE.parent)))
-    assert p.stdout.readline().strip() == "locked"
-    return p
+    return _hold(d, record=True)
 
 
 def s_locked_stale_record(d, fin):
@@ -509,12 +504,14 @@ def s_locked_stale_record(d, fin):
     (d / "run" / ".growkit-lock").write_text(json.dumps({"pid": gone.pid, "host": socket.gethostname(),
                                                          "since": "2001-01-01T00:00:00+00:00",
                                                          "command": f"resume {d}/run"}) + "\n")
-    return _hold_unrecorded(d)
+    return _hold(d, record=False)
 
 
-def _hold_unrecorded(d):
+def _hold(d, record: bool):
+    """A child process that holds the run's lock (``record``: and has written itself into the lock file)."""
     code = ("import sys; from growkit.runs import rundir; lk = rundir.RunLock(sys.argv[1]).acquire(); "
-            "print('locked', flush=True); sys.stdin.read()")
+            + ("lk.record('resume ' + sys.argv[1]); " if record else "")
+            + "print('locked', flush=True); sys.stdin.read()")
     p = subprocess.Popen([sys.executable, "-c", code, str(d / "run")], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(HERE.parent)))
     assert p.stdout.readline().strip() == "locked"
