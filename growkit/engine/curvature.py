@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import GrowkitError
+from .callbacks import Callback
 from .surgery import compose_remaps
 
 KINDS = ("hessian", "ggn")
@@ -273,3 +274,68 @@ def measure(model: torch.nn.Module, batches, probes: int = 16, tol: float = 1e-3
             rec["trace"], rec["trace_se"] = tr["trace"], tr["se"]
             out[kind] = rec
     return out
+
+
+# ----------------------------------------------------------------------------- the trainer's callback
+
+def _summary(g: dict) -> dict:
+    new = g["new"]
+    return {"n": len(new), "new": new, "median": float(np.median(new)) if new else None,
+            "old_median": g["old_median"], "starved": g["starved"], "starved_below": STARVED}
+
+
+class CurvatureProbe(Callback):
+    """Curvature along a run (``TrainConfig.curvature_every = N``; the trainer installs it, ahead of the
+    recorder). On a fixed probe subset (the first ``images`` of a seeded choice of training images,
+    unaugmented), in eval mode, with seeds derived from the run's seed and epoch (a resumed run measures the
+    same numbers):
+
+    - every N epochs, the row's ``curvature``: Hessian and GGN top eigenvalue and trace (see :func:`measure`);
+    - at every growth event, just before the surgery and just after the surgery and the initializer, the
+      growth record's ``curvature``: ``before``, ``after`` (with the trace's and the top eigenvector's shares
+      on the new entries) and ``new_units`` (the gradient norm per new unit);
+    - every epoch after a growth event until the next, the row's ``new_unit_grad`` (gradient norm per unit
+      the latest growth added; kept in the checkpoint's extras so a resume goes on tracking them).
+
+    Neither the global random generators, the parameters' ``.grad``, the BatchNorm statistics nor the
+    training flags are changed: training is what it would be without it.
+    """
+
+    KEY = "curvature_units"  # in trainer.extras
+    BATCH = 256
+    TOL = 1e-3  # Lanczos relative tolerance of the top eigenvalues
+
+    def __init__(self, every: int, images: int = 256, probes: int = 16):
+        self.every, self.images, self.probes = every, images, probes
+        self.batches, self.before = None, None
+
+    def on_fit_start(self, trainer) -> None:
+        x, y = trainer.data.subset("train", self.images, seed=0)
+        self.batches = [(x[s:s + self.BATCH], y[s:s + self.BATCH]) for s in range(0, len(y), self.BATCH)]
+
+    def _seed(self, trainer, what: str) -> int:
+        from .passes import derive_seed
+        return derive_seed(trainer.cfg.seed, trainer.loop.epoch, "curvature", what)
+
+    def on_growth_start(self, trainer, decision) -> None:
+        self.before = measure(trainer.model, self.batches, self.probes, self.TOL, self._seed(trainer, "before"))
+
+    def on_growth(self, trainer, event: dict) -> None:
+        model = trainer.model
+        masks = growth_masks(model, trainer.growth_edits)
+        after = measure(model, self.batches, self.probes, self.TOL, self._seed(trainer, "after"),
+                        new=flat_mask(model, masks))
+        units = new_units(model, masks)
+        grads = _summary(unit_grad_norms(model, self.batches, units))
+        event["curvature"] = {"before": self.before, "after": after, "new_units": grads}
+        self.before = None
+        trainer.extras[self.KEY] = {"epoch": trainer.loop.epoch, "units": units}
+
+    def on_epoch(self, trainer, row: dict) -> None:
+        if trainer.loop.epoch % self.every == 0:
+            row["curvature"] = measure(trainer.model, self.batches, self.probes, self.TOL,
+                                       self._seed(trainer, "epoch"))
+        track = trainer.extras.get(self.KEY)
+        if track and track["units"]:
+            g = _summary(unit_grad_norms(trainer.model, self.batches, track["units"]))
+            row["new_unit_grad"] = {"since": track["epoch"], **g}

@@ -85,6 +85,9 @@ class L2GConfig(TrainConfig):
     eval_test: bool = _unused("eval_test")
     snapshot_every: int = _unused("snapshot_every")
     progress: bool = _unused("progress")
+    curvature_every: int = _unused("curvature_every")
+    curvature_images: int = _unused("curvature_images")
+    curvature_probes: int = _unused("curvature_probes")
     # the continual loop's own options
     tasks: int = opt(5, help="number of tasks (the classes must split evenly)")
     order: str = opt("natural", choices=("natural", "random"), help="class order before splitting (random: seeded)")
@@ -135,7 +138,8 @@ class L2GConfig(TrainConfig):
         return self
 
 
-_UNUSED = ("epochs", "fraction", "val_fraction", "channels_last", "eval_test", "snapshot_every", "model_kw")
+_UNUSED = ("epochs", "fraction", "val_fraction", "channels_last", "eval_test", "snapshot_every", "model_kw",
+           "curvature_every", "curvature_images", "curvature_probes")
 _TRAIN_DEFAULTS = TrainConfig()
 
 
