@@ -2,7 +2,8 @@
 
 The trainer calls, in this order per epoch: ``on_epoch_start``, ``on_batch`` (after
 every optimizer step; only callbacks that override it are called, so the common case
-adds no per-step cost), ``on_growth`` (after a growth was applied, initialised and the
+adds no per-step cost), ``on_growth_start`` (when the grower decided to grow, before the surgery),
+``on_growth`` (after a growth was applied, initialised and the
 optimizer state carried), ``on_epoch`` (with the epoch's metrics row), then the
 checkpoint is written and ``on_checkpoint`` follows. ``on_fit_start`` / ``on_fit_end``
 bracket :meth:`Trainer.fit` (``on_fit_end`` also on an error).
@@ -22,7 +23,7 @@ from pathlib import Path
 from .records import MetricsLog
 from .snapshots import prune_snapshots, record_growth, save_snapshot
 
-HOOKS = ("on_fit_start", "on_epoch_start", "on_batch", "on_growth", "on_epoch", "on_checkpoint", "on_fit_end")
+HOOKS = ("on_fit_start", "on_epoch_start", "on_batch", "on_growth_start", "on_growth", "on_epoch", "on_checkpoint", "on_fit_end")
 
 
 class Callback:
@@ -37,6 +38,9 @@ class Callback:
     def on_batch(self, trainer, step: int, loss) -> None:
         """After optimizer step ``step`` of the epoch; ``loss``: the batch's detached loss, on the device
         (reading it with ``.item()`` syncs the device every step: accumulate instead where speed matters)."""
+
+    def on_growth_start(self, trainer, decision) -> None:
+        """The grower returned plans (``decision``); nothing is applied yet (the model is as trained)."""
 
     def on_growth(self, trainer, event: dict) -> None:
         """After a growth: ``event`` is the growth record (before/after arch, edits, grower info);

@@ -229,6 +229,11 @@ class TrainConfig(Record):
     # (test accuracy is reported every epoch, never used for decisions)
     snapshot_every: int = opt(0, help="parameter snapshots for trajectory plots")  # every N epochs; 0: off
     progress: bool = opt(True, flag="--no-progress", help="no progress bar")
+    # curvature (growkit's extension; off by default, and off costs nothing): Hessian and GGN top eigenvalue and
+    # trace every N epochs and just before and after every growth event, on a fixed probe subset, in eval mode
+    curvature_every: int = opt(0, help="curvature every N epochs and at every growth event (0: off)")
+    curvature_images: int = opt(256, help="training images in the fixed curvature probe subset")
+    curvature_probes: int = opt(16, help="Hutchinson probes per trace estimate")
 
     def validate(self) -> "TrainConfig":
         _check_fields(self)
@@ -247,6 +252,10 @@ class TrainConfig(Record):
                f"val_fraction must be in [0, 1), got {self.val_fraction}")
         _check(self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16")
         _check(0 <= self.snapshot_every <= MAX_EPOCHS, f"snapshot_every must be >= 0, got {self.snapshot_every}")
+        _check(0 <= self.curvature_every <= MAX_EPOCHS, f"curvature_every must be >= 0, got {self.curvature_every}")
+        _check(1 <= self.curvature_images <= 1_000_000,
+               f"curvature_images must be in 1..1000000, got {self.curvature_images}")
+        _check(2 <= self.curvature_probes <= 100_000, f"curvature_probes must be in 2..100000, got {self.curvature_probes}")
         _check(isinstance(self.optimizer_kw, dict), f"optimizer_kw must be a dict, got {self.optimizer_kw!r}")
         from . import optim
         optim.validate(self)

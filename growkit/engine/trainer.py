@@ -127,6 +127,9 @@ class Trainer:
         self.callbacks = list(callbacks)  # the caller's (a nested scratch run gets these, not the recorder)
         own = ([Recorder(self.out, cfg.snapshot_every)] if self.out is not None else []) + \
             ([ProgressBar()] if cfg.progress and distributed.is_main() else [])
+        if cfg.curvature_every:  # first: its numbers go into the row before the recorder appends it
+            from .curvature import CurvatureProbe
+            own.insert(0, CurvatureProbe(cfg.curvature_every, cfg.curvature_images, cfg.curvature_probes))
         self.hooks = CallbackList(own + self.callbacks)
         self.data = data if data is not None else load_data(cfg, self.device, self.channels_last)
         if grower is not None and self.data.size("val") == 0:
@@ -247,6 +250,7 @@ class Trainer:
         return out
 
     def _grow(self, decision, row: dict) -> dict:
+        self.hooks("on_growth_start", self, decision)
         old_state = optim.state_by_name(self.model, self.opt)
         old_shapes = {n: p.shape for n, p in self.model.named_parameters()}
         before = self.model.arch

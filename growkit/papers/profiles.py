@@ -196,6 +196,13 @@ PROFILES: dict[str, dict[str, dict]] = {
                       lambdas={"VGG19": [3e-7, 6e-7, 1e-6], "MobileNetV1": [3e-8, 3e-7, 6e-7, 1e-6]},
                       phases=30, phase_epochs=20, lr_drops=[300, 450]),
     },
+    "curvature_01_growth_events": {
+        "smoke": dict(seeds=[0], inits=["zero", "gau"], policies=["periodic"], K=1, J=2, finetune=1, max_grow_epochs=2,
+                      curvature_every=1, curvature_images=64, curvature_probes=4),
+        "cpu": {},
+        "paper": dict(dataset="cifar10", device="cuda", K=3, J=100, finetune=200, max_grow_epochs=5000,
+                      curvature_every=10, curvature_images=2048, curvature_probes=32),
+    },
 }
 
 

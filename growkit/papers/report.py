@@ -232,6 +232,9 @@ def judge(figures_dir, name: str, claims: list[dict], *, seeds, n_test: int | No
     * ``verdict``: a :class:`growkit.papers.stats.Verdict` computed by the caller;
     * a precomputed ``holds`` (True / False / None) with ``kit`` (text), for counts that need no interval.
 
+    ``own=True``: a question the kit asks itself (no paper states it): the verdict reads "Holds" / "Does not
+    hold (the kit's own finding)" instead of agreeing with a paper.
+
     One seed gives no verdict: "Illustrative (1 run)"."""
     lines, rows = [], []
     seeds = list(seeds)
@@ -246,6 +249,10 @@ def judge(figures_dir, name: str, claims: list[dict], *, seeds, n_test: int | No
         evidence = _evidence(c, v, seeds)
         if v is not None:
             line, kit, head = v.text, v.kit, v.head
+            if c.get("own"):  # the kit's own question: no paper to agree with
+                own = {"Agrees with the paper": "Holds (the kit's own finding)",
+                       "Disagrees with the paper": "Does not hold (the kit's own finding)"}.get(head, head)
+                line, head = line.replace(head, own, 1), own
         else:
             head = ("Illustrative (1 run)" if len(seeds) < 2 else
                     {True: "Agrees with the paper", False: "Disagrees with the paper",

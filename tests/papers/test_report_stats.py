@@ -167,3 +167,16 @@ def test_captions_and_figure_metadata_carry_commit_profile_seeds_and_date(tmp_pa
     with Image.open(png) as im:
         assert im.info["Software"] == "growkit 0123456789ab-dirty" and "seeds: 0, 1, 2" in im.info["Description"]
     assert b"growkit 0123456789ab-dirty" in pdf.read_bytes()
+
+
+def test_the_kits_own_question_holds_or_not_without_a_paper(tmp_path):
+    note = R.judge(tmp_path, "own", [dict(claim="g jumps more", paper="no paper number", target="g", own=True,
+                                          unit="eigenvalue", groups={"g": [9.0, 8.0, 9.5], "z": [1.0, 1.2, 0.9]}),
+                                     dict(claim="z jumps more", paper="no paper number", target="z", own=True,
+                                          unit="eigenvalue", groups={"z": [1.0, 1.2, 0.9], "g": [9.0, 8.0, 9.5]})],
+                   seeds=SEEDS)
+    assert note.startswith("Holds (the kit's own finding): g jumps more")
+    assert "Does not hold (the kit's own finding): z jumps more" in note and "paper" not in note.split(".")[0]
+    rec = json.loads((tmp_path / "paper_vs_kit" / "own.json").read_text())
+    assert [r["verdict"] for r in rec["rows"]] == ["Holds (the kit's own finding)",
+                                                   "Does not hold (the kit's own finding)"]

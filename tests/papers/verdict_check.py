@@ -79,6 +79,7 @@ def recompute(ev: dict) -> str | None:
 
 
 WORD_OF_HEAD = {"Agrees with the paper": "agrees", "Disagrees with the paper": "disagrees",
+                "Holds (the kit's own finding)": "agrees", "Does not hold (the kit's own finding)": "disagrees",
                 "Illustrative (1 run)": "illustrative"}
 
 

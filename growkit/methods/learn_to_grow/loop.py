@@ -104,6 +104,9 @@ class L2GConfig(TrainConfig):
     eval_test: bool = _unused("eval_test")
     snapshot_every: int = _unused("snapshot_every")
     progress: bool = _unused("progress")
+    curvature_every: int = _unused("curvature_every")
+    curvature_images: int = _unused("curvature_images")
+    curvature_probes: int = _unused("curvature_probes")
     # the continual loop's own options
     stream: str = opt("split", choices=continual.STREAMS,
                       help="split (the classes in disjoint tasks) or permuted (all classes, a pixel permutation "
@@ -152,7 +155,8 @@ class L2GConfig(TrainConfig):
         return self
 
 
-_UNUSED = ("epochs", "fraction", "channels_last", "eval_test", "snapshot_every", "model_kw")
+_UNUSED = ("epochs", "fraction", "channels_last", "eval_test", "snapshot_every", "model_kw", "curvature_every",
+           "curvature_images", "curvature_probes")
 _TRAIN_DEFAULTS = TrainConfig()
 
 
