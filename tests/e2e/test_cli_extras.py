@@ -83,8 +83,9 @@ def test_figures_and_plot_help_state_their_defaults():
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    # grows once, at epoch 6 (c-AutoGrow's accuracy gain over K = 2 epochs falls below tau there)
-    assert main(["autogrow", "--policy", "convergent", "--K", "2", "--max-grow-epochs", "8", "--finetune", "1",
+    # grows at epochs 2, 4 and 6: no accuracy gain over K = 2 epochs reaches tau = 100 %, whatever the numerics
+    assert main(["autogrow", "--policy", "convergent", "--K", "2", "--tau", "100", "--max-grow-epochs", "8",
+                 "--finetune", "1",
                  "--device", "cpu", "--no-test", "--no-progress", "--out", str(root / "grown")]) == 0
     assert main(["train", "--depths", "1-1-1", "--epochs", "3", "--fraction", "0.5", "--device", "cpu",
                  "--no-test", "--no-progress", "--out", str(root / "fixed")]) == 0
