@@ -1,8 +1,6 @@
 """The curvature callback in the trainer: off changes nothing, on leaves training as it was and records
 curvature at growth events and every N epochs, and a killed run resumes to the same records."""
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,7 +13,7 @@ from growkit.engine.trainer import Trainer
 from growkit.errors import GrowkitError
 from growkit.growers.base import Decision, Grower
 
-from .test_train import _comparable, _kill_after_rows, _rows
+from .test_train import _comparable, _full_then_killed, _rows
 
 CURVATURE_KEYS = ("curvature", "new_unit_grad")
 
@@ -119,17 +117,8 @@ def test_sigkill_with_curvature_on_then_resume_is_identical(tmp_path):
     root = str(pathlib.Path(__file__).resolve().parents[2])
     script = tmp_path / "run.py"
     script.write_text(RUN)
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    for d in (full, cut):
-        d.mkdir()
-    run = lambda d: subprocess.Popen([sys.executable, script, d, root], stdout=subprocess.PIPE,  # noqa: E731
-                                     stderr=subprocess.PIPE, text=True)
-    p = run(full)
-    out_full, err = p.communicate()
-    assert p.returncode == 0, err
-    p = run(cut)
-    _kill_after_rows(p, cut, 2)  # after the first growth, with units being tracked, before the second
-    r = subprocess.run([sys.executable, script, cut, root], capture_output=True, text=True)
+    # killed after the first growth, with units being tracked, before the second
+    full, cut, out_full, _, r = _full_then_killed(script, [root], tmp_path, 2)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == json.loads(out_full)
     assert _comparable(_rows(cut)) == _comparable(_rows(full))

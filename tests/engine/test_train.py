@@ -139,6 +139,24 @@ def _kill_after_rows(proc, out, n_rows, timeout=300):
     raise AssertionError("timed out waiting for rows")
 
 
+def _full_then_killed(script, args, tmp_path, after_rows):
+    """``python script DIR *args`` run to its end in ``tmp_path/full``, and in ``tmp_path/cut`` killed (SIGKILL)
+    once ``after_rows`` rows are written, then run again there. Returns (full, cut, the full run's stdout, the
+    killed process, the rerun's CompletedProcess)."""
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    for d in (full, cut):
+        d.mkdir()
+    run = lambda d: subprocess.Popen([sys.executable, script, d, *args], stdout=subprocess.PIPE,  # noqa: E731
+                                     stderr=subprocess.PIPE, text=True)
+    p = run(full)
+    out_full, err = p.communicate()
+    assert p.returncode == 0, err
+    killed = run(cut)
+    _kill_after_rows(killed, cut, after_rows)
+    return full, cut, out_full, killed, subprocess.run([sys.executable, script, cut, *args], capture_output=True,
+                                                       text=True)
+
+
 @pytest.mark.parametrize("command", [
     ["train", "--model", "Basic3ResNet", "--depths", "2-2-2", "--epochs", "6"],
     ["autogrow", "--model", "Basic3ResNet", "--K", "1", "--J", "2", "--init", "gau", "--finetune", "2",
@@ -238,18 +256,9 @@ print(json.dumps(t.fit()["train_loss"]))
 def test_sigkill_mid_width_growth_then_resume_is_bit_for_bit(tmp_path, kind):
     script = tmp_path / "width_run.py"
     script.write_text(WIDTH_RUN)
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    for d in (full, cut):
-        d.mkdir()
-    run = lambda d: subprocess.Popen([sys.executable, script, d, kind], stdout=subprocess.PIPE,  # noqa: E731
-                                     stderr=subprocess.PIPE, text=True)
-    p = run(full)
-    out_full, err = p.communicate()
-    assert p.returncode == 0, err
-    p = run(cut)
-    _kill_after_rows(p, cut, 2)  # after the first growth step, before the second and third
+    # killed after the first growth step, before the second and third
+    full, cut, out_full, p, r = _full_then_killed(script, [kind], tmp_path, 2)
     assert p.returncode == -signal.SIGKILL
-    r = subprocess.run([sys.executable, script, cut, kind], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout == out_full
     a, b = checkpoint.load(full / "checkpoint.pt"), checkpoint.load(cut / "checkpoint.pt")

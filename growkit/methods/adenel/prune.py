@@ -16,7 +16,6 @@ multiply-adds include the full-size epochs, as the paper's train-cost of pruning
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import torch
