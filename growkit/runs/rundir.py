@@ -318,6 +318,8 @@ def prepare(out: str | Path, command: str, overwrite: bool = False) -> Stage:
         marker = read_marker(p)
         if not overwrite:
             if marker is not None:
+                if (p / LOCK).exists():  # a run that moved into place since the check above: say it is in use
+                    RunLock(p).check_free()
                 raise GrowkitError(f"--out {out} holds a growkit run; pass --overwrite to replace it, "
                                    f"`growkit resume {out}` to continue it, or `growkit recover {out}` "
                                    "if it was interrupted early")
