@@ -194,13 +194,26 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
-def _previous_times(summary: Path) -> dict:
-    """Seconds per notebook that finished ok in a previous run of the profile (none: {})."""
-    try:
-        return {r["notebook"]: r["seconds"] for r in json.loads(summary.read_text())["notebooks"]
-                if r.get("status") == "ok"}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+RUN_RECORD = "figures_run.json"  # in <figures>/records/: the timings of the run that made the set
+
+
+def _previous_times(*summaries: Path) -> dict:
+    """Seconds per notebook that finished ok in a previous run of the profile: from the first of ``summaries``
+    (the runs folder's ``summary.json``, then the figures set's committed run record) that can be read
+    (none: {})."""
+    for summary in summaries:
+        try:
+            return {r["notebook"]: float(r["seconds"]) for r in json.loads(summary.read_text())["notebooks"]
+                    if r.get("status") == "ok"}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return {}
+
+
+def longest_first(nbs: list[Path], previous: dict) -> list[Path]:
+    """Notebooks ordered for a pool of workers: those with no previous time first (they may be long), then
+    by previous time, longest first, so a long notebook never starts last and leaves a worker idle."""
+    return sorted(nbs, key=lambda nb: (nb.stem in previous, -previous.get(nb.stem, 0.0), nb.stem))
 
 
 def run_figures(profile: str = "cpu", only: str | None = None, jobs: int | None = None, out_dir: str | None = None,
@@ -227,7 +240,9 @@ def run_figures(profile: str = "cpu", only: str | None = None, jobs: int | None 
     print(f"growkit figures: {len(nbs)} notebook(s), profile {profile}, {jobs} at a time -> {figures_dir}",
           flush=True)
 
-    progress = Progress([nb.stem for nb in nbs], jobs, _previous_times(runs_root / "summary.json"))
+    previous = _previous_times(runs_root / "summary.json", figures_dir / "records" / RUN_RECORD)
+    nbs = longest_first(nbs, previous)
+    progress = Progress([nb.stem for nb in nbs], jobs, previous)
 
     def one(nb: Path) -> dict:
         params = profile_parameters(nb.stem, profile) if nb.stem in PROFILES else {}
@@ -247,9 +262,11 @@ def run_figures(profile: str = "cpu", only: str | None = None, jobs: int | None 
             results.append(fut.result())
     total = round(time.perf_counter() - t0, 1)
     results.sort(key=lambda r: r["notebook"])
-    (runs_root / "summary.json").write_text(json.dumps({"profile": profile, "total_seconds": total,
-                                                        "notebooks": results}, indent=2))
+    summary = {"profile": profile, "total_seconds": total, "notebooks": results}
+    (runs_root / "summary.json").write_text(json.dumps(summary, indent=2))
     failed = [r for r in results if r["status"] != "ok"]
+    if not failed and only is None:  # a whole set: its timings travel with it (the next fresh clone's order, ETA)
+        write_run_record(figures_dir, summary, jobs)
     readme = figures_dir / "README.md"
     if failed:  # an index of a half-made set would drop entries: the last complete one stays
         print(f"{readme} left as it was ({len(failed)} notebook(s) failed)")
@@ -262,6 +279,24 @@ def run_figures(profile: str = "cpu", only: str | None = None, jobs: int | None 
               f": {r['error']}" + (f" (kernel log: {r['kernel_log']})" if r.get("kernel_log") else ""),
               file=sys.stderr)
     return 1 if failed else 0
+
+
+def write_run_record(figures_dir: Path, summary: dict, jobs: int) -> Path:
+    """``<figures>/records/figures_run.json``: how the set was made (profile, jobs, cores, threads, growkit
+    commit, date, seconds per notebook and in all), committed with the cpu set."""
+    from datetime import datetime, timezone
+
+    from .report import stamp
+    record = {"profile": summary["profile"], "jobs": jobs, "cores": os.cpu_count(),
+              "threads_per_notebook": os.environ.get("OMP_NUM_THREADS"), "growkit_commit": stamp(),
+              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "total_seconds": summary["total_seconds"],
+              "notebooks": [{"notebook": r["notebook"], "status": r["status"], "seconds": r["seconds"]}
+                            for r in summary["notebooks"]]}
+    path = figures_dir / "records" / RUN_RECORD
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(record, indent=2) + "\n")
+    return path
 
 
 # Where each output first appears in the AutoGrow paper (the index follows it; anything else goes last).

@@ -172,3 +172,23 @@ def test_figures_progress_lines_are_whole_and_carry_an_eta():
     for t in threads:
         t.join()
     assert len(lines) == 4 and all(ln.startswith("  start  ") and "\n" not in ln for ln in lines[2:])
+
+
+def test_figures_start_unknown_then_longest_notebooks_first_from_the_previous_times(tmp_path):
+    import json
+    from pathlib import Path
+
+    from growkit.papers.figures import _previous_times, longest_first
+    nbs = [Path(f"{n}.ipynb") for n in ("a", "b", "c", "d")]
+    assert [p.stem for p in longest_first(nbs, {"a": 5.0, "b": 50.0, "d": 20.0})] == ["c", "b", "d", "a"]
+    assert [p.stem for p in longest_first(nbs, {})] == ["a", "b", "c", "d"]
+    # the runs folder's summary first; else the figures set's run record; failed notebooks give no time
+    record = tmp_path / "figures_run.json"
+    record.write_text(json.dumps({"notebooks": [{"notebook": "a", "status": "ok", "seconds": 7},
+                                                {"notebook": "b", "status": "failed", "seconds": 1}]}))
+    assert _previous_times(tmp_path / "missing.json", record) == {"a": 7.0}
+    summary = tmp_path / "summary.json"
+    summary.write_text("not json")
+    assert _previous_times(summary, record) == {"a": 7.0}
+    summary.write_text(json.dumps({"notebooks": [{"notebook": "c", "status": "ok", "seconds": 3}]}))
+    assert _previous_times(summary, record) == {"c": 3.0}
