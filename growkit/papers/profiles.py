@@ -197,10 +197,20 @@ PROFILES: dict[str, dict[str, dict]] = {
                       phases=30, phase_epochs=20, lr_drops=[300, 450]),
     },
     "curvature_01_growth_events": {
-        "smoke": dict(seeds=[0], inits=["zero", "gau"], policies=["periodic"], K=1, J=2, finetune=1, max_grow_epochs=2,
+        "smoke": dict(seeds=[0], inits=["gau"], policies=["periodic"], K=1, J=2, finetune=1, max_grow_epochs=2,
+                      adenel_J=1, adenel_max_grow_epochs=2, gn_model=["VGG19", 4], gn_phases=2, gn_phase_epochs=1,
                       curvature_every=1, curvature_images=64, curvature_probes=4),
         "cpu": {},
         "paper": dict(dataset="cifar10", device="cuda", K=3, J=100, finetune=200, max_grow_epochs=5000,
+                      adenel_model="VGG16", adenel_max_grow_epochs=260, gn_model=["VGG19", 16], gn_lambda=1e-6,
+                      gn_phases=30, gn_phase_epochs=20, curvature_every=10, curvature_images=2048,
+                      curvature_probes=32),
+    },
+    "curvature_02_initializers": {
+        "smoke": dict(seeds=[0], inits=["zero", "gau"], K=1, J=2, finetune=1, max_grow_epochs=2, curvature_every=1,
+                      curvature_images=64, curvature_probes=4),
+        "cpu": {},
+        "paper": dict(dataset="cifar10", device="cuda", K=3, J=100, finetune=200, max_grow_epochs=300,
                       curvature_every=10, curvature_images=2048, curvature_probes=32),
     },
 }

@@ -18,11 +18,14 @@ from pathlib import Path
 from ..runs.cache import essential
 
 RECORDS = "records"
+# Curvature at growth events (runs with curvature_every > 0): the mean over a run's events of the Hessian's top
+# eigenvalue just before and just after the growth, and of its jump (growkit.viz.curvature.per_run); empty otherwise.
+CURVATURE = {"sharpness_before": "top_before", "sharpness_after": "top_after", "sharpness_jump": "jump"}
 COLUMNS = ["run", "command", "config_hash", "git_commit", "code", "seed", "epochs", "val_acc", "test_acc",
-           "params", "macs", "arch", "depth", "wall_s", "grow_epochs", "grow_wall_s", "finetune_wall_s"]
+           "params", "macs", "arch", "depth", "wall_s", "grow_epochs", "grow_wall_s", "finetune_wall_s", *CURVATURE]
 # The columns a verdict's values may come from (tests/papers/test_verdict_records.py traces them).
 VALUES = ("test_acc", "val_acc", "params", "macs", "depth", "epochs", "grow_epochs", "grow_wall_s",
-          "finetune_wall_s")
+          "finetune_wall_s", *CURVATURE)
 
 
 def _halved(flops):
@@ -48,6 +51,14 @@ def _depth(res: dict):
     return sum(int(d) for d in depths) if depths else None
 
 
+def _curvature(res: dict) -> dict:
+    from ..viz import curvature
+    if not curvature.events(res):
+        return {}
+    per = curvature.per_run(res)
+    return {col: per[key] for col, key in CURVATURE.items()}
+
+
 def run_rows(runs_dir) -> list[dict]:
     """One row per finished run (a directory with ``config.json`` and ``result.json``) under ``runs_dir``."""
     root = Path(runs_dir)
@@ -65,7 +76,8 @@ def run_rows(runs_dir) -> list[dict]:
                      "macs": res["macs"] if "macs" in res else _halved(res.get("flops")),
                      "arch": res.get("arch"), "depth": _depth(res),
                      "wall_s": res.get("wall_s"), "grow_epochs": res.get("grow_epochs"),
-                     "grow_wall_s": res.get("grow_wall_s"), "finetune_wall_s": res.get("finetune_wall_s")})
+                     "grow_wall_s": res.get("grow_wall_s"), "finetune_wall_s": res.get("finetune_wall_s"),
+                     **_curvature(res)})
     return rows
 
 

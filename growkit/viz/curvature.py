@@ -63,3 +63,21 @@ def plot_run(ax_top, ax_trace, rows: list[dict], result: dict, label: str, color
     ax_trace.set_ylabel("Hessian trace")
     ax_trace.set_xlabel("epoch")
     return line
+
+
+# (key of per_run, column label, decimals) of the curvature tables
+TABLE_COLUMNS = [("top_before", "sharpness before", 1), ("top_after", "sharpness after", 1),
+                 ("jump", "sharpness jump", 1), ("trace_before", "trace before", 1), ("trace_after", "trace after", 1),
+                 ("trace_new_share", "trace share on new", 2), ("top_vec_new", "top eigvec mass on new", 2),
+                 ("starved_share", "starved new units", 2), ("events", "events per run", 1)]
+
+
+def table_row(runs: list[dict], n_seeds: int, **labels) -> dict:
+    """One table row from the :func:`per_run` summaries of the seeds whose run grew: ``labels`` first, then how
+    many runs grew, then each quantity as mean ± sd over those runs ("-" where none grew)."""
+    row = {**labels, "runs that grew": f"{len(runs)} of {n_seeds}"}
+    for key, label, nd in TABLE_COLUMNS:
+        v = [p[key] for p in runs]
+        row[label] = ("-" if not v else f"{v[0]:.{nd}f}" if len(v) == 1 else
+                      f"{np.mean(v):.{nd}f} ± {np.std(v, ddof=1):.{nd}f}")
+    return row

@@ -91,7 +91,8 @@ EXPECTED = {
                                "gauss_newton_tables_1_2_accuracy_vs_params.csv": 1,
                                "gauss_newton_tables_1_2_accuracy_vs_params.png": None,
                                "gauss_newton_fig2_scores.png": None},
-    "curvature_01_growth_events": {"curvature_01_growth_events.csv": 2, "curvature_01_sharpness_along_runs.png": None},
+    "curvature_01_growth_events": {"curvature_01_growth_events.csv": 3, "curvature_01_sharpness_along_runs.png": None},
+    "curvature_02_initializers": {"curvature_02_initializers.csv": 2, "curvature_02_initializers.png": None},
 }
 
 

@@ -53,3 +53,30 @@ def test_plot_draws_the_rows_and_one_segment_per_event():
     segs = [tuple(l.get_ydata()) for l in a.lines if len(l.get_xdata()) == 2 and l.get_xdata()[0] == l.get_xdata()[1]]
     assert segs == [(10.0, 30.0), (20.0, 20.0)]
     plt.close(fig)
+
+
+def test_table_row_gives_mean_and_sd_over_the_runs_that_grew():
+    a = V.per_run(RESULT)  # jump 10, sharpness before 15
+    b = dict(a, jump=16.0, top_before=19.0, events=4)
+    row = V.table_row([a, b], 3, method="AutoGrow", setting="GauInit")
+    assert list(row)[:3] == ["method", "setting", "runs that grew"] and row["runs that grew"] == "2 of 3"
+    assert row["sharpness jump"] == "13.0 ± 4.2"  # mean 13, sd sqrt(18) = 4.24
+    assert row["sharpness before"] == "17.0 ± 2.8" and row["events per run"] == "3.0 ± 1.4"
+    assert V.table_row([a], 3)["sharpness jump"] == "10.0"
+    assert V.table_row([], 3)["sharpness after"] == "-"
+
+
+def test_run_records_carry_each_runs_curvature_means(tmp_path):
+    import json
+
+    from growkit.papers import records
+    for name, res in (("grew", {**RESULT, "epochs": 9, "test_acc": 90.0}), ("plain", {"epochs": 5, "test_acc": 80.0})):
+        d = tmp_path / "runs" / name
+        d.mkdir(parents=True)
+        (d / "config.json").write_text(json.dumps({"command": "autogrow", "train": {"seed": 0}}))
+        (d / "result.json").write_text(json.dumps(res))
+    records.write_records(tmp_path / "runs", tmp_path / "figs", "nb")
+    rows = {r["run"]: r for r in records.read_records(tmp_path / "figs")["nb"]}
+    g = rows["grew"]
+    assert (float(g["sharpness_before"]), float(g["sharpness_after"]), float(g["sharpness_jump"])) == (15.0, 25.0, 10.0)
+    assert rows["plain"]["sharpness_jump"] == ""

@@ -247,7 +247,9 @@ def summarize(res: dict, grower: AdeNeL, model_name: str, n_train: int, ref_epoc
                                        f"the found net trained from scratch {epochs} epochs"),
     }
     st = grower.state
-    events = [{"epoch": r["epoch"], "capacity": r["capacity"], "grow": r["grow"], "widths_after": r["widths_after"]}
+    measured = {e["epoch"]: e["curvature"] for e in res.get("growth_events", []) if "curvature" in e}
+    events = [{"epoch": r["epoch"], "capacity": r["capacity"], "grow": r["grow"], "widths_after": r["widths_after"],
+               **({"curvature": measured[r["epoch"]]} if r["epoch"] in measured else {})}  # curvature_every > 0
               for r in st["rounds"]]
     return {"widths": widths(found), "candidates": candidate_groups(found, grower.cfg.ties),
             "params": res["params"], "macs": res["macs"], "train_macs": res["train_macs"],
