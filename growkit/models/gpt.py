@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import GrowkitError
-from .base import GrowableNet
+from .base import ChannelGroup, GrowableNet
 
 INIT_STD = 0.02  # GPT-2's normal init for linears and embeddings
 
@@ -172,6 +172,13 @@ class GPT(GrowableNet):
         if any(h != 4 * self.dim for h in hidden):
             name += f"-mlp{hidden[0]}" if len(set(hidden)) == 1 else "-mlp" + "/".join(map(str, hidden))
         return name
+
+    def channel_groups(self) -> dict[str, ChannelGroup]:
+        """Each block's MLP hidden units (written by ``mlp.fc``, read by ``mlp.proj``), so the shared
+        channel edits (widen, split, prune) apply to them. The residual stream is not a channel group:
+        LayerNorm mixes its channels (see :mod:`growkit.engine.gpt_surgery` for its widening)."""
+        return {f"blocks.{i}.mlp": ChannelGroup(f"blocks.{i}.mlp", (f"blocks.{i}.mlp.fc",), (),
+                                                ((f"blocks.{i}.mlp.proj", 1),)) for i in range(self.layers)}
 
     def example_input(self, batch: int, device="cpu") -> torch.Tensor:
         """One full-context batch of token ids (zeros): what :func:`growkit.models.count_macs` feeds."""
