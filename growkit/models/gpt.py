@@ -97,9 +97,9 @@ class GPT(GrowableNet):
     ``mlp_hidden``), so the spec stays true after any surgery."""
     family = "GPT"
 
-    def __init__(self, layers: int | None = None, heads: int | None = None, dim: int | None = None, vocab_size: int = 256, context: int = 128,
-                 mlp_hidden: int | list[int] | None = None, mlp_ratio: int | None = None, tied: bool = True,
-                 dropout: float = 0.0):
+    def __init__(self, layers: int | None = None, heads: int | None = None, dim: int | None = None,
+                 vocab_size: int = 256, context: int = 128, mlp_hidden: int | list[int] | None = None,
+                 mlp_ratio: int | None = None, tied: bool = True, dropout: float = 0.0):
         nn.Module.__init__(self)  # not GrowableNet's image fields: a GPT has no channels or image size
         if layers is None or heads is None or dim is None:
             raise GrowkitError("GPT needs layers, heads and dim, e.g. GPT-4L-4H-128")

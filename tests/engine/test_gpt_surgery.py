@@ -1,7 +1,6 @@
 """GPT growth surgery: float64 function preservation (tied and untied), the non-preserving stackings
 changing the logits and saying so, hand-built expected weights, optimizer state on hand-tracked rows
 after width and depth edits, renames through composed edits, and one-line errors."""
-import copy
 import math
 import types
 
@@ -139,7 +138,8 @@ def test_widen_x2_more_heads_weights_by_hand(tied):
     GS.WidenGPT(2, heads="more").apply(m)
     p = dict(m.named_parameters())
     cat = lambda a, dim=0: torch.cat([a, a], dim)  # noqa: E731
-    assert torch.equal(p["wte.weight"], cat(o["wte.weight"], 1)) and torch.equal(p["wpe.weight"], cat(o["wpe.weight"], 1))
+    assert torch.equal(p["wte.weight"], cat(o["wte.weight"], 1))
+    assert torch.equal(p["wpe.weight"], cat(o["wpe.weight"], 1))
     assert torch.equal(p["blocks.0.ln_1.weight"], cat(o["blocks.0.ln_1.weight"]))
     q, k, v = o["blocks.0.attn.qkv.weight"].split(8)
     assert torch.equal(p["blocks.0.attn.qkv.weight"], torch.cat([cat(cat(z, 1) / 2) for z in (q, k, v)]))
@@ -147,7 +147,8 @@ def test_widen_x2_more_heads_weights_by_hand(tied):
     assert torch.equal(p["blocks.0.mlp.fc.bias"], cat(o["blocks.0.mlp.fc.bias"]))
     assert m.heads == 4 and m.blocks[0].attn.heads == 4 and m.mlp_hidden == [64] * 3 and m.arch == "GPT-3L-4H-16"
     if tied:  # the final LayerNorm carries the 1/2 the tied head cannot
-        assert torch.equal(p["ln_f.weight"], cat(o["ln_f.weight"]) / 2) and torch.equal(p["ln_f.bias"], cat(o["ln_f.bias"]) / 2)
+        assert torch.equal(p["ln_f.weight"], cat(o["ln_f.weight"]) / 2)
+        assert torch.equal(p["ln_f.bias"], cat(o["ln_f.bias"]) / 2)
     else:
         assert torch.equal(p["ln_f.weight"], cat(o["ln_f.weight"]))
         assert torch.equal(p["lm_head.weight"], cat(o["lm_head.weight"], 1) / 2)
@@ -368,7 +369,8 @@ def test_every_pair_of_gpt_edits_carries_adam_state_to_hand_tracked_entries(firs
     assert S.compose_remaps(edits).preserving is ({first, second} <= PRESERVES)
     if {first, second} <= PRESERVES:
         assert (m(x) - before).abs().max() <= 1e-12
-    assert m.layers == len(lab["blocks"]) and m.dim == len(lab["stream"]) and m.mlp_hidden == [len(h) for h in lab["hidden"]]
+    assert m.layers == len(lab["blocks"]) and m.dim == len(lab["stream"])
+    assert m.mlp_hidden == [len(h) for h in lab["hidden"]]
     for i, b in enumerate(lab["blocks"]):
         for key in ("exp_avg", "exp_avg_sq"):
             got = new.get(f"blocks.{i}.mlp.fc.weight", {}).get(key)
