@@ -292,6 +292,21 @@ def train_flops(forward_macs: int | float, tokens: int | float = 1) -> float:
     return 6 * forward_macs * tokens
 
 
+def macs_report(model: GPT, context: int | None = None) -> dict:
+    """Compute per token of a ``context``-token window (the model's context unless given), counted with the
+    formula beside it: ``forward_macs_per_token`` (counted), ``forward_macs_per_token_formula``,
+    ``train_macs_per_token`` (forward + backward, counted), ``train_flops_per_token`` (2 per MAC) and
+    ``params``. Raises GrowkitError if the counted forward and the formula disagree."""
+    t = context or model.context
+    counted, formula = macs_per_token(model, t), model_formula_macs_per_token(model, t)
+    if counted != formula:
+        raise GrowkitError(f"{model.arch}: counted {counted} MACs per token, the formula says {formula}")
+    train = macs_per_token(model, t, training=True)
+    return {"arch": model.arch, "context": t, "params": model.num_params(), "forward_macs_per_token": counted,
+            "forward_macs_per_token_formula": formula, "train_macs_per_token": train,
+            "train_flops_per_token": 2 * train}
+
+
 def formula_params(layers: int, dim: int, vocab_size: int, context: int, mlp_hidden: int | list[int] | None = None,
                    tied: bool = True) -> int:
     """Parameters by hand: embeddings ``V d + T d``; per block two LayerNorms ``4 d``, ``qkv`` ``3 d^2 + 3 d``,
