@@ -167,6 +167,19 @@ def test_widen_wider_heads_copies_features_inside_each_head_and_scales_the_query
     assert torch.allclose(new, torch.cat([W, W], 1)[rows] / 2 * scale, rtol=0, atol=1e-15)
 
 
+@pytest.mark.parametrize("plan", [GS.WidenGPT(2, noise=0.3, noise_kind="iid"),
+                                  GS.WidenGPT(2, heads="wider", noise=0.3, noise_kind="iid"),
+                                  GS.WidenMLP(40, noise=0.3, noise_kind="iid")])
+def test_iid_noise_changes_the_logits_and_says_so(plan):
+    m = gpt()
+    x = tokens()
+    before = m(x)
+    assert "not preserving: iid noise)" in plan.describe(m)
+    edit = plan.apply(m)
+    assert edit.preserving is False and S.compose_remaps([edit]).preserving is False
+    assert (m(x) - before).abs().max() > 1e-4
+
+
 def test_noise_breaks_the_symmetry_between_copies():
     x = tokens()
     grads = {}
@@ -290,6 +303,7 @@ def test_counts_follow_the_grown_model():
     (GS.WidenGPT(1), "factor >= 2"),
     (GS.WidenGPT(2, heads="many"), "heads must be 'more' or 'wider'"),
     (GS.WidenGPT(2, noise=-1.0), "noise must be a finite number >= 0"),
+    (GS.WidenGPT(2, noise=0.1, noise_kind="uniform"), "noise_kind must be 'zero_sum' or 'iid'"),
     (GS.WidenMLP(32), "needs hidden > 32"),
     (GS.WidenMLP(40, blocks=[3]), "block 3 does not exist"),
     (GS.WidenMLP(40, blocks=[1, 1]), "distinct blocks"),
