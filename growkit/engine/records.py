@@ -201,7 +201,10 @@ def git_commit() -> str:
     try:
         sha = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+        # changed tracked files, the generated figures/ aside: a regeneration overwrites the committed figures as
+        # it goes, and that must not mark the code that makes them as changed
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "--",
+                                ":(top)", ":(top,exclude)figures"],
                                capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
