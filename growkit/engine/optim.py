@@ -302,22 +302,23 @@ def carried_state(old: dict[str, dict], old_shapes: dict[str, torch.Size], edits
     new = set(comp.new)
     out = {}
     for name, p in model.named_parameters():
-        if name in new or name not in old:
+        src = comp.moved.get(name, name)  # the parameter's name before the edits (blocks shift on insertion)
+        if name in new or src not in old:
             s = kind.new_state(p, group_of.get(name, {}))
             if s:
                 out[name] = s
             continue
-        s = old[name]
+        s = old[src]
         idx = comp.remap.get(name)
         if idx is None:
-            if old_shapes[name] != p.shape:
-                raise GrowkitError(f"{name} changed shape {tuple(old_shapes[name])} -> {tuple(p.shape)} "
+            if old_shapes[src] != p.shape:
+                raise GrowkitError(f"{name} changed shape {tuple(old_shapes[src])} -> {tuple(p.shape)} "
                                    "without an index map")
             out[name] = s
             continue
         moved = {}
         for k, v in s.items():
-            if torch.is_tensor(v) and v.shape == old_shapes[name]:
+            if torch.is_tensor(v) and v.shape == old_shapes[src]:
                 moved[k] = remap_tensor(v, idx, kind.fill(k))
             elif torch.is_tensor(v):
                 moved[k] = kind.remap_other(k, v, name, idx, p)

@@ -32,7 +32,8 @@ from ..models.base import ChannelGroup
 
 @dataclass
 class Edit:
-    """The record of one applied edit."""
+    """The record of one applied edit. ``new``, ``remap`` and ``moved`` use the parameter names after the
+    edit; ``moved`` maps a renamed parameter (a block shifted by an insertion) to its name before."""
     kind: str
     where: str
     before: str
@@ -40,10 +41,17 @@ class Edit:
     new: list[str] = field(default_factory=list)  # parameters that did not exist before
     # reshaped parameters: for every dim, the old index of each new position (-1: a new entry)
     remap: dict[str, tuple[torch.Tensor, ...]] = field(default_factory=dict)
+    moved: dict[str, str] = field(default_factory=dict)  # name after the edit -> name before it
+    preserving: bool | None = None  # True: the network computes the same function; None: not stated
 
     def summary(self) -> dict:
-        return {"kind": self.kind, "where": self.where, "before": self.before, "after": self.after,
-                "new_params": len(self.new), "reshaped_params": len(self.remap)}
+        out = {"kind": self.kind, "where": self.where, "before": self.before, "after": self.after,
+               "new_params": len(self.new), "reshaped_params": len(self.remap)}
+        if self.moved:
+            out["moved_params"] = len(self.moved)
+        if self.preserving is not None:
+            out["preserving"] = self.preserving
+        return out
 
 
 def remap_tensor(old: torch.Tensor, index: tuple[torch.Tensor, ...], fill: float = 0.0) -> torch.Tensor:
@@ -75,14 +83,26 @@ def chain_index(first: tuple[torch.Tensor, ...], then: tuple[torch.Tensor, ...])
 
 
 def compose_remaps(edits) -> Edit:
-    """One :class:`Edit` whose ``remap``/``new`` take the parameters before the first edit to after the
-    last: maps chain (a parameter reshaped twice gets ``first[second]``), and a parameter created by an
-    earlier edit stays new whatever later edits do to it. Works on composed edits too (growth steps)."""
+    """One :class:`Edit` whose ``remap``/``new``/``moved`` take the parameters before the first edit to
+    after the last: maps chain (a parameter reshaped twice gets ``first[second]``), renames chain (a
+    block shifted twice is traced to its first name), and a parameter created by an earlier edit stays
+    new whatever later edits do to it (or its name). Works on composed edits too (growth steps)."""
     remaps: dict[str, tuple[torch.Tensor, ...]] = {}
+    origin: dict[str, str] = {}  # current name -> name before the first edit, for renamed parameters
     new: list[str] = []
     for e in edits:
+        if e.moved:
+            back = {old: cur for cur, old in e.moved.items()}
+
+            def rename(name: str) -> str | None:  # None: the name was taken over and the old entry is gone
+                return back[name] if name in back else (None if name in e.moved else name)
+            remaps = {rename(k): v for k, v in remaps.items() if rename(k) is not None}
+            new = [rename(k) for k in new if rename(k) is not None]
+            origin = {**{rename(k): v for k, v in origin.items() if rename(k) is not None},
+                      **{cur: origin.get(old, old) for cur, old in e.moved.items()}}
         for name in e.new:
             remaps.pop(name, None)
+            origin.pop(name, None)
             if name not in new:
                 new.append(name)
         for name, idx in e.remap.items():
@@ -91,7 +111,11 @@ def compose_remaps(edits) -> Edit:
             remaps[name] = chain_index(remaps[name], idx) if name in remaps else tuple(i.cpu() for i in idx)
     before = edits[0].before if edits else ""
     after = edits[-1].after if edits else ""
-    return Edit("composed", ",".join(e.where for e in edits), before, after, new=new, remap=remaps)
+    preserving = None
+    if edits and all(e.preserving is not None for e in edits):
+        preserving = all(e.preserving for e in edits)
+    return Edit("composed", ",".join(e.where for e in edits), before, after, new=new, remap=remaps,
+                moved={k: v for k, v in origin.items() if k != v}, preserving=preserving)
 
 
 # ----------------------------------------------------------------------------- depth

@@ -1,9 +1,13 @@
-"""Model registry: ``create(name, **spec)``, ``from_spec(spec)``, ``list_models()``.
+"""Model registry: ``create(name, **spec)``, ``from_spec(spec)``, ``list_models(task)``.
 
 A depth net's name carries its architecture: ``create("Basic3ResNet-2-3-2")``
 is ``create("Basic3ResNet", depths=[2, 3, 2])``. Width nets take ``widths``
-(one int for a uniform seed, or one entry per layer). Every model also takes
+(one int for a uniform seed, or one entry per layer). Every image model also takes
 ``in_channels``, ``num_classes`` and ``image_size`` (the dataset decides them).
+
+Language models (task ``"text"``): ``create("GPT-4L-4H-128")`` is
+``create("GPT", layers=4, heads=4, dim=128)`` (see :mod:`growkit.models.gpt`); they take
+``vocab_size`` and ``context`` instead of the image fields.
 """
 from __future__ import annotations
 
@@ -16,16 +20,24 @@ import torch
 from ..errors import GrowkitError
 from .base import ChannelGroup, GrowableNet
 from .depth import FAMILIES, DepthNet
+from .gpt import GPT, parse_name as _parse_gpt_name
 from .width import VGG, VGG_CFG, LeNet5, MobileNetV1
 
-__all__ = ["ChannelGroup", "GrowableNet", "DepthNet", "create", "from_spec", "list_models", "canonical_name",
+__all__ = ["ChannelGroup", "GrowableNet", "DepthNet", "GPT", "create", "from_spec", "list_models", "canonical_name",
            "count_macs", "model_stats"]
 
 _REGISTRY: dict[str, Callable[..., GrowableNet]] = {}
+_TASK: dict[str, str] = {}  # name -> "image" or "text"
+_NAME_PARSER: dict[str, Callable[[str], dict]] = {}  # name -> parser of the "-..." suffix of its names
 
 
-def register(name: str, builder: Callable[..., GrowableNet]) -> None:
-    _REGISTRY[name] = builder
+def register(name: str, builder: Callable[..., GrowableNet], task: str = "image",
+             parse_name: Callable[[str], dict] | None = None) -> None:
+    """``parse_name`` turns the part of a name after ``NAME-`` into spec keys (depth families' ``-D-D-D``
+    suffix is built in)."""
+    _REGISTRY[name], _TASK[name] = builder, task
+    if parse_name is not None:
+        _NAME_PARSER[name] = parse_name
 
 
 for _family in FAMILIES:
@@ -57,10 +69,12 @@ for _vgg in VGG_CFG:
              VGG(_v, widths, list(hidden), in_channels, num_classes, image_size))
 register("MobileNetV1", MobileNetV1)
 register("LeNet5", LeNet5)
+register("GPT", GPT, task="text", parse_name=_parse_gpt_name)
 
 
-def list_models() -> list[str]:
-    return list(_REGISTRY)
+def list_models(task: str | None = None) -> list[str]:
+    """Registered names; ``task`` ("image" or "text") keeps those of one kind of input."""
+    return [n for n in _REGISTRY if task is None or _TASK[n] == task]
 
 
 def _positive_ints(key: str, value, length: int | None = None) -> None:
@@ -105,7 +119,12 @@ def create(name: str, **spec) -> GrowableNet:
     """Build a registered model (names are case-insensitive). Unknown names, unknown keys and bad
     values raise GrowkitError."""
     base, _, suffix = canonical_name(name).partition("-")
-    if suffix:
+    if suffix and base in _NAME_PARSER:
+        for key, value in _NAME_PARSER[base](suffix).items():
+            if key in spec and spec[key] != value:
+                raise GrowkitError(f"{name!r} disagrees with {key}={spec[key]!r}")
+            spec[key] = value
+    elif suffix:
         if base not in FAMILIES:
             raise GrowkitError(f"only depth families take a -D-D-D suffix, got {name!r}")
         depths = parse_depths(suffix)
@@ -146,9 +165,11 @@ def from_spec(spec: dict) -> GrowableNet:
 # ----------------------------------------------------------------------------- counting
 
 def count_macs(model: GrowableNet, training: bool = False) -> int:
-    """Multiply-adds (MACs) for one image: the unit the papers call "FLOPs" (VGG-16 on CIFAR-10: 313M,
-    ResNet-20: 41M, ImageNet ResNet-18: 1.8G). Counted with ``torch.utils.flop_counter``, which counts
-    2 per multiply-add of a conv or matmul; halved here. BN, ReLU and pooling are not counted.
+    """Multiply-adds (MACs) for one sample: the unit the papers call "FLOPs" (VGG-16 on CIFAR-10: 313M,
+    ResNet-20: 41M, ImageNet ResNet-18: 1.8G). A sample is one image, or for a language model one
+    sequence of ``model.context`` tokens (per token: :func:`growkit.models.gpt.macs_per_token`).
+    Counted with ``torch.utils.flop_counter``, which counts 2 per multiply-add of a conv or matmul
+    (attention's ``QK^T`` and ``AV`` included); halved here. BN, ReLU and pooling are not counted.
 
     ``training=False``: one forward pass. ``training=True``: forward + backward as autograd
     runs them (no input gradient for the first layer). Counted on a copy on the ``meta``
@@ -159,7 +180,7 @@ def count_macs(model: GrowableNet, training: bool = False) -> int:
     batch = 2
     shadow = copy.deepcopy(model).to("meta")
     shadow.train(training)
-    x = torch.zeros(batch, model.in_channels, model.image_size, model.image_size, device="meta")
+    x = model.example_input(batch, device="meta")
     with FlopCounterMode(display=False) as counter:
         out = shadow(x)
         if training:
@@ -168,5 +189,13 @@ def count_macs(model: GrowableNet, training: bool = False) -> int:
 
 
 def model_stats(model: GrowableNet) -> dict:
-    return {"arch": model.arch, "params": model.num_params(), "macs": count_macs(model),
-            "train_macs_per_image": count_macs(model, training=True)}
+    """``macs`` and ``train_macs_per_image`` are per sample (an image, or a GPT's ``context``-token
+    sequence); a GPT adds ``context`` and the same counts per token (``macs_per_token``,
+    ``train_macs_per_token``)."""
+    stats = {"arch": model.arch, "params": model.num_params(), "macs": count_macs(model),
+             "train_macs_per_image": count_macs(model, training=True)}
+    if isinstance(model, GPT):
+        t = model.context
+        stats.update(context=t, macs_per_token=stats["macs"] // t,
+                     train_macs_per_token=stats["train_macs_per_image"] // t)
+    return stats

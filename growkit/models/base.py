@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 import torch.nn as nn
 
 
@@ -52,6 +53,10 @@ class GrowableNet(nn.Module):
     def spec(self) -> dict:
         return {"name": self.family, **self.structure(), "in_channels": self.in_channels,
                 "num_classes": self.num_classes, "image_size": self.image_size}
+
+    def example_input(self, batch: int, device="cpu") -> torch.Tensor:
+        """A batch of zero inputs of the shape the net takes (what MAC counting feeds it)."""
+        return torch.zeros(batch, self.in_channels, self.image_size, self.image_size, device=device)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
