@@ -54,3 +54,21 @@ def test_corrupt_token_file_from_a_fresh_process_has_no_traceback(tmp_path, cli)
     r = cli("lm", "--dataset", f"tokens:{d}", "--vocab-size", "10", "--device", "cpu", "--out", tmp_path / "run")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
     assert "odd count" in r.stderr
+
+
+def test_a_small_run_from_the_command_line(tmp_path, capsys):
+    import json
+    f = tmp_path / "t.txt"
+    f.write_text("to be or not to be, that is the question\n" * 20)
+    out = tmp_path / "run"
+    rc = main(["lm", "--model", "GPT-1L-2H-8", "--dataset", f"text:{f}", "--context", "8", "--batch-size", "4",
+               "--steps", "6", "--eval-every", "3", "--lr", "0.01", "--warmup", "1", "--decay", "linear",
+               "--device", "cpu", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert "val loss" in capsys.readouterr().out
+    res = json.loads((out / "result.json").read_text())
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert (res["steps"], res["tokens"], [r["step"] for r in rows]) == (6, 6 * 4 * 8, [3, 6])
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["command"] == "lm" and cfg["lm"]["decay"] == "linear" and cfg["lm"]["lr"] == 0.01
+    assert main(["resume", str(out)]) == 0  # a finished run: its result again

@@ -17,7 +17,7 @@ from growkit.errors import GrowkitError
 from growkit.methods.transformer_growth import LMConfig, LMRun, count_lm_macs, lm_loss
 from growkit.runs import lifecycle
 
-from . import standin  # noqa: F401  (registers StandInLM)
+from growkit.models import create
 
 TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
         "must be in want of a wife.\n") * 12
@@ -31,7 +31,7 @@ def corpus(tmp_path):
 
 
 def small(corpus, **kw):
-    base = dict(model="StandInLM", model_kw={"dim": 8, "heads": 2}, dataset=f"text:{corpus}", context=8,
+    base = dict(model="GPT-1L-2H-8", dataset=f"text:{corpus}", context=8,
                 batch_size=4, steps=12, eval_every=4, eval_windows=5, lr=3e-3, warmup=2, device="cpu")
     base.update(kw)
     return LMConfig(**base)
@@ -102,12 +102,14 @@ def test_adamw_step_is_the_hand_update_and_skips_layernorm_and_biases(float64):
     assert torch.allclose(lin.bias, want_b, atol=1e-12, rtol=0)
 
 
-def test_counted_macs_are_the_hand_count():
-    d, V, T = 8, 16, 8
-    m = standin.StandInLM(dim=d, heads=2, vocab_size=V, context=T)
-    fwd = 12 * d * d + 2 * T * d + d * V  # 768 + 128 + 128
-    assert count_lm_macs(m, T, training=False) == fwd == 1024
+@pytest.mark.parametrize("name, d, L, V, T", [("GPT-1L-2H-8", 8, 1, 16, 8), ("GPT-2L-4H-16", 16, 2, 50, 12)])
+def test_counted_macs_are_the_hand_count(name, d, L, V, T):
+    m = create(name, vocab_size=V, context=T)
+    # per block: q, k, v 3 d^2, output d^2, MLP 2 x 4 d^2, attention scores and sum 2 T d; logits d V
+    fwd = L * (12 * d * d + 2 * T * d) + d * V
+    assert count_lm_macs(m, T, training=False) == fwd
     assert count_lm_macs(m, T, training=True) == 3 * fwd
+    assert count_lm_macs(m, 4, training=False) == L * (12 * d * d + 2 * 4 * d) + d * V  # a shorter window
 
 
 def test_rows_count_tokens_and_macs(corpus, tmp_path):
@@ -194,3 +196,10 @@ def test_bad_config_values_are_one_line_errors(corpus):
                       (dict(context=0), "context must be"), (dict(eval_windows=0), "eval_windows")]:
         with pytest.raises(GrowkitError, match=match):
             small(corpus, **kw).validate()
+
+
+def test_counted_macs_of_a_model_other_than_gpt():
+    V, d = 11, 5
+    m = torch.nn.Sequential(torch.nn.Embedding(V, d), torch.nn.Linear(d, V, bias=False))
+    assert count_lm_macs(m, 4, training=False) == d * V
+    assert count_lm_macs(m, 4, training=True) == 3 * d * V  # weight and input gradients of the one matmul
