@@ -88,10 +88,6 @@ def list_datasets() -> list[str]:
 def dataset_info(name: str) -> DatasetInfo:
     key = name.lower().replace("-", "").replace("_", "")
     if key not in DATASETS:
-        from .text import is_text_dataset
-        if is_text_dataset(name):
-            raise GrowkitError(f"{name} is a token dataset for language models: train on it with "
-                               f"`growkit lm --dataset {name}`")
         raise GrowkitError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
     return DATASETS[key]
 
