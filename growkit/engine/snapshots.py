@@ -35,7 +35,8 @@ def record_growth(run_dir: str | Path, epoch: int, edits) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"growth_e{epoch:05d}.pt"
     payload = {"epoch": epoch, "new": list(comp.new),
-               "remap": {n: [i.to(torch.long) for i in idx] for n, idx in comp.remap.items()}}
+               "remap": {n: [i.to(torch.long) for i in idx] for n, idx in comp.remap.items()},
+               "moved": dict(comp.moved)}
     with replacing(path, durable=False) as f:
         torch.save(payload, f)
     return path

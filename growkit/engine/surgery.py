@@ -99,7 +99,7 @@ def compose_remaps(edits) -> Edit:
             remaps = {rename(k): v for k, v in remaps.items() if rename(k) is not None}
             new = [rename(k) for k in new if rename(k) is not None]
             origin = {**{rename(k): v for k, v in origin.items() if rename(k) is not None},
-                      **{cur: origin.get(old, old) for cur, old in e.moved.items()}}
+                      **{cur: origin.get(old, old) for cur, old in e.moved.items() if cur not in new}}
         for name in e.new:
             remaps.pop(name, None)
             origin.pop(name, None)

@@ -60,7 +60,8 @@ def load_growths(run_dir: str | Path) -> list[Growth]:
     for f in sorted((Path(run_dir) / SNAPSHOTS).glob("growth_e*.pt")):
         raw = torch.load(f, map_location="cpu", weights_only=True)
         remap = {n: tuple(idx) for n, idx in raw["remap"].items()}
-        out.append(Growth(raw["epoch"], Edit("growth", f"epoch {raw['epoch']}", "", "", list(raw["new"]), remap)))
+        out.append(Growth(raw["epoch"], Edit("growth", f"epoch {raw['epoch']}", "", "", list(raw["new"]), remap,
+                                             moved=dict(raw.get("moved", {})))))
     return out
 
 
@@ -86,16 +87,18 @@ def maps_to(snapshot: Snapshot, final_epoch: int | None = None) -> Edit | None:
 def embed(params: Params, like: Params, maps: Edit | None = None) -> Params:
     """``params`` in the space of ``like``. With ``maps`` (composed index maps from ``params``' net to
     ``like``'s): a reshaped parameter's old entries go where the maps say, new entries and new
-    parameters are 0. Without: equal shapes copied, smaller ones in the leading corner, missing ones 0.
+    parameters are 0; a renamed parameter (a block shifted by an insertion) is read under its old name.
+    Without: equal shapes copied, smaller ones in the leading corner, missing ones 0.
     A parameter of ``params`` with no place in ``like`` raises :class:`GrowkitError`."""
-    lost = sorted(set(params) - set(like))
+    moved = maps.moved if maps is not None else {}
+    lost = sorted(set(params) - {moved.get(n, n) for n in like})
     if lost:
         raise GrowkitError(f"snapshot parameters with no place in the final net: {', '.join(lost[:5])}")
     new = set(maps.new) if maps is not None else set()
     remap = maps.remap if maps is not None else {}
     out = {}
     for name, ref in like.items():
-        p = params.get(name)
+        p = params.get(moved.get(name, name))
         if p is None or name in new:
             out[name] = torch.zeros_like(ref)
         elif name in remap:

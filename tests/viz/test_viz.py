@@ -253,3 +253,22 @@ def test_a_run_with_snapshots_records_its_growths(tmp_path):
     gs = T.load_growths(tmp_path / "r")
     assert [g.epoch for g in gs] == [1, 2] and all(g.edit.new for g in gs)
     assert [s.epoch for s in T.load_snapshots(tmp_path / "r")] == [0, 2, 3]  # and the final epoch
+
+
+def test_embed_follows_gpt_blocks_shifted_by_an_insertion(tmp_path):
+    """A GPT grows twice: two blocks inserted in front, then x2 width. The epoch-0 snapshot's block b lands
+    on block b + 2 (old rows and columns in the leading corner, by hand), the inserted blocks are 0."""
+    from growkit.engine.gpt_surgery import InsertBlocks, WidenGPT
+    torch.manual_seed(0)
+    m = M.create("GPT-2L-2H-8", vocab_size=11, context=8)
+    snapshots.save_snapshot(tmp_path, 0, m, dtype=torch.float64)
+    p0 = L.params_of(m)
+    snapshots.record_growth(tmp_path, 1, [InsertBlocks(2, position=0).apply(m)])
+    snapshots.record_growth(tmp_path, 2, [WidenGPT(2).apply(m)])
+    snap = T.load_snapshots(tmp_path)[0]
+    big = T.embed(snap.params, L.params_of(m), T.maps_to(snap))
+    for b in (0, 1):
+        w = big[f"blocks.{b + 2}.mlp.fc.weight"]
+        assert torch.equal(w[:32, :8], p0[f"blocks.{b}.mlp.fc.weight"].to(w)) and not w[32:].any() and not w[:, 8:].any()
+        assert not big[f"blocks.{b}.mlp.fc.weight"].any()
+    assert torch.equal(big["wte.weight"][:, :8], p0["wte.weight"].to(big["wte.weight"]))
