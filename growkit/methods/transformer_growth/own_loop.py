@@ -41,22 +41,33 @@ def resume(out) -> dict:
         return read_json(p / "result.json")
     cfg = LMConfig.from_dict(rc[COMMAND]).validate()
     run = LMRun(cfg, p, run_config=rc)
-    if (p / "checkpoint.pt").exists():
-        state = ckpt.load(p / "checkpoint.pt")
-        if state["config"].get(COMMAND) != rc[COMMAND]:
-            raise GrowkitError(f"{p / 'checkpoint.pt'} belongs to another run than {p / 'config.json'}")
-        rows = MetricsLog(p / "metrics.jsonl").read()
-        if rows and state["loop"]["evals"] > rows[-1]["epoch"]:
-            raise GrowkitError(f"{p / 'checkpoint.pt'} is of row {state['loop']['evals']} but metrics.jsonl ends "
-                               f"at row {rows[-1]['epoch']}; one of them is not this run's")
-        try:
-            run.restore(state)
-        except (RuntimeError, KeyError, ValueError, TypeError) as e:
-            raise GrowkitError(f"{p / 'checkpoint.pt'} does not fit its model: {str(e).splitlines()[0][:200]}"
-                               ) from None
+    load_last(run, p)
     res = run.fit()
     write_json(p / "result.json", res)
     return res
+
+
+def load_last(run: LMRun, p: Path) -> bool:
+    """Restore ``run`` from run directory ``p``'s checkpoint, checked against its config and records; False
+    when there is none yet (the run starts from step 0). A run with a grower resumes the same way: build the
+    :class:`LMRun` with its grower, then call this (the grower's state comes back from the checkpoint)."""
+    p = Path(p)
+    if not (p / "checkpoint.pt").exists():
+        return False
+    state = ckpt.load(p / "checkpoint.pt")
+    if state["config"].get(COMMAND) != run.run_config.get(COMMAND):
+        raise GrowkitError(f"{p / 'checkpoint.pt'} belongs to another run than {p / 'config.json'}")
+    rows = MetricsLog(p / "metrics.jsonl").read()
+    last = rows[-1]["epoch"] if rows else 0
+    if state["loop"]["evals"] > last:  # a row is written before its checkpoint
+        raise GrowkitError(f"{p / 'checkpoint.pt'} is of row {state['loop']['evals']} but metrics.jsonl ends "
+                           f"at row {last}; one of them is not this run's")
+    try:
+        run.restore(state)
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        raise GrowkitError(f"{p / 'checkpoint.pt'} does not fit its model: {str(e).splitlines()[0][:200]}"
+                           ) from None
+    return True
 
 
 def follow(payload: dict) -> None:

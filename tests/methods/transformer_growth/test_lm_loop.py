@@ -203,3 +203,66 @@ def test_counted_macs_of_a_model_other_than_gpt():
     m = torch.nn.Sequential(torch.nn.Embedding(V, d), torch.nn.Linear(d, V, bias=False))
     assert count_lm_macs(m, 4, training=False) == d * V
     assert count_lm_macs(m, 4, training=True) == 3 * d * V  # weight and input gradients of the one matmul
+
+
+class GrowOnce:
+    """Widens the model (function-preserving) after the first evaluation, then inserts a block after the
+    second: two growth events inside a run."""
+
+    def __init__(self):
+        self.done = []
+
+    def after_eval(self, run, row):
+        from growkit.engine.gpt_surgery import InsertBlocks, WidenGPT
+        if row["epoch"] == 1 and "widen" not in self.done:
+            run.grow([WidenGPT(factor=2, noise=0.01, seed=3)], {"by": "test"})
+            self.done.append("widen")
+        elif row["epoch"] == 2 and "insert" not in self.done:
+            run.grow([InsertBlocks(k=1)])
+            self.done.append("insert")
+
+    def state_dict(self):
+        return {"done": list(self.done)}
+
+    def load_state_dict(self, state):
+        self.done = list(state["done"])
+
+
+@pytest.mark.parametrize("kill_at", [4, 8])
+def test_growth_events_carry_state_count_macs_and_resume_identically(corpus, tmp_path, kill_at):
+    from growkit.engine import checkpoint
+    from growkit.methods.transformer_growth.own_loop import load_last
+    cfg = small(corpus)
+    (tmp_path / "full").mkdir()
+    full = LMRun(cfg, tmp_path / "full", grower=GrowOnce())
+    res = full.fit()
+    assert [e["after"] for e in res["growth_events"]] == ["GPT-1L-4H-16", "GPT-2L-4H-16"]
+    assert [e["step"] for e in res["growth_events"]] == [4, 8]
+    rows = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["arch"] for r in rows] == ["GPT-1L-2H-8", "GPT-1L-4H-16", "GPT-2L-4H-16"]
+    assert [len(r["events"]) for r in rows] == [1, 1, 0]
+    V, T = full.data.info.vocab_size, 8
+
+    def per_token(L, d):  # training multiply-adds per token, by hand
+        return 3 * (L * (12 * d * d + 2 * T * d) + d * V)
+    want = 4 * 32 * (per_token(1, 8) + per_token(1, 16) + per_token(2, 16))
+    assert res["train_macs"] == want and rows[-1]["train_macs"] == want
+    # killed after a checkpoint (one or both growth events behind it), rebuilt and resumed
+    (tmp_path / "killed").mkdir()
+
+    def kill(run):
+        if run.state.step == kill_at:
+            raise Killed()
+    with pytest.raises(Killed):
+        LMRun(cfg, tmp_path / "killed", grower=GrowOnce()).fit(on_checkpoint=kill)
+    again = LMRun(cfg, tmp_path / "killed", grower=GrowOnce())
+    assert load_last(again, tmp_path / "killed")
+    assert again.model.arch == {4: "GPT-1L-4H-16", 8: "GPT-2L-4H-16"}[kill_at]
+    assert again.grower.done == {4: ["widen"], 8: ["widen", "insert"]}[kill_at]
+    res2 = again.fit()
+    rows2 = [json.loads(x) for x in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert _strip(rows2) == _strip(rows)
+    assert res2["val_loss"] == res["val_loss"]
+    a, b = (checkpoint.load(tmp_path / d / "checkpoint.pt") for d in ("full", "killed"))
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
