@@ -266,3 +266,16 @@ def test_growth_events_carry_state_count_macs_and_resume_identically(corpus, tmp
     a, b = (checkpoint.load(tmp_path / d / "checkpoint.pt") for d in ("full", "killed"))
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_named_runs_are_reused_when_the_config_is_the_same(corpus, tmp_path):
+    from growkit.methods.transformer_growth.own_loop import cached
+    cfg = small(corpus, steps=4)
+    first = cached(tmp_path, "a", cfg)
+    stamp = (tmp_path / "a" / "result.json").stat().st_mtime_ns
+    again = cached(tmp_path, "a", small(corpus, steps=4))
+    assert again == json.loads((tmp_path / "a" / "result.json").read_text())
+    assert (tmp_path / "a" / "result.json").stat().st_mtime_ns == stamp  # not trained again
+    assert again["val_loss"] == first["val_loss"]
+    other = cached(tmp_path, "a", small(corpus, steps=4, lr=1e-2))  # another lr: a new run replaces it
+    assert other["config"]["lm"]["lr"] == 1e-2 and other["val_loss"] != first["val_loss"]
