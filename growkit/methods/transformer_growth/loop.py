@@ -49,6 +49,7 @@ from ...models import create, from_spec
 from .config import LMConfig
 
 COMMAND = "lm"
+STARTS_CHUNK = 256  # steps whose window positions are drawn and copied to the device together
 
 
 @dataclass
@@ -169,9 +170,12 @@ class LMRun:
         model.train()
         params = [p for g in opt.param_groups for p in g["params"]]
         loss_sum = torch.zeros((), device=self.device)
-        for _ in range(n):
+        starts = None
+        for i in range(n):
             s = self.state.step
-            x, y = self.data.train_batch(c.batch_size, c.seed, s)
+            if i % STARTS_CHUNK == 0:  # the windows' positions of the next steps, copied to the device at once
+                starts = self.data.starts_for_steps(c.batch_size, c.seed, s, min(STARTS_CHUNK, n - i))
+            x, y = self.data.windows("train", starts[i % STARTS_CHUNK])
             lr = self.lr_at(s)
             for g in opt.param_groups:
                 g["lr"] = lr * g.get("lr_scale", 1.0)

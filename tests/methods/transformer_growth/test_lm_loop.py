@@ -306,3 +306,14 @@ def test_cuda_run_uses_bf16_and_fused_adamw_and_resumes(corpus, tmp_path):
     res2 = again.fit()
     assert res2["steps"] == res["steps"] and res2["train_macs"] == res["train_macs"]
     assert res2["val_loss"] == pytest.approx(res["val_loss"], rel=1e-3)  # (GPU kernels need not be bitwise)
+
+
+def test_window_positions_drawn_in_chunks_give_the_same_run(corpus, monkeypatch):
+    import growkit.methods.transformer_growth.loop as loop
+    a = LMRun(small(corpus))
+    a.fit()
+    monkeypatch.setattr(loop, "STARTS_CHUNK", 3)  # intervals of 4 steps: chunks of 3 and 1
+    b = LMRun(small(corpus))
+    b.fit()
+    assert _strip([a.state.last_row]) == _strip([b.state.last_row])
+    assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
