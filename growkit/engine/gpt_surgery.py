@@ -41,6 +41,7 @@ that reads a duplicated vector gets Gaussian noise (standard deviation ``noise``
 standard deviation) made to sum to zero over the copies of each input, so ``W' [x, x]`` still equals
 ``W x``; the copies then receive different gradients. Preserving in exact arithmetic; in floating point
 to rounding (about 1e-16 relative in float64), as is any division by ``n`` that is not a power of two.
+``noise_kind="iid"`` adds the same noise without the zero sum: the logits change (``preserving=False``).
 
 Optimizer state: an entry that is the first copy of an old entry keeps that entry's state (its momentum
 is not rescaled); the other copies are new entries (state at the kind's fill, 0 for Adam's moments),
@@ -204,9 +205,12 @@ def _first(index: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _zero_sum_noise(shape: tuple[int, int], cols: torch.Tensor, std: float, gen: torch.Generator) -> torch.Tensor:
-    """Gaussian noise whose entries sum to zero over the columns that copy the same old column."""
+def _noise(shape: tuple[int, int], cols: torch.Tensor, std: float, gen: torch.Generator,
+           zero_sum: bool = True) -> torch.Tensor:
+    """Gaussian noise; ``zero_sum``: its entries sum to zero over the columns that copy the same old column."""
     eps = torch.randn(shape, generator=gen, dtype=torch.float64) * std
+    if not zero_sum:
+        return eps
     n_old = int(cols.max()) + 1
     sums = torch.zeros(shape[0], n_old, dtype=torch.float64).index_add_(1, cols, eps)
     counts = torch.zeros(n_old, dtype=torch.float64).index_add_(0, cols, torch.ones(len(cols), dtype=torch.float64))
@@ -216,14 +220,14 @@ def _zero_sum_noise(shape: tuple[int, int], cols: torch.Tensor, std: float, gen:
 class _Duplicator:
     """Rebuilds parameters as ``old[index] * scale`` and records their index maps in ``edit``."""
 
-    def __init__(self, model: GPT, edit: Edit, noise: float, seed: int):
-        self.model, self.edit, self.noise = model, edit, noise
+    def __init__(self, model: GPT, edit: Edit, noise: float, seed: int, zero_sum: bool = True):
+        self.model, self.edit, self.noise, self.zero_sum = model, edit, noise, zero_sum
         self.gen = torch.Generator().manual_seed(seed)
 
     def set(self, name: str, index: tuple[torch.Tensor, ...], scale: torch.Tensor | float = 1.0,
             noisy: bool = False) -> None:
-        """Parameter ``name`` becomes ``old[index] * scale``; ``noisy``: add zero-sum noise over the copies
-        of each input column (dim 1), which leaves ``W' x'`` equal to ``W x`` for duplicated ``x``."""
+        """Parameter ``name`` becomes ``old[index] * scale``; ``noisy``: add noise, zero-sum over the copies
+        of each input column (dim 1) unless iid, which leaves ``W' x'`` equal to ``W x`` for duplicated ``x``."""
         module_name, _, attr = name.rpartition(".")
         module = self.model.get_submodule(module_name)
         old = getattr(module, attr).detach()
@@ -232,7 +236,7 @@ class _Duplicator:
         new = old[torch.meshgrid(*(i.to(old.device) for i in index), indexing="ij")] * scale
         if noisy and self.noise > 0:
             std = float(old.double().std()) if old.numel() > 1 else 0.0
-            new = new + _zero_sum_noise(tuple(new.shape), index[1], self.noise * std, self.gen).to(new)
+            new = new + _noise(tuple(new.shape), index[1], self.noise * std, self.gen, self.zero_sum).to(new)
         setattr(module, attr, nn.Parameter(new.contiguous(), requires_grad=getattr(module, attr).requires_grad))
         self.edit.remap[name] = tuple(_first(i) for i in index)
 
@@ -253,10 +257,20 @@ class _Duplicator:
         ln.normalized_shape = (len(index),)
 
 
-def _check_noise(noise) -> float:
+def _check_noise(noise, kind: str) -> float:
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < float("inf"):
         raise GrowkitError(f"noise must be a finite number >= 0, got {noise!r}")
+    if kind not in ("zero_sum", "iid"):
+        raise GrowkitError(f"noise_kind must be 'zero_sum' or 'iid', got {kind!r}")
     return float(noise)
+
+
+def _preserving(noise: float, kind: str) -> bool:
+    return noise == 0 or kind == "zero_sum"
+
+
+def _says(noise: float, kind: str) -> str:
+    return "preserving" if _preserving(noise, kind) else "not preserving: iid noise"
 
 
 @dataclass
@@ -266,11 +280,12 @@ class WidenGPT:
     copy of head ``h``); ``heads="wider"``: ``H`` heads of ``n d / H`` features (each head's features
     copied in place, query scaled by ``1/sqrt(n)``). Every stream vector becomes ``n`` copies of itself
     (copy ``j`` at positions ``j d .. j d + d - 1``). Preserving (see the module docstring for why, and
-    for ``noise``); tied and untied heads alike."""
+    for ``noise``; ``noise_kind="iid"`` is not); tied and untied heads alike."""
     factor: int = 2
     heads: str = "more"
     noise: float = 0.0
     seed: int = 0
+    noise_kind: str = "zero_sum"
 
     def _check(self, model) -> GPT:
         model = _check_gpt(model)
@@ -278,7 +293,7 @@ class WidenGPT:
             raise GrowkitError(f"widening needs factor >= 2, got {self.factor}")
         if self.heads not in ("more", "wider"):
             raise GrowkitError(f"heads must be 'more' or 'wider', got {self.heads!r}")
-        _check_noise(self.noise)
+        _check_noise(self.noise, self.noise_kind)
         return model
 
     def describe(self, model) -> str:
@@ -286,15 +301,15 @@ class WidenGPT:
         n, h = self.factor, model.heads
         heads = h * n if self.heads == "more" else h
         return (f"widen x{n} (HyperCloning): {model.arch} -> GPT-{model.layers}L-{heads}H-{model.dim * n}, "
-                f"heads {self.heads}, noise {self.noise:g} (preserving)")
+                f"heads {self.heads}, noise {self.noise:g} ({_says(self.noise, self.noise_kind)})")
 
     def apply(self, model) -> Edit:
         model = self._check(model)
         n, d, H = self.factor, model.dim, model.heads
         hd = d // H
         before = model.arch
-        edit = Edit("widen_gpt", f"x{n}", before, "", preserving=True)
-        dup = _Duplicator(model, edit, _check_noise(self.noise), self.seed)
+        edit = Edit("widen_gpt", f"x{n}", before, "", preserving=_preserving(self.noise, self.noise_kind))
+        dup = _Duplicator(model, edit, self.noise, self.seed, self.noise_kind == "zero_sum")
         stream = torch.arange(n * d) % d
         if self.heads == "more":  # copy j of head h is head h + j H: the attention width is a block copy too
             attn = stream
@@ -337,17 +352,18 @@ class WidenMLP:
     """Net2Net-style widening of the MLP hidden layer of ``blocks`` (None: every block) to ``hidden``
     units: new unit ``m + j`` copies unit ``j mod m`` (incoming weights and bias copied), and every
     copy's outgoing weights are the old ones divided by the unit's number of copies. Preserving (to float
-    rounding when a count is not a power of two); ``noise`` as in :class:`WidenGPT` (zero-sum over the
-    copies of a unit, on the outgoing weights)."""
+    rounding when a count is not a power of two); ``noise`` and ``noise_kind`` as in :class:`WidenGPT`
+    (on the outgoing weights, zero-sum over the copies of a unit unless iid)."""
     hidden: int
     blocks: list[int] | None = None
     noise: float = 0.0
     seed: int = 0
+    noise_kind: str = "zero_sum"
 
     def _targets(self, model) -> tuple[GPT, list[int]]:
         model = _check_gpt(model)
         _positive("hidden", self.hidden)
-        _check_noise(self.noise)
+        _check_noise(self.noise, self.noise_kind)
         targets = list(range(model.layers)) if self.blocks is None else [int(b) for b in self.blocks]
         if not targets or len(set(targets)) != len(targets):
             raise GrowkitError(f"blocks must name distinct blocks, got {self.blocks!r}")
@@ -362,12 +378,14 @@ class WidenMLP:
     def describe(self, model) -> str:
         model, targets = self._targets(model)
         was = [model.mlp_hidden[b] for b in targets]
-        return f"widen the MLP of blocks {targets}: {was} -> {self.hidden} units (Net2Net copies, preserving)"
+        return (f"widen the MLP of blocks {targets}: {was} -> {self.hidden} units (Net2Net copies, "
+                f"{_says(self.noise, self.noise_kind)})")
 
     def apply(self, model) -> Edit:
         model, targets = self._targets(model)
-        edit = Edit("widen_mlp", f"blocks{targets}.mlp", model.arch, "", preserving=True)
-        dup = _Duplicator(model, edit, self.noise, self.seed)
+        edit = Edit("widen_mlp", f"blocks{targets}.mlp", model.arch, "",
+                    preserving=_preserving(self.noise, self.noise_kind))
+        dup = _Duplicator(model, edit, self.noise, self.seed, self.noise_kind == "zero_sum")
         for b in targets:
             p = f"blocks.{b}.mlp"
             m, d = model.blocks[b].mlp.fc.out_features, model.dim

@@ -15,8 +15,6 @@ import copy
 import inspect
 from typing import Callable
 
-import torch
-
 from ..errors import GrowkitError
 from .base import ChannelGroup, GrowableNet
 from .depth import FAMILIES, DepthNet

@@ -97,9 +97,9 @@ class GPT(GrowableNet):
     ``mlp_hidden``), so the spec stays true after any surgery."""
     family = "GPT"
 
-    def __init__(self, layers: int | None = None, heads: int | None = None, dim: int | None = None, vocab_size: int = 256, context: int = 128,
-                 mlp_hidden: int | list[int] | None = None, mlp_ratio: int | None = None, tied: bool = True,
-                 dropout: float = 0.0):
+    def __init__(self, layers: int | None = None, heads: int | None = None, dim: int | None = None,
+                 vocab_size: int = 256, context: int = 128, mlp_hidden: int | list[int] | None = None,
+                 mlp_ratio: int | None = None, tied: bool = True, dropout: float = 0.0):
         nn.Module.__init__(self)  # not GrowableNet's image fields: a GPT has no channels or image size
         if layers is None or heads is None or dim is None:
             raise GrowkitError("GPT needs layers, heads and dim, e.g. GPT-4L-4H-128")
@@ -290,6 +290,21 @@ def train_flops(forward_macs: int | float, tokens: int | float = 1) -> float:
     """Training FLOPs of ``tokens`` tokens from forward multiply-adds per token: forward + backward is 3x
     the forward's MACs, and one MAC is 2 FLOPs, so ``6 * forward_macs * tokens``."""
     return 6 * forward_macs * tokens
+
+
+def macs_report(model: GPT, context: int | None = None) -> dict:
+    """Compute per token of a ``context``-token window (the model's context unless given), counted with the
+    formula beside it: ``forward_macs_per_token`` (counted), ``forward_macs_per_token_formula``,
+    ``train_macs_per_token`` (forward + backward, counted), ``train_flops_per_token`` (2 per MAC) and
+    ``params``. Raises GrowkitError if the counted forward and the formula disagree."""
+    t = context or model.context
+    counted, formula = macs_per_token(model, t), model_formula_macs_per_token(model, t)
+    if counted != formula:
+        raise GrowkitError(f"{model.arch}: counted {counted} MACs per token, the formula says {formula}")
+    train = macs_per_token(model, t, training=True)
+    return {"arch": model.arch, "context": t, "params": model.num_params(), "forward_macs_per_token": counted,
+            "forward_macs_per_token_formula": formula, "train_macs_per_token": train,
+            "train_flops_per_token": 2 * train}
 
 
 def formula_params(layers: int, dim: int, vocab_size: int, context: int, mlp_hidden: int | list[int] | None = None,

@@ -1,7 +1,6 @@
 """GPT growth surgery: float64 function preservation (tied and untied), the non-preserving stackings
 changing the logits and saying so, hand-built expected weights, optimizer state on hand-tracked rows
 after width and depth edits, renames through composed edits, and one-line errors."""
-import copy
 import math
 import types
 
@@ -139,7 +138,8 @@ def test_widen_x2_more_heads_weights_by_hand(tied):
     GS.WidenGPT(2, heads="more").apply(m)
     p = dict(m.named_parameters())
     cat = lambda a, dim=0: torch.cat([a, a], dim)  # noqa: E731
-    assert torch.equal(p["wte.weight"], cat(o["wte.weight"], 1)) and torch.equal(p["wpe.weight"], cat(o["wpe.weight"], 1))
+    assert torch.equal(p["wte.weight"], cat(o["wte.weight"], 1))
+    assert torch.equal(p["wpe.weight"], cat(o["wpe.weight"], 1))
     assert torch.equal(p["blocks.0.ln_1.weight"], cat(o["blocks.0.ln_1.weight"]))
     q, k, v = o["blocks.0.attn.qkv.weight"].split(8)
     assert torch.equal(p["blocks.0.attn.qkv.weight"], torch.cat([cat(cat(z, 1) / 2) for z in (q, k, v)]))
@@ -147,7 +147,8 @@ def test_widen_x2_more_heads_weights_by_hand(tied):
     assert torch.equal(p["blocks.0.mlp.fc.bias"], cat(o["blocks.0.mlp.fc.bias"]))
     assert m.heads == 4 and m.blocks[0].attn.heads == 4 and m.mlp_hidden == [64] * 3 and m.arch == "GPT-3L-4H-16"
     if tied:  # the final LayerNorm carries the 1/2 the tied head cannot
-        assert torch.equal(p["ln_f.weight"], cat(o["ln_f.weight"]) / 2) and torch.equal(p["ln_f.bias"], cat(o["ln_f.bias"]) / 2)
+        assert torch.equal(p["ln_f.weight"], cat(o["ln_f.weight"]) / 2)
+        assert torch.equal(p["ln_f.bias"], cat(o["ln_f.bias"]) / 2)
     else:
         assert torch.equal(p["ln_f.weight"], cat(o["ln_f.weight"]))
         assert torch.equal(p["lm_head.weight"], cat(o["lm_head.weight"], 1) / 2)
@@ -164,6 +165,19 @@ def test_widen_wider_heads_copies_features_inside_each_head_and_scales_the_query
     rows = q_rows + [r + 8 for r in q_rows] + [r + 16 for r in q_rows]
     scale = torch.tensor([1 / math.sqrt(2)] * 16 + [1.0] * 32)[:, None]
     assert torch.allclose(new, torch.cat([W, W], 1)[rows] / 2 * scale, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("plan", [GS.WidenGPT(2, noise=0.3, noise_kind="iid"),
+                                  GS.WidenGPT(2, heads="wider", noise=0.3, noise_kind="iid"),
+                                  GS.WidenMLP(40, noise=0.3, noise_kind="iid")])
+def test_iid_noise_changes_the_logits_and_says_so(plan):
+    m = gpt()
+    x = tokens()
+    before = m(x)
+    assert "not preserving: iid noise)" in plan.describe(m)
+    edit = plan.apply(m)
+    assert edit.preserving is False and S.compose_remaps([edit]).preserving is False
+    assert (m(x) - before).abs().max() > 1e-4
 
 
 def test_noise_breaks_the_symmetry_between_copies():
@@ -289,6 +303,7 @@ def test_counts_follow_the_grown_model():
     (GS.WidenGPT(1), "factor >= 2"),
     (GS.WidenGPT(2, heads="many"), "heads must be 'more' or 'wider'"),
     (GS.WidenGPT(2, noise=-1.0), "noise must be a finite number >= 0"),
+    (GS.WidenGPT(2, noise=0.1, noise_kind="uniform"), "noise_kind must be 'zero_sum' or 'iid'"),
     (GS.WidenMLP(32), "needs hidden > 32"),
     (GS.WidenMLP(40, blocks=[3]), "block 3 does not exist"),
     (GS.WidenMLP(40, blocks=[1, 1]), "distinct blocks"),
@@ -304,3 +319,85 @@ def test_bad_plans_are_one_line_errors_and_change_nothing(plan, msg):
 def test_gpt_surgery_refuses_other_models():
     with pytest.raises(GrowkitError, match="needs a GPT, got DepthNet"):
         GS.StackAll().apply(M.create("Basic3ResNet-1-1-1"))
+
+
+# ----------------------------------------------------------------------------- every pair of edits
+# Each edit as an operation on labels, written independently of the index maps: ``blocks`` holds the old
+# index of each block (None: a block the step created), ``stream`` the old feature of each residual-stream
+# position that keeps its state (None: a copy or new), ``hidden[i]`` the same for block i's MLP units.
+
+def _lab_insert_front(lab, m):
+    k = 2
+    lab["blocks"][:0] = [None] * k
+    lab["hidden"][:0] = [[None] * m.mlp_hidden[0]] * k
+    return GS.InsertBlocks(k, position=0)
+
+
+def _lab_stack_all(lab, m):
+    lab["blocks"] += [None] * m.layers
+    lab["hidden"] += [[None] * h for h in m.mlp_hidden]
+    return GS.StackAll()
+
+
+def _lab_stack_middle(lab, m):
+    k = 2
+    s = (m.layers - k) // 2
+    lab["blocks"][s + k:s + k] = [None] * k
+    lab["hidden"][s + k:s + k] = [[None] * h for h in m.mlp_hidden[s:s + k]]
+    return GS.StackMiddle(k)
+
+
+def _lab_widen(lab, m):
+    lab["stream"] += [None] * len(lab["stream"])
+    lab["hidden"] = [h + [None] * len(h) for h in lab["hidden"]]
+    return GS.WidenGPT(2, noise=0.1)
+
+
+def _lab_widen_mlp(lab, m):
+    width = max(m.mlp_hidden) + 5
+    lab["hidden"] = [h + [None] * (width - len(h)) for h in lab["hidden"]]
+    return GS.WidenMLP(width)
+
+
+LABEL_OPS = {"insert_front": _lab_insert_front, "stack_all": _lab_stack_all, "stack_middle": _lab_stack_middle,
+             "widen": _lab_widen, "widen_mlp": _lab_widen_mlp}
+PRESERVES = {"insert_front", "widen", "widen_mlp"}
+
+
+@pytest.mark.parametrize("first,second", [(a, b) for a in LABEL_OPS for b in LABEL_OPS])
+def test_every_pair_of_gpt_edits_carries_adam_state_to_hand_tracked_entries(first, second):
+    m = gpt(tied=False, name="GPT-4L-2H-8")
+    opt = _adam(m)
+    x = tokens()
+    before = m(x).detach()
+    old = {n: {k: (v.clone() if torch.is_tensor(v) else v) for k, v in s.items()}
+           for n, s in optim.state_by_name(m, opt).items()}
+    shapes = {n: p.shape for n, p in m.named_parameters()}
+    lab = {"blocks": list(range(4)), "stream": list(range(8)), "hidden": [list(range(32)) for _ in range(4)]}
+    edits = []
+    for op in (first, second):
+        plan = LABEL_OPS[op](lab, m)
+        edits.append(plan.apply(m))
+    new_opt = optim.carry(m, opt, edits, old, shapes)
+    new = optim.state_by_name(m, new_opt)
+    assert S.compose_remaps(edits).preserving is ({first, second} <= PRESERVES)
+    if {first, second} <= PRESERVES:
+        assert (m(x) - before).abs().max() <= 1e-12
+    assert m.layers == len(lab["blocks"]) and m.dim == len(lab["stream"])
+    assert m.mlp_hidden == [len(h) for h in lab["hidden"]]
+    for i, b in enumerate(lab["blocks"]):
+        for key in ("exp_avg", "exp_avg_sq"):
+            got = new.get(f"blocks.{i}.mlp.fc.weight", {}).get(key)
+            want = torch.zeros(len(lab["hidden"][i]), len(lab["stream"]))
+            if b is not None:
+                src = old[f"blocks.{b}.mlp.fc.weight"][key]
+                for r, hr in enumerate(lab["hidden"][i]):
+                    for c, sc in enumerate(lab["stream"]):
+                        if hr is not None and sc is not None:
+                            want[r, c] = src[hr, sc]
+            assert torch.equal(want, torch.zeros_like(want) if got is None else got), (i, b, key)
+    e = new["wte.weight"]["exp_avg"]
+    keep = [c for c, s in enumerate(lab["stream"]) if s is not None]
+    copies = [c for c, s in enumerate(lab["stream"]) if s is None]
+    assert torch.equal(e[:, keep], old["wte.weight"]["exp_avg"][:, [lab["stream"][c] for c in keep]])
+    assert not e[:, copies].any()

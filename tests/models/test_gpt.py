@@ -107,6 +107,9 @@ def test_macs_per_token_equal_the_hand_formula(L, H, d, V, T, m):
     stats = M.model_stats(model)
     assert stats["macs_per_token"] == hand and stats["train_macs_per_token"] == 3 * hand
     assert G.train_flops(hand, tokens=1000) == 6 * hand * 1000
+    assert G.macs_report(model) == {"arch": model.arch, "context": T, "params": model.num_params(),
+                                    "forward_macs_per_token": hand, "forward_macs_per_token_formula": hand,
+                                    "train_macs_per_token": 3 * hand, "train_flops_per_token": 6 * hand}
 
 
 def test_macs_of_gpt2_small_formula_is_12_layer_12_d2_plus_attention():
