@@ -91,6 +91,13 @@ def count_lm_macs(model: torch.nn.Module, context: int, training: bool = True) -
     return counter.get_total_flops() // (2 * context)
 
 
+def formula_train_macs_per_token(model, context: int) -> int | None:
+    """The hand formula beside the count, for a GPT: 3 x its forward multiply-adds per token
+    (:func:`growkit.models.gpt.formula_macs_per_token`); None for other models."""
+    from ...models.gpt import GPT, model_formula_macs_per_token
+    return 3 * model_formula_macs_per_token(model, context) if isinstance(model, GPT) else None
+
+
 def _wide(logits: torch.Tensor) -> torch.Tensor:
     """Logits [B, T, V] as [B T, V] in at least float32 (bf16 logits under autocast are widened)."""
     return logits.reshape(-1, logits.shape[-1]).to(torch.promote_types(logits.dtype, torch.float32))
@@ -142,6 +149,7 @@ class LMRun:
         self.model = model.to(self.device)
         self.fwd = torch.compile(self.model) if self.cfg.compile else self.model
         self.macs_per_token = count_lm_macs(self.model, self.cfg.context, training=True)
+        self.macs_per_token_formula = formula_train_macs_per_token(self.model, self.cfg.context)
         self.params = sum(p.numel() for p in self.model.parameters())
 
     def restore(self, state: dict) -> None:
@@ -254,6 +262,7 @@ class LMRun:
             row = {"epoch": self.state.evals, "step": self.state.step, "tokens": self.state.tokens,
                    "lr": self.lr_at(self.state.step - 1), "train_loss": train_loss, "val_loss": val_loss,
                    "train_macs": self.state.train_macs, "macs_per_token": self.macs_per_token,
+                   "macs_per_token_formula": self.macs_per_token_formula,
                    "params": self.params, "arch": _arch(self.model)}
             if self.grower is not None:
                 self.grower.after_eval(self, row)
@@ -277,7 +286,8 @@ class LMRun:
         return {"arch": _arch(self.model), "spec": getattr(self.model, "spec", None), "steps": self.state.step,
                 "tokens": self.state.tokens, "train_loss": last.get("train_loss"), "val_loss": last.get("val_loss"),
                 "best_val_loss": self.state.best_val_loss, "params": self.params,
-                "macs_per_token": self.macs_per_token, "train_macs": self.state.train_macs,
+                "macs_per_token": self.macs_per_token, "macs_per_token_formula": self.macs_per_token_formula,
+                "train_macs": self.state.train_macs,
                 "vocab_size": self.data.info.vocab_size, "dataset": self.data.info.name,
                 "wall_s": self.state.wall_s, "growth_events": list(self.state.events),
                 "config": self.run_config, "environment": environment(self.device)}

@@ -247,6 +247,8 @@ def test_growth_events_carry_state_count_macs_and_resume_identically(corpus, tmp
 
     def per_token(L, d):  # training multiply-adds per token, by hand
         return 3 * (L * (12 * d * d + 2 * T * d) + d * V)
+    assert [r["macs_per_token"] for r in rows] == [per_token(1, 8), per_token(1, 16), per_token(2, 16)]
+    assert [r["macs_per_token_formula"] for r in rows] == [r["macs_per_token"] for r in rows]
     want = 4 * 32 * (per_token(1, 8) + per_token(1, 16) + per_token(2, 16))
     assert res["train_macs"] == want and rows[-1]["train_macs"] == want
     # killed after a checkpoint (one or both growth events behind it), rebuilt and resumed
