@@ -319,3 +319,25 @@ def test_window_positions_drawn_in_chunks_give_the_same_run(corpus, monkeypatch)
     b.fit()
     assert _strip([a.state.last_row]) == _strip([b.state.last_row])
     assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
+
+
+def test_growkit_plot_draws_lm_runs_over_training_macs(corpus, tmp_path):
+    from growkit.viz.compare import plot_runs
+    (tmp_path / "g").mkdir()
+    LMRun(small(corpus), tmp_path / "g", grower=GrowOnce()).fit()
+    rows = [json.loads(x) for x in (tmp_path / "g" / "metrics.jsonl").read_text().splitlines()]
+    fig = plot_runs([tmp_path / "g"])
+    loss, params, macs = fig.axes
+    assert list(loss.lines[0].get_xdata()) == [r["train_macs"] for r in rows]
+    assert list(loss.lines[0].get_ydata()) == [r["val_loss"] for r in rows]
+    assert list(params.lines[1].get_xdata()) == [r["train_macs"] for r in rows if r["events"]]
+    assert list(macs.lines[0].get_ydata()) == [r["macs_per_token"] for r in rows]
+    assert "training multiply-adds" in macs.get_xlabel()
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    from growkit.cli import main
+    (tmp_path / "img").mkdir()
+    assert main(["train", "--depths", "1-1-1", "--epochs", "1", "--device", "cpu", "--no-progress",
+                 "--out", str(tmp_path / "img" / "r")]) == 0
+    with pytest.raises(GrowkitError, match="cannot share a figure"):
+        plot_runs([tmp_path / "g", tmp_path / "img" / "r"])
