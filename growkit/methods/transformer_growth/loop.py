@@ -27,6 +27,7 @@ there, bf16 autocast on CUDA, the fused AdamW kernel on CUDA, optional ``torch.c
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -169,7 +170,6 @@ class LMRun:
 
     # ------------------------------------------------------------------ passes
     def autocast(self):
-        import contextlib
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
 
     def train_steps(self, n: int) -> float:
