@@ -143,6 +143,41 @@ def record_paper_vs_kit(figures_dir, name: str, rows: list[dict]) -> Path:
     return path
 
 
+# Which study a table belongs to, by its name's prefix (the summary of paper_vs_kit.md).
+SYSTEMS = [("quickstart", "AutoGrow"), ("autogrow_", "AutoGrow"), ("adenel_", "AdeNeL"),
+           ("gauss_newton_", "Gauss-Newton"), ("learn_to_grow_", "Learn to Grow"),
+           ("curvature_", "Curvature at growth events (the kit's own)"),
+           ("transformer_growth_", "GPT growth against compute-matched scratch")]
+VERDICT_KINDS = [("Agrees", "agrees"), ("Holds", "agrees"), ("Disagrees", "disagrees"),
+                 ("Does not hold", "disagrees"), ("Not resolved", "not resolved"), ("Within noise", "not resolved"),
+                 ("Illustrative", "illustrative (1 run)")]
+
+
+def system_of(table: str) -> str:
+    return next((name for prefix, name in SYSTEMS if table.startswith(prefix)), "other")
+
+
+def verdict_counts(entries: list[dict]) -> list[str]:
+    """A Markdown table: per study, how many of its verdicts agree (or hold), disagree (or do not hold), are not
+    resolved, or rest on one run; counted from the same records the page shows."""
+    cols = ["agrees", "disagrees", "not resolved", "illustrative (1 run)", "other"]
+    counts: dict[str, dict[str, int]] = {}
+    for e in entries:
+        for r in e["rows"]:
+            kind = next((k for head, k in VERDICT_KINDS if r["verdict"].startswith(head)), "other")
+            row = counts.setdefault(system_of(e["table"]), dict.fromkeys(cols, 0))
+            row[kind] += 1
+    if not counts:
+        return []
+    if not any(c["other"] for c in counts.values()):
+        cols.pop()
+    order = list(dict.fromkeys(name for _, name in SYSTEMS)) + ["other"]
+    out = ["| study | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    out += [f"| {s} | " + " | ".join(str(counts[s][c]) for c in cols) + " |" for s in order if s in counts]
+    return ["Verdicts per study (agrees: the interval excludes zero in the paper's direction, or a kit's own "
+            "claim holds):", ""] + out
+
+
 def write_paper_vs_kit(figures_dir, order=None) -> Path | None:
     """figures/paper_vs_kit.md: the paper's value and the kit's side by side, table by table."""
     import json
@@ -156,6 +191,7 @@ def write_paper_vs_kit(figures_dir, order=None) -> Path | None:
              "Per table and figure: what the paper reports (CIFAR/ImageNet unless it says otherwise) and what this "
              "kit measured under the profile named in the table's caption (digits on a CPU for the committed "
              "figures). The verdicts are computed by the notebooks from the numbers.", ""]
+    lines += verdict_counts(entries) + [""]
     for e in entries:
         lines += [f"## {e['table']}", "", "| quantity | paper | kit | verdict |", "|---|---|---|---|"]
         lines += [f"| {r['quantity']} | {r['paper']} | {r['kit']} | {r['verdict']} |" for r in e["rows"]]

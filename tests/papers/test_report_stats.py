@@ -180,3 +180,21 @@ def test_the_kits_own_question_holds_or_not_without_a_paper(tmp_path):
     rec = json.loads((tmp_path / "paper_vs_kit" / "own.json").read_text())
     assert [r["verdict"] for r in rec["rows"]] == ["Holds (the kit's own finding)",
                                                    "Does not hold (the kit's own finding)"]
+
+
+def test_paper_vs_kit_opens_with_verdict_counts_per_study(tmp_path):
+    import json
+    d = tmp_path / R.PAPER_VS_KIT
+    d.mkdir()
+    rows = lambda *vs: [{"quantity": f"q{i}", "paper": "p", "kit": "k", "verdict": v} for i, v in enumerate(vs)]
+    for name, verdicts in {"autogrow_table5_interval_K": ("Agrees with the paper", "Not resolved at n = 3"),
+                           "quickstart_x": ("Disagrees with the paper",),
+                           "adenel_table1_slimming": ("Illustrative (1 run)", "Agrees with the paper"),
+                           "curvature_02_initializers": ("Holds (the kit's own finding)",
+                                                         "Does not hold (the kit's own finding)")}.items():
+        (d / f"{name}.json").write_text(json.dumps({"table": name, "rows": rows(*verdicts)}))
+    md = R.write_paper_vs_kit(tmp_path).read_text()
+    assert "| study | agrees | disagrees | not resolved | illustrative (1 run) |" in md  # no "other" column
+    assert "| AutoGrow | 1 | 1 | 1 | 0 |" in md and "| AdeNeL | 1 | 0 | 0 | 1 |" in md
+    assert "| Curvature at growth events (the kit's own) | 1 | 1 | 0 | 0 |" in md
+    assert md.index("| AutoGrow |") < md.index("| AdeNeL |") < md.index("## adenel_table1_slimming")
