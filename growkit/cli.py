@@ -3,6 +3,7 @@
     growkit train     --model Basic3ResNet --depths 2-2-2 --dataset digits --epochs 20 --out runs/r1
     growkit autogrow  --model Basic3ResNet --dataset digits --policy periodic --K 3 --init gau --out runs/g1
     growkit network-morphism --depths 1-1-1 --target-depths 2-2-2 --shallow-epochs 10 --out runs/m1
+    growkit lm        --model GPT-2L-2H-64 --dataset shakespeare --context 64 --steps 2000 --out runs/lm1
     growkit resume    runs/g1
     growkit recover   runs/g1            # after a crash: repairs a half-made run, or removes an empty one
     growkit rerun     runs/g1 --out runs/g1b   # the saved config.json again, into a new directory
@@ -168,8 +169,16 @@ def cmd_models(a) -> int:
 
 def cmd_datasets(a) -> int:
     from .data import DATASETS
+    from .data.text import TEXT_DATASETS, TOKEN_DATASETS
     for name, info in DATASETS.items():
         print(f"{name:13s} {info.num_classes:5d} classes  {info.channels}x{info.image_size}x{info.image_size}")
+    for name, (_, what) in TEXT_DATASETS.items():
+        print(f"{name:13s} tokens (growkit lm): {what}, embedded")
+    for name, (sub, vocab, _) in TOKEN_DATASETS.items():
+        print(f"{name:13s} tokens (growkit lm): <data root>/{sub}/{{train,val}}.bin, vocabulary {vocab}")
+    print(f"{'text:FILE':13s} tokens (growkit lm): characters of a UTF-8 text file, its last tenth for validation")
+    print(f"{'tokens:DIR':13s} tokens (growkit lm): DIR/train.bin, DIR/val.bin (uint16), vocabulary from "
+          "DIR/meta.json, meta.pkl or --vocab-size")
     return 0
 
 

@@ -237,6 +237,9 @@ class TrainConfig(Record):
 
     def validate(self) -> "TrainConfig":
         _check_fields(self)
+        from ..data.text import is_text_dataset
+        _check(not is_text_dataset(self.dataset), f"{self.dataset} is a token dataset for language models: train "
+                                                  f"on it with `growkit lm --dataset {self.dataset}`")
         _check(0 < self.epochs <= MAX_EPOCHS, f"epochs must be > 0 and at most {MAX_EPOCHS}, got {self.epochs}")
         _check(1 < self.batch_size <= 2 ** 20, f"batch_size must be in 2..{2 ** 20}, got {self.batch_size}")
         _check(self.lr is None or 0 <= self.lr <= 10, f"lr must be >= 0 and at most 10, got {self.lr}")

@@ -195,6 +195,29 @@ class Adam(OptimizerKind):
         _flag(kw, "amsgrad")
 
 
+@register
+class AdamW(Adam):
+    """AdamW: Adam with decoupled weight decay (``torch.optim.AdamW``), the optimizer transformers are
+    trained with. Its options and state are Adam's (so state carries across growth the same way); weight
+    decay defaults to the config's ``weight_decay``. Where every parameter is on CUDA the fused kernel is
+    used (``fused``: "auto" = there; false: never), as nanoGPT does."""
+    name = "adamw"
+    options = {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": None, "amsgrad": False, "fused": "auto"}
+
+    def make(self, groups):
+        params = [p for g in groups for p in g["params"]]
+        on_cuda = bool(params) and all(p.is_cuda for p in params)
+        fused = groups[0].get("fused")
+        fused = on_cuda if fused in (None, "auto") else (bool(fused) and on_cuda)  # (a CUDA run's groups, on a CPU)
+        groups = [{k: v for k, v in g.items() if k != "fused"} for g in groups]
+        return torch.optim.AdamW(groups, lr=groups[0]["lr"], fused=fused or None)
+
+    def check(self, cfg, kw):
+        super().check(cfg, kw)
+        if "fused" in kw and kw["fused"] != "auto":
+            _flag(kw, "fused")
+
+
 def role_of(model: nn.Module, name: str) -> str:
     module_name, _, attr = name.rpartition(".")
     m = model.get_submodule(module_name) if module_name else model
@@ -212,7 +235,7 @@ def _attach(opt: torch.optim.Optimizer, kind: str) -> torch.optim.Optimizer:
 def kind_of(opt: torch.optim.Optimizer) -> str:
     kind = getattr(opt, "growkit_kind", None)
     if kind is None:  # a plain torch optimizer
-        kind = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam"}.get(type(opt))
+        kind = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam", torch.optim.AdamW: "adamw"}.get(type(opt))
     if kind is None:
         raise GrowkitError(f"{type(opt).__name__} is not a registered optimizer kind")
     return kind
@@ -258,11 +281,13 @@ def state_by_name(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, dic
 
 def load_state_by_name(model: nn.Module, opt: torch.optim.Optimizer, state: dict[str, dict]) -> None:
     params = dict(model.named_parameters())
+    fused = bool(opt.defaults.get("fused"))  # a fused kernel wants its step counts on the parameter's device too
     for name, s in state.items():
         if name not in params:
             raise GrowkitError(f"optimizer state for {name}, which the model does not have")
         p = params[name]
-        opt.state[p] = {k: (v.to(p.device) if torch.is_tensor(v) and v.dim() > 0 else v) for k, v in s.items()}
+        opt.state[p] = {k: (v.to(p.device) if torch.is_tensor(v) and (v.dim() > 0 or fused) else v)
+                        for k, v in s.items()}
 
 
 def _group_of(opt: torch.optim.Optimizer) -> dict[str, dict]:

@@ -46,3 +46,26 @@ class Phase:
         if self.period:
             step = step % total
         return 0.5 * self.lr * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+DECAYS = ("cosine", "linear", "constant")
+
+
+def warmup_decay(step: int, total: int, lr: float, warmup: int = 0, decay: str = "cosine",
+                 final: float = 0.0) -> float:
+    """The learning rate of optimizer step ``step`` (0-based) of a run of ``total`` steps, counted in steps:
+    a linear warmup over the first ``warmup`` steps (``lr * (step + 1) / warmup``), then ``decay`` from
+    ``lr`` to ``final`` over the remaining ``total - warmup`` steps, reached when the budget ends:
+    with ``p = (step - warmup) / (total - warmup)``, cosine ``final + (lr - final) (1 + cos(pi p)) / 2``,
+    linear ``lr + (final - lr) p``, constant ``lr``. ``final = 0`` is the fully decayed schedule a fair
+    comparison of training runs needs (a run stopped mid-schedule is judged before its decay has paid off)."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    if decay == "constant":
+        return lr
+    p = min(max(step - warmup, 0) / max(total - warmup, 1), 1.0)
+    if decay == "linear":
+        return lr + (final - lr) * p
+    if decay == "cosine":
+        return final + (lr - final) * 0.5 * (1.0 + math.cos(math.pi * p))
+    raise ValueError(f"unknown decay {decay!r}; valid: {', '.join(DECAYS)}")
