@@ -96,6 +96,10 @@ class LMConfig(Record):
                f"vocab_size must be in 2..65536, got {self.vocab_size}")
         _check(0 <= self.seed <= INT64_MAX, f"seed must be in 0..2**63-1, got {self.seed}")
         _check(self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16")
+        from ...models import canonical_name, list_models
+        base = canonical_name(self.model).partition("-")[0]
+        _check(base in list_models("text"), f"{self.model} is not a language model; valid: "
+                                            f"{', '.join(list_models('text'))} (e.g. GPT-4L-4H-128)")
         from ...engine import optim
         optim.validate(self.optimizer_config())
         _check_device(self.device)

@@ -78,3 +78,11 @@ def report(res: dict, out) -> None:
     print(f"{res['arch']}: val loss {res['val_loss']:.4f} nats/token after {res['steps']:,} steps "
           f"({res['tokens']:,} tokens, {res['train_macs']:.3g} training multiply-adds), {res['params']:,} params, "
           f"{res['wall_s']:.1f} s -> {out}/result.json")
+
+
+def cached(runs_dir, name: str, cfg: LMConfig) -> dict:
+    """A named run for notebooks and harnesses, through growkit's one run cache
+    (:func:`growkit.runs.cache.named`): its result when it finished with the same config and the same growkit
+    code, resumed when it was interrupted with both, replaced otherwise."""
+    from ...runs import cache
+    return cache.named(runs_dir, name, COMMAND, None, cfg)

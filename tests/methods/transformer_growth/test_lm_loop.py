@@ -193,9 +193,11 @@ def test_kill_and_resume_is_identical(corpus, tmp_path):
 def test_bad_config_values_are_one_line_errors(corpus):
     for kw, match in [(dict(warmup=12), "warmup must be"), (dict(final_lr=1.0), "final_lr"),
                       (dict(decay="step"), "decay must be"), (dict(optimizer="nope"), "unknown optimizer"),
-                      (dict(context=0), "context must be"), (dict(eval_windows=0), "eval_windows")]:
+                      (dict(context=0), "context must be"), (dict(eval_windows=0), "eval_windows"),
+                      (dict(model="Basic3ResNet"), "not a language model; valid: GPT"),
+                      (dict(model="GPT-2L-3H-8"), "not a multiple of heads")]:
         with pytest.raises(GrowkitError, match=match):
-            small(corpus, **kw).validate()
+            LMRun(small(corpus, **kw))
 
 
 def test_counted_macs_of_a_model_other_than_gpt():
@@ -266,3 +268,41 @@ def test_growth_events_carry_state_count_macs_and_resume_identically(corpus, tmp
     a, b = (checkpoint.load(tmp_path / d / "checkpoint.pt") for d in ("full", "killed"))
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_named_runs_are_reused_when_the_config_is_the_same(corpus, tmp_path):
+    from growkit.methods.transformer_growth.own_loop import cached
+    cfg = small(corpus, steps=4)
+    first = cached(tmp_path, "a", cfg)
+    stamp = (tmp_path / "a" / "result.json").stat().st_mtime_ns
+    again = cached(tmp_path, "a", small(corpus, steps=4))
+    assert again == json.loads((tmp_path / "a" / "result.json").read_text())
+    assert (tmp_path / "a" / "result.json").stat().st_mtime_ns == stamp  # not trained again
+    assert again["val_loss"] == first["val_loss"]
+    other = cached(tmp_path, "a", small(corpus, steps=4, lr=1e-2))  # another lr: a new run replaces it
+    assert other["config"]["lm"]["lr"] == 1e-2 and other["val_loss"] != first["val_loss"]
+
+
+@pytest.mark.gpu
+def test_cuda_run_uses_bf16_and_fused_adamw_and_resumes(corpus, tmp_path):
+    """On CUDA: bf16 autocast, the fused AdamW kernel, and a checkpoint that restores onto it (the fused
+    kernel wants its step counts on the device)."""
+    from growkit.methods.transformer_growth.own_loop import load_last
+    cfg = small(corpus, device="cuda")
+    (tmp_path / "full").mkdir()
+    full = LMRun(cfg, tmp_path / "full")
+    assert full.amp and full.opt.defaults.get("fused")
+    res = full.fit()
+    (tmp_path / "killed").mkdir()
+
+    def kill(run):
+        if run.state.step == 4:
+            raise Killed()
+    with pytest.raises(Killed):
+        LMRun(cfg, tmp_path / "killed").fit(on_checkpoint=kill)
+    again = LMRun(cfg, tmp_path / "killed")
+    assert load_last(again, tmp_path / "killed")
+    assert all(v.device.type == "cuda" for s in again.opt.state.values() for v in s.values() if torch.is_tensor(v))
+    res2 = again.fit()
+    assert res2["steps"] == res["steps"] and res2["train_macs"] == res["train_macs"]
+    assert res2["val_loss"] == pytest.approx(res["val_loss"], rel=1e-3)  # (GPU kernels need not be bitwise)
