@@ -122,12 +122,18 @@ def test_the_gstack_claim_is_a_log_scale_interval_against_1_546(ratios, head):
     assert same["margin"] == 0.02
 
 
-def test_unreached_targets_give_no_gstack_verdict():
+def test_a_grown_arm_worse_than_scratch_reads_as_a_ratio_above_one():
     arms = _arms((0.3, 0.31, 0.29))
-    arms["G"]["curves"][1] = compute.Curve.of([(1, 3.0), (10, 2.2)])  # seed 1 never reaches scratch's 2.0
+    arms["G"]["curves"] = {s: compute.Curve.of([(1, 3.0), (10, 2.2)]) for s in range(3)}
+    arms["G"]["final"] = {s: 2.2 for s in range(3)}
     comps = X.compare(arms, "scratch", 10.0)
-    assert comps["G"]["not_reached"]["grown"] == [1]
-    assert not any("verdict" in k for k in X.claims(arms, "scratch", comps, same_margin=0.02))
+    c = comps["G"]
+    assert c["target"] == 2.2  # the grown runs' loss at the budget, the highest
+    # scratch reaches 2.2 on its middle segment: 5.5 + 4.5 (0.3 + 0.01 s) / (0.5 + 0.01 s); grown at 10
+    want = {s: 10 / (5.5 + 4.5 * (0.3 + 0.01 * s) / (0.5 + 0.01 * s)) for s in range(3)}
+    assert c["ratios"] == pytest.approx(want, rel=1e-12) and all(r > 1 for r in want.values())
+    v = next(k for k in X.claims(arms, "scratch", comps, same_margin=0.02) if "verdict" in k)["verdict"]
+    assert v.head.startswith("Disagrees")
 
 
 def test_judge_takes_a_margin_and_digits_and_records_them(tmp_path):
@@ -146,3 +152,16 @@ def test_captions_of_a_text_corpus_say_toy_scale():
     assert "toy scale" in cap and "Digits" not in cap
     assert "Digits" not in report.caption("x", dataset="openwebtext", profile="paper")
     assert "Digits" in report.caption("x", dataset="digits", profile="cpu")
+
+
+def test_the_target_is_the_highest_loss_at_the_budget_so_every_run_reaches_it():
+    arms = _arms((0.3, 0.31, 0.29))
+    arms["scratch"]["curves"][2] = compute.Curve.of([(1, 3.0), (5, 2.2), (10, 2.1)])  # the worst run: 2.1
+    comps = X.compare(arms, "scratch", 10.0)
+    c = comps["G"]
+    assert c["target"] == 2.1 and c["not_reached"] == {"grown": [], "scratch": []}
+    # scratch seeds 0 and 1 reach 2.1 on their second segment, 5.5 + 4.5 (2.5 + 0.01 s - 2.1) / (0.5 + 0.01 s);
+    # seed 2 at its last point, 10; grown seed s on its first segment at 1 + (10 r - 1) 0.9 / 1.0
+    want_s = {0: 5.5 + 4.5 * 0.4 / 0.5, 1: 5.5 + 4.5 * 0.41 / 0.51, 2: 10.0}
+    want_g = {s: 1 + (10 * r - 1) * 0.9 for s, r in enumerate((0.3, 0.31, 0.29))}
+    assert c["ratios"] == pytest.approx({s: want_g[s] / want_s[s] for s in range(3)}, rel=1e-12)
