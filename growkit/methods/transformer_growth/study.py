@@ -40,13 +40,31 @@ def config(base: dict, *, model: str, lr: float, seed: int, grower: dict | None 
     return LMConfig(**kw).validate()
 
 
+def _probe(base: dict, model: str):
+    """An unstarted run of ``model`` on ``base``'s data (its model built, its multiply-adds counted)."""
+    from .loop import LMRun
+    return LMRun(config({**base, "steps": 1, "warmup": 0, "eval_every": None}, model=model, lr=1e-3, seed=0))
+
+
 def step_macs(base: dict, model: str) -> float:
     """Training multiply-adds of one step of ``model`` (counted; a batch of ``batch_size`` windows of
     ``context`` tokens) on ``base``'s data."""
-    from .loop import LMRun
-    cfg = config({**base, "steps": 1, "warmup": 0, "eval_every": None}, model=model, lr=1e-3, seed=0)
-    run = LMRun(cfg)
-    return float(run.macs_per_token) * cfg.batch_size * cfg.context
+    run = _probe(base, model)
+    return float(run.macs_per_token) * run.cfg.batch_size * run.cfg.context
+
+
+def compute_note(base: dict, models) -> str:
+    """Per model, the multiply-adds per token counted beside the hand formula
+    (:func:`growkit.models.gpt.macs_report`, which refuses a mismatch), and the training count per token."""
+    from ...models.gpt import macs_report
+    parts = []
+    for m in dict.fromkeys(models):
+        run = _probe(base, m)
+        r = macs_report(run.model, run.cfg.context)
+        parts.append(f"{m}: {r['params']:,} parameters, {r['forward_macs_per_token']:,} forward multiply-adds per "
+                     f"token counted (formula {r['forward_macs_per_token_formula']:,}), {r['train_macs_per_token']:,} "
+                     "in training")
+    return "Compute per token: " + "; ".join(parts) + "."
 
 
 def budget(base: dict, model: str, steps: int) -> float:

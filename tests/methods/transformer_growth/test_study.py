@@ -165,3 +165,13 @@ def test_the_target_is_the_highest_loss_at_the_budget_so_every_run_reaches_it():
     want_s = {0: 5.5 + 4.5 * 0.4 / 0.5, 1: 5.5 + 4.5 * 0.41 / 0.51, 2: 10.0}
     want_g = {s: 1 + (10 * r - 1) * 0.9 for s, r in enumerate((0.3, 0.31, 0.29))}
     assert c["ratios"] == pytest.approx({s: want_g[s] / want_s[s] for s in range(3)}, rel=1e-12)
+
+
+def test_the_compute_note_puts_the_formula_beside_the_count(base):
+    note = X.compute_note(base, ["GPT-1L-2H-8", "GPT-2L-2H-8", "GPT-1L-2H-8"])
+    d, T = 8, 8
+    for L in (1, 2):
+        fwd = L * (12 * d * d + 2 * T * d) + d * V  # by hand
+        assert f"GPT-{L}L-2H-8: " in note and f"{fwd:,} forward multiply-adds per token counted (formula {fwd:,}), " \
+            f"{3 * fwd:,} in training" in note
+    assert note.count("GPT-1L-2H-8") == 1
