@@ -230,7 +230,7 @@ class TokenData:
         T = self.context
         if split in self._resident:
             seq = self._resident[split]
-            idx = starts.to(self.device)[:, None] + torch.arange(T + 1, device=self.device)
+            idx = starts.to(self.device, non_blocking=True)[:, None] + torch.arange(T + 1, device=self.device)
             xy = seq[idx]
         else:
             arr = self.arrays[split]
@@ -248,6 +248,14 @@ class TokenData:
 
     def train_batch(self, batch_size: int, seed: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.windows("train", self.train_starts(batch_size, seed, step))
+
+    def starts_for_steps(self, batch_size: int, seed: int, first: int, n: int) -> torch.Tensor:
+        """``[n, batch_size]``: :meth:`train_starts` of steps ``first .. first + n - 1``, on the device of the
+        windows (one pinned, non-blocking copy on CUDA instead of a synchronous one per step)."""
+        starts = torch.stack([self.train_starts(batch_size, seed, first + i) for i in range(n)])
+        if "train" in self._resident and self.device.type == "cuda":
+            return starts.pin_memory().to(self.device, non_blocking=True)
+        return starts
 
     def val_starts(self, n_windows: int) -> torch.Tensor:
         """``n_windows`` evenly spaced window starts over the validation split: ``floor(i * (n_starts - 1) /

@@ -240,6 +240,9 @@ class TrainConfig(Record):
         from ..data.text import is_text_dataset
         _check(not is_text_dataset(self.dataset), f"{self.dataset} is a token dataset for language models: train "
                                                   f"on it with `growkit lm --dataset {self.dataset}`")
+        from ..models import canonical_name, list_models
+        _check(canonical_name(self.model).partition("-")[0] not in list_models("text"),
+               f"{self.model} is a language model: train it with `growkit lm --model {self.model}`")
         _check(0 < self.epochs <= MAX_EPOCHS, f"epochs must be > 0 and at most {MAX_EPOCHS}, got {self.epochs}")
         _check(1 < self.batch_size <= 2 ** 20, f"batch_size must be in 2..{2 ** 20}, got {self.batch_size}")
         _check(self.lr is None or 0 <= self.lr <= 10, f"lr must be >= 0 and at most 10, got {self.lr}")

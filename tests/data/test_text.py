@@ -153,3 +153,13 @@ def test_unknown_and_malformed_names(tmp_path):
     (tmp_path / "b.txt").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(GrowkitError, match="not UTF-8"):
         T.load_text(f"text:{tmp_path / 'b.txt'}", context=2)
+
+
+def test_starts_for_many_steps_are_each_steps_own(tmp_path):
+    f = tmp_path / "t.txt"
+    f.write_text("0123456789" * 10)
+    d = T.load_text(f"text:{f}", context=3)
+    many = d.starts_for_steps(5, seed=2, first=7, n=3)
+    assert many.shape == (3, 5)
+    for i in range(3):
+        assert torch.equal(many[i], d.train_starts(5, seed=2, step=7 + i))

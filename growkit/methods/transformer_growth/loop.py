@@ -31,6 +31,7 @@ there, bf16 autocast on CUDA, the fused AdamW kernel on CUDA, optional ``torch.c
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -53,6 +54,7 @@ from ...models import create, from_spec
 from .config import MAX_STEPS, LMConfig
 
 COMMAND = "lm"
+STARTS_CHUNK = 256  # steps whose window positions are drawn and copied to the device together
 
 
 @dataclass
@@ -94,6 +96,13 @@ def count_lm_macs(model: torch.nn.Module, context: int, training: bool = True) -
         if training:
             out.float().sum().backward()
     return counter.get_total_flops() // (2 * context)
+
+
+def formula_train_macs_per_token(model, context: int) -> int | None:
+    """The hand formula beside the count, for a GPT: 3 x its forward multiply-adds per token
+    (:func:`growkit.models.gpt.formula_macs_per_token`); None for other models."""
+    from ...models.gpt import GPT, model_formula_macs_per_token
+    return 3 * model_formula_macs_per_token(model, context) if isinstance(model, GPT) else None
 
 
 def _wide(logits: torch.Tensor) -> torch.Tensor:
@@ -158,6 +167,7 @@ class LMRun:
         self.model = model.to(self.device)
         self.fwd = torch.compile(self.model) if self.cfg.compile else self.model
         self.macs_per_token = count_lm_macs(self.model, self.cfg.context, training=True)
+        self.macs_per_token_formula = formula_train_macs_per_token(self.model, self.cfg.context)
         self.params = sum(p.numel() for p in self.model.parameters())
 
     def restore(self, state: dict) -> None:
@@ -201,7 +211,6 @@ class LMRun:
 
     # ------------------------------------------------------------------ passes
     def autocast(self):
-        import contextlib
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
 
     def train_steps(self, n: int) -> float:
@@ -212,11 +221,14 @@ class LMRun:
         params = [p for g in opt.param_groups for p in g["params"]]
         loss_sum = torch.zeros((), device=self.device)
         done = 0
-        for _ in range(n):
-            if self.done():
+        starts = None
+        for i in range(n):
+            if self.done():  # a compute budget may be spent before the interval ends
                 break
             s = self.state.step
-            x, y = self.data.train_batch(c.batch_size, c.seed, s)
+            if i % STARTS_CHUNK == 0:  # the windows' positions of the next steps, copied to the device at once
+                starts = self.data.starts_for_steps(c.batch_size, c.seed, s, min(STARTS_CHUNK, n - i))
+            x, y = self.data.windows("train", starts[i % STARTS_CHUNK])
             lr = self.state.lr = self.lr_now()
             for g in opt.param_groups:
                 g["lr"] = lr * g.get("lr_scale", 1.0)
@@ -299,6 +311,7 @@ class LMRun:
             row = {"epoch": self.state.evals, "step": self.state.step, "tokens": self.state.tokens,
                    "lr": self.state.lr, "train_loss": train_loss, "val_loss": val_loss,
                    "train_macs": self.state.train_macs, "macs_per_token": self.macs_per_token,
+                   "macs_per_token_formula": self.macs_per_token_formula,
                    "params": self.params, "arch": _arch(self.model)}
             if self.grower is not None:
                 self.grower.after_eval(self, row)
@@ -323,7 +336,8 @@ class LMRun:
                 "budget_macs": self.budget,
                 "tokens": self.state.tokens, "train_loss": last.get("train_loss"), "val_loss": last.get("val_loss"),
                 "best_val_loss": self.state.best_val_loss, "params": self.params,
-                "macs_per_token": self.macs_per_token, "train_macs": self.state.train_macs,
+                "macs_per_token": self.macs_per_token, "macs_per_token_formula": self.macs_per_token_formula,
+                "train_macs": self.state.train_macs,
                 "vocab_size": self.data.info.vocab_size, "dataset": self.data.info.name,
                 "wall_s": self.state.wall_s, "growth_events": list(self.state.events),
                 "config": self.run_config, "environment": environment(self.device)}

@@ -110,3 +110,13 @@ def test_killed_at_a_write_point_then_recovered_and_resumed_equals_an_uninterrup
     assert _rows(out) == _rows(tmp_path / "full")
     a, b = (checkpoint.load(d / "checkpoint.pt") for d in (tmp_path / "full", out))
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--model", "GPT-2L-2H-64"], "is a language model: train it with `growkit lm --model GPT-2L-2H-64`"),
+    (["--dataset", "shakespeare"], "token dataset for language models: train on it with `growkit lm"),
+])
+def test_growkit_train_points_language_models_to_lm(tmp_path, capsys, args, match):
+    assert main(["train", *args, "--device", "cpu", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1

@@ -247,6 +247,8 @@ def test_growth_events_carry_state_count_macs_and_resume_identically(corpus, tmp
 
     def per_token(L, d):  # training multiply-adds per token, by hand
         return 3 * (L * (12 * d * d + 2 * T * d) + d * V)
+    assert [r["macs_per_token"] for r in rows] == [per_token(1, 8), per_token(1, 16), per_token(2, 16)]
+    assert [r["macs_per_token_formula"] for r in rows] == [r["macs_per_token"] for r in rows]
     want = 4 * 32 * (per_token(1, 8) + per_token(1, 16) + per_token(2, 16))
     assert res["train_macs"] == want and rows[-1]["train_macs"] == want
     # killed after a checkpoint (one or both growth events behind it), rebuilt and resumed
@@ -306,3 +308,36 @@ def test_cuda_run_uses_bf16_and_fused_adamw_and_resumes(corpus, tmp_path):
     res2 = again.fit()
     assert res2["steps"] == res["steps"] and res2["train_macs"] == res["train_macs"]
     assert res2["val_loss"] == pytest.approx(res["val_loss"], rel=1e-3)  # (GPU kernels need not be bitwise)
+
+
+def test_window_positions_drawn_in_chunks_give_the_same_run(corpus, monkeypatch):
+    import growkit.methods.transformer_growth.loop as loop
+    a = LMRun(small(corpus))
+    a.fit()
+    monkeypatch.setattr(loop, "STARTS_CHUNK", 3)  # intervals of 4 steps: chunks of 3 and 1
+    b = LMRun(small(corpus))
+    b.fit()
+    assert _strip([a.state.last_row]) == _strip([b.state.last_row])
+    assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
+
+
+def test_growkit_plot_draws_lm_runs_over_training_macs(corpus, tmp_path):
+    from growkit.viz.compare import plot_runs
+    (tmp_path / "g").mkdir()
+    LMRun(small(corpus), tmp_path / "g", grower=GrowOnce()).fit()
+    rows = [json.loads(x) for x in (tmp_path / "g" / "metrics.jsonl").read_text().splitlines()]
+    fig = plot_runs([tmp_path / "g"])
+    loss, params, macs = fig.axes
+    assert list(loss.lines[0].get_xdata()) == [r["train_macs"] for r in rows]
+    assert list(loss.lines[0].get_ydata()) == [r["val_loss"] for r in rows]
+    assert list(params.lines[1].get_xdata()) == [r["train_macs"] for r in rows if r["events"]]
+    assert list(macs.lines[0].get_ydata()) == [r["macs_per_token"] for r in rows]
+    assert "training multiply-adds" in macs.get_xlabel()
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    from growkit.cli import main
+    (tmp_path / "img").mkdir()
+    assert main(["train", "--depths", "1-1-1", "--epochs", "1", "--device", "cpu", "--no-progress",
+                 "--out", str(tmp_path / "img" / "r")]) == 0
+    with pytest.raises(GrowkitError, match="cannot share a figure"):
+        plot_runs([tmp_path / "g", tmp_path / "img" / "r"])
