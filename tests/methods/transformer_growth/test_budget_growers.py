@@ -258,3 +258,11 @@ def test_specs_round_trip_and_bad_specs_are_one_line_errors():
 def test_a_warmup_longer_than_the_compute_budget_is_refused(corpus):
     with pytest.raises(GrowkitError, match="warmup must be fewer steps than the 3"):
         LMRun(small(corpus, budget_macs=2.5 * step_macs(1), warmup=3))
+
+
+def test_a_schedule_in_a_step_budget_grows_at_a_share_of_the_steps(corpus):
+    # 12 steps, evaluations at 4, 8, 12: 4 / 12 < 0.5 <= 8 / 12, so the growth happens at step 8
+    res = LMRun(small(corpus, steps=12, eval_every=4, grower={"kind": "schedule", "at": [
+        [0.5, [{"op": "insert_blocks", "k": 1}]]]})).fit()
+    assert [(e["step"], e["share"]) for e in res["growth_events"]] == [(8, 8 / 12)]
+    assert res["steps"] == 12 and res["train_macs"] == 8 * step_macs(1) + 4 * step_macs(2)
