@@ -96,10 +96,10 @@ def arm(runs_dir, name: str, base: dict, spec: dict, *, lrs, seeds, budget_macs:
     """An arm, tuned and seeded: the sweep (``lrs`` at ``seeds[0]``, chosen on the final validation loss), then
     ``seeds[1:]`` at the chosen rate. Returns ``lr``, ``sweep`` (table rows), ``results`` and ``curves`` (seed ->
     the chosen rate's result / curve), ``final`` (seed -> final validation loss)."""
-    lrs, seeds = sorted(float(x) for x in lrs), [int(s) for s in seeds]
+    lrs, seeds = sorted(float(x) for x in lrs), [int(s) for s in seeds]  # (a diverged sweep rate: never chosen)
     if len(lrs) < 1 or not seeds:
         raise GrowkitError("an arm needs at least one learning rate and one seed")
-    swept = {lr: run(runs_dir, name, base, spec, lr=lr, seed=seeds[0], budget_macs=budget_macs) for lr in lrs}
+    swept = {lr: _swept(runs_dir, name, base, spec, lr=lr, seed=seeds[0], budget_macs=budget_macs) for lr in lrs}
     best, rows = compute.pick_lr({lr: [r["val_loss"]] for lr, r in swept.items()})
     results = {seeds[0]: swept[best]}
     for s in seeds[1:]:
@@ -109,6 +109,16 @@ def arm(runs_dir, name: str, base: dict, spec: dict, *, lrs, seeds, budget_macs:
     return {"name": name, "spec": spec, "lr": best, "sweep": rows, "results": results,
             "curves": {s: curve(runs_dir, name, best, s) for s in seeds},
             "final": {s: results[s]["val_loss"] for s in seeds}, "edge": any(r["edge"] for r in rows)}
+
+
+def _swept(runs_dir, name, base, spec, **kw) -> dict:
+    """A sweep run; one whose loss became non-finite counts as diverged (never chosen) instead of stopping the
+    sweep (its run directory stays, unfinished: a re-executed notebook retries it from its last checkpoint)."""
+    from ...errors import NonFiniteLoss
+    try:
+        return run(runs_dir, name, base, spec, **kw)
+    except NonFiniteLoss:
+        return {"val_loss": math.nan, "diverged": True}
 
 
 def overshoot(arms: dict, budget_macs: float) -> float:

@@ -175,3 +175,18 @@ def test_the_compute_note_puts_the_formula_beside_the_count(base):
         assert f"GPT-{L}L-2H-8: " in note and f"{fwd:,} forward multiply-adds per token counted (formula {fwd:,}), " \
             f"{3 * fwd:,} in training" in note
     assert note.count("GPT-1L-2H-8") == 1
+
+
+def test_a_diverged_sweep_rate_is_never_chosen_and_the_sweep_goes_on(base, tmp_path, monkeypatch):
+    from growkit.errors import NonFiniteLoss
+    real = X.run
+
+    def run(runs_dir, arm, base_, spec, *, lr, seed, budget_macs):
+        if lr == 0.004:
+            raise NonFiniteLoss("the training loss became nan by step 3")
+        return real(runs_dir, arm, base_, spec, lr=lr, seed=seed, budget_macs=budget_macs)
+    monkeypatch.setattr(X, "run", run)
+    a = X.arm(tmp_path / "runs", "s", base, {"model": "GPT-1L-2H-8"}, lrs=[0.001, 0.002, 0.004], seeds=[0],
+              budget_macs=X.budget(base, "GPT-1L-2H-8", 4))
+    assert a["lr"] in (0.001, 0.002)
+    assert next(r for r in a["sweep"] if r["lr"] == 0.004)["mean val loss"] == "diverged"
