@@ -94,7 +94,8 @@ def _arms(ratios):
     grown = {s: compute.Curve.of([(1, 3.0), (10 * r, 2.0), (10, 1.9 - 0.01 * s)]) for s, r in enumerate(ratios)}
     return {"scratch": {"spec": {"model": "GPT-4L-4H-64"}, "curves": scratch, "final": {s: 2.0 for s in range(3)},
                         "results": {}},
-            "G": {"spec": {"model": "GPT-2L-4H-64", "grower": {"kind": "schedule", "at": [[0.25, [{"op": "stack_all"}]]]}},
+            "G": {"spec": {"model": "GPT-2L-4H-64",
+                           "grower": {"kind": "schedule", "at": [[0.25, [{"op": "stack_all"}]]]}},
                   "curves": grown, "final": {s: 1.9 - 0.01 * s for s in range(3)}, "results": {}}}
 
 
