@@ -61,11 +61,34 @@ def warmup_decay(step: int, total: int, lr: float, warmup: int = 0, decay: str =
     comparison of training runs needs (a run stopped mid-schedule is judged before its decay has paid off)."""
     if step < warmup:
         return lr * (step + 1) / warmup
+    return decayed(max(step - warmup, 0) / max(total - warmup, 1), lr, decay, final)
+
+
+def decayed(p: float, lr: float, decay: str = "cosine", final: float = 0.0) -> float:
+    """The rate after the warmup at progress ``p`` (clipped to [0, 1]) of the decay: cosine
+    ``final + (lr - final) (1 + cos(pi p)) / 2``, linear ``lr + (final - lr) p``, constant ``lr``."""
     if decay == "constant":
         return lr
-    p = min(max(step - warmup, 0) / max(total - warmup, 1), 1.0)
+    p = min(max(p, 0.0), 1.0)
     if decay == "linear":
         return lr + (final - lr) * p
     if decay == "cosine":
         return final + (lr - final) * 0.5 * (1.0 + math.cos(math.pi * p))
     raise ValueError(f"unknown decay {decay!r}; valid: {', '.join(DECAYS)}")
+
+
+def budget_decay(step: int, spent: float, budget: float, lr: float, warmup: int = 0, decay: str = "cosine",
+                 final: float = 0.0, warmup_spent: float = 0.0) -> float:
+    """The learning rate of optimizer step ``step`` of a run whose budget is compute, not steps: ``spent`` is the
+    compute (training multiply-adds) of the steps before it, ``budget`` the run's whole budget. A linear warmup
+    over the first ``warmup`` steps as in :func:`warmup_decay`; then the decay's progress is the share of the
+    budget left after the warmup that has been spent, ``p = (spent - warmup_spent) / (budget - warmup_spent)``
+    (``warmup_spent``: the compute of the warmup steps), so ``final`` is reached exactly when the budget is.
+
+    Why compute and not steps: a growing model's steps are cheaper before it grows, so it takes more of them
+    for the same compute; a schedule in steps would end its decay at a different compute than the fixed-size
+    model's. With the share of the compute budget, every arm given the same budget is fully decayed at the
+    same compute. For a model whose steps all cost the same, ``p`` is the step schedule's progress."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return decayed((spent - warmup_spent) / max(budget - warmup_spent, 1e-300), lr, decay, final)

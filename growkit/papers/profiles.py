@@ -213,6 +213,25 @@ PROFILES: dict[str, dict[str, dict]] = {
         "paper": dict(dataset="cifar10", device="cuda", K=3, J=100, finetune=200, max_grow_epochs=300,
                       curvature_every=10, curvature_images=2048, curvature_probes=32),
     },
+    # GPT growth: smoke walks every cell with one seed and two rates; cpu (the notebooks' defaults) is a tiny
+    # character-level GPT on the embedded corpus; paper: GPT-2-small-sized models on OpenWebText token files
+    # (nanoGPT's prepare.py layout under the data root) on a GPU in bf16, budgets of 20k steps of the final model.
+    "transformer_growth_01_stacking": {
+        "smoke": dict(seeds=[0], lrs=[0.002, 0.004], steps=8, warmup=1, eval_every=2, eval_windows=4,
+                      batch_size=4, context=32, K=1, J=2),
+        "cpu": {},
+        "paper": dict(dataset="openwebtext", device="cuda", precision="bf16", final_model="GPT-12L-12H-768",
+                      small_model="GPT-6L-12H-768", context=1024, batch_size=32, steps=20000, warmup=500,
+                      eval_every=250, eval_windows=256, lrs=[0.0003, 0.0006, 0.0012], K=4, J=12, tau=0.005),
+    },
+    "transformer_growth_02_width": {
+        "smoke": dict(seeds=[0], lrs=[0.002, 0.004], steps=8, warmup=1, eval_every=2, eval_windows=4,
+                      batch_size=4, context=32, fractions=[0.25]),
+        "cpu": {},
+        "paper": dict(dataset="openwebtext", device="cuda", precision="bf16", final_model="GPT-12L-12H-768",
+                      small_model="GPT-12L-6H-384", context=1024, batch_size=32, steps=20000, warmup=500,
+                      eval_every=250, eval_windows=256, lrs=[0.0003, 0.0006, 0.0012]),
+    },
 }
 
 

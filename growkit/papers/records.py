@@ -3,7 +3,8 @@
 A row holds what a reader needs to find and check a run: its directory (relative to the notebook's runs
 folder), the command, a hash of its configuration (the one the run cache compares), the growkit commit and
 code hash that ran it, seed, epochs, final validation and test accuracy, parameters, multiply-adds per image
-(MACs) as the run recorded them, the architecture it ended with (and its depth in blocks, where it has stages), and its wall
+(MACs) as the run recorded them, for language-model runs the final validation loss (nats per token) and
+the training multiply-adds counted, the architecture it ended with (and its depth in blocks, where it has stages), and its wall
 seconds; for growing runs also the epochs and seconds of growing and of fine-tuning. The verdict test (``tests/papers/test_verdict_records.py``) recomputes every verdict of
 ``paper_vs_kit.md`` from the values the verdict records name, and checks each against these files.
 """
@@ -22,10 +23,11 @@ RECORDS = "records"
 # eigenvalue just before and just after the growth, and of its jump (growkit.viz.curvature.per_run); empty otherwise.
 CURVATURE = {"sharpness_before": "top_before", "sharpness_after": "top_after", "sharpness_jump": "jump"}
 COLUMNS = ["run", "command", "config_hash", "git_commit", "code", "seed", "epochs", "val_acc", "test_acc",
-           "params", "macs", "arch", "depth", "wall_s", "grow_epochs", "grow_wall_s", "finetune_wall_s", *CURVATURE]
+           "params", "macs", "arch", "depth", "wall_s", "grow_epochs", "grow_wall_s", "finetune_wall_s", "val_loss",
+           "train_macs", *CURVATURE]
 # The columns a verdict's values may come from (tests/papers/test_verdict_records.py traces them).
 VALUES = ("test_acc", "val_acc", "params", "macs", "depth", "epochs", "grow_epochs", "grow_wall_s",
-          "finetune_wall_s", *CURVATURE)
+          "finetune_wall_s", "val_loss", "train_macs", *CURVATURE)
 
 
 def _halved(flops):
@@ -77,6 +79,7 @@ def run_rows(runs_dir) -> list[dict]:
                      "arch": res.get("arch"), "depth": _depth(res),
                      "wall_s": res.get("wall_s"), "grow_epochs": res.get("grow_epochs"),
                      "grow_wall_s": res.get("grow_wall_s"), "finetune_wall_s": res.get("finetune_wall_s"),
+                     "val_loss": res.get("val_loss"), "train_macs": res.get("train_macs"),
                      **_curvature(res)})
     return rows
 

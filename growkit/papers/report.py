@@ -18,6 +18,16 @@ from ..errors import GrowkitError
 from . import stats
 
 PAPER_DATASETS = {"cifar10", "cifar100", "svhn", "mnist", "fashionmnist", "imagenet"}
+# token corpora of the language-model papers' kind (a user's token files under tokens:DIR count as theirs)
+PAPER_TEXT = {"openwebtext", "tinystories"}
+
+
+def _is_text(name: str) -> bool:
+    """A language-model dataset: the embedded corpus, a user's text file, or token files."""
+    n = str(name)
+    if n.startswith("tokens:"):
+        return False  # a user's token files: judged as they are, no toy-scale note
+    return n == "shakespeare" or n.startswith("text:")
 
 
 def stamp() -> str:
@@ -37,7 +47,10 @@ def caption(title: str, *, dataset: str | list[str], profile: str, note: str = "
     seeds = [seeds] if isinstance(seeds, int) else seeds
     which = f"; seeds: {', '.join(map(str, seeds))}" if seeds else ""
     text = f"{title}. Dataset: {', '.join(names)}; profile: {profile}{which}; growkit {stamp()}; {today}."
-    if any(n not in PAPER_DATASETS for n in names):
+    if any(_is_text(n) for n in names):
+        text += (" A tiny character-level model of a small text corpus (CPU scale): a check of the procedure at "
+                 "toy scale, not the paper's billion-parameter numbers.")
+    elif any(n not in PAPER_DATASETS and n not in PAPER_TEXT and not str(n).startswith("tokens:") for n in names):
         text += " Digits (8x8 scans, CPU scale): a check of the procedure, not the paper's CIFAR/ImageNet numbers."
     elif profile in ("cpu", "smoke"):
         text += f" Run with the {profile} profile's short schedules and windows, not the paper's setting."
@@ -218,7 +231,7 @@ def _pairwise(fn, a, b, claim, seeds, digits):
 
 def claim_verdict(c: dict, *, seeds, floor: float) -> stats.Verdict | None:
     """One claim of :func:`judge` through :mod:`growkit.papers.stats` (None for a precomputed ``holds``)."""
-    digits = 2 if c.get("unit", "points") == "points" else 1
+    digits = c.get("digits", 2 if c.get("unit", "points") == "points" else 1)
     if "verdict" in c:
         return c["verdict"]
     if "groups" in c:
@@ -235,7 +248,8 @@ def claim_verdict(c: dict, *, seeds, floor: float) -> stats.Verdict | None:
     if "same" in c:
         (na, a), (nb, b) = c["same"].items()
         ref = abs(statistics.fmean(float(x) for x in a))
-        return stats.same(a, b, f"{c['claim']} ({na} vs {nb})", margin=2 * floor, relative=c.get("rel") or None,
+        return stats.same(a, b, f"{c['claim']} ({na} vs {nb})", margin=c.get("margin", 2 * floor),
+                          relative=c.get("rel") or None,
                           reference=ref if c.get("rel") else None, digits=digits, **_pairing(a, b, seeds))
     return None
 
@@ -264,11 +278,12 @@ def judge(figures_dir, name: str, claims: list[dict], *, seeds, n_test: int | No
       value per seed, Welch otherwise);
     * ``order``: seeded values that fall along the dict's order (``decreasing=False``: rise), every step;
     * ``same``: two seeded sets "about the same", a TOST whose margin is two units (two test images, in
-      points, or two blocks with ``unit="blocks"``) or ``rel`` times the first's mean, whichever is larger;
+      points, or two blocks with ``unit="blocks"``), or ``margin`` when given, or ``rel`` times the first's
+      mean, whichever is larger;
     * ``verdict``: a :class:`growkit.papers.stats.Verdict` computed by the caller;
     * a precomputed ``holds`` (True / False / None) with ``kit`` (text), for counts that need no interval.
 
-    ``own=True``: a question the kit asks itself (no paper states it): the verdict reads "Holds" / "Does not
+    ``digits``: decimals of the verdict's numbers (default 2 for points, else 1). ``own=True``: a question the kit asks itself (no paper states it): the verdict reads "Holds" / "Does not
     hold (the kit's own finding)" instead of agreeing with a paper.
 
     One seed gives no verdict: "Illustrative (1 run)"."""

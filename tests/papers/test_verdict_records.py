@@ -105,3 +105,27 @@ def test_the_committed_figures_recompute():
         pytest.skip("the committed figures predate figures/records (the next regeneration writes them)")
     n, bad = check(figs)
     assert n > 0 and not bad, bad[:20]
+
+
+def test_language_model_verdicts_trace_to_val_loss(tmp_path):
+    """A verdict on final validation losses of lm runs (no accuracy) is traced through records' val_loss."""
+    runs, figs = tmp_path / "runs", tmp_path / "figs"
+    grown, scratch = [2.101, 2.112, 2.094], [2.205, 2.198, 2.213]
+    for arm, losses in (("grown", grown), ("scratch", scratch)):
+        for s, v in enumerate(losses):
+            d = runs / f"{arm}-s{s}"
+            d.mkdir(parents=True)
+            (d / "config.json").write_text(json.dumps({"command": "lm", "lm": {"seed": s}, "environment": {}}))
+            (d / "result.json").write_text(json.dumps({"val_loss": v, "train_macs": 1.5e9, "arch": "GPT-4L-4H-64",
+                                                       "params": 1000}))
+    records.write_records(runs, figs, "lm")
+    row = next(r for r in records.read_records(figs)["lm"] if r["run"] == "grown-s1")
+    assert (float(row["val_loss"]), float(row["train_macs"]), row["seed"]) == (2.112, 1.5e9, "1")
+    report.judge(figs, "t", [dict(claim="grown is lower", paper="p", unit="nats", digits=4, target="grown",
+                                  higher=False, groups={"grown": grown, "scratch": scratch})], seeds=[0, 1, 2])
+    n, bad = check(figs)
+    assert n == 1 and not bad, bad
+    (runs / "scratch-s2" / "result.json").write_text(json.dumps({"val_loss": 2.5, "train_macs": 1.5e9}))
+    records.write_records(runs, figs, "lm")
+    _, bad = check(figs)
+    assert any("2.213 is in no run record" in b for b in bad)

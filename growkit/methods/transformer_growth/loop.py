@@ -12,14 +12,18 @@ checkpoints (:mod:`growkit.engine.checkpoint`, with the RNG states), metrics rec
 (:class:`growkit.engine.records.MetricsLog`) and the step schedule (:func:`growkit.engine.schedule.warmup_decay`).
 
 Exact resume: the windows of step ``s`` are drawn from (seed, s) alone
-(:meth:`growkit.data.text.TokenData.train_starts`), the learning rate is a function of the step, and a
+(:meth:`growkit.data.text.TokenData.train_starts`), the learning rate is a function of the step (or, for a
+budget in multiply-adds, of the compute spent before it, a counter the checkpoint holds), and a
 checkpoint (written after every evaluation) holds the weights, the optimizer state by name, the RNG states and
 the loop's counters; a run killed at any point and resumed from its last checkpoint repeats the steps after it
 and ends with the very weights and records of an uninterrupted run (tests/methods/transformer_growth).
 
 Compute: training multiply-adds are counted (``torch.utils.flop_counter`` on a ``meta`` copy of the model,
 forward and backward of one window, 2 FLOPs per multiply-add halved), per token, and summed over the tokens
-trained on: ``train_macs`` in every row. Evaluation is not counted.
+trained on: ``train_macs`` in every row. Evaluation is not counted. A budget in multiply-adds
+(``LMConfig.budget_macs``) ends the run at the first step whose count reaches it, and the schedule decays with
+the share of it spent (:func:`growkit.engine.schedule.budget_decay`), so a model that grows (cheap steps first,
+more of them) and the final-size model get the same training compute and both end fully decayed at it.
 
 Speed (the fast path, see bench/gpt_throughput.py): no host sync inside an evaluation interval (losses are
 summed on the device and read once per row), windows cut with one gather on the device for corpora held
@@ -43,11 +47,11 @@ from ...engine import checkpoint as ckpt
 from ...engine import optim
 from ...engine.passes import autocast_on
 from ...engine.records import MetricsLog, environment
-from ...engine.schedule import warmup_decay
+from ...engine.schedule import budget_decay, warmup_decay
 from ...engine.trainer import resolve_device
 from ...errors import GrowkitError, NonFiniteLoss
 from ...models import create, from_spec
-from .config import LMConfig
+from .config import MAX_STEPS, LMConfig
 
 COMMAND = "lm"
 STARTS_CHUNK = 256  # steps whose window positions are drawn and copied to the device together
@@ -60,6 +64,8 @@ class LMState:
     tokens: int = 0  # training tokens seen (steps x batch_size x context)
     train_macs: float = 0.0  # multiply-adds of training (forward + backward) so far
     evals: int = 0  # rows written (one per evaluation)
+    lr: float | None = None  # the learning rate of the last step
+    warmup_macs: float | None = None  # train_macs when the warmup ended (a compute budget's decay starts there)
     wall_s: float = 0.0  # training and evaluation time of the finished intervals (time lost to a kill is not)
     best_val_loss: float | None = None
     last_row: dict | None = None
@@ -134,13 +140,24 @@ class LMRun:
         if self.data.context != cfg.context:
             raise GrowkitError(f"the data cuts windows of {self.data.context} tokens, the config says {cfg.context}")
         self.out = Path(out) if out is not None else None
+        if grower is None and cfg.grower:
+            from .growers import build
+            grower = build(cfg.grower)
         self.grower, self.callbacks = grower, list(callbacks)
         self.run_config = run_config or {"command": COMMAND, COMMAND: cfg.to_dict(),
                                          "environment": environment(self.device)}
-        self.total = cfg.total_steps()
-        self.interval = cfg.interval()
+        self.total = cfg.total_steps()  # None for a budget in multiply-adds
+        self.budget = cfg.budget_macs
         torch.manual_seed(cfg.seed)
         self._set_model(model if model is not None else build_model(cfg, self.data.info.vocab_size))
+        # the steps the budget takes with the first model (a model that grows takes more: its early steps are
+        # cheaper); evaluations default to a tenth of them, so they are the same before and after a resume
+        self.planned = self.total if self.budget is None else math.ceil(
+            self.budget / (self.macs_per_token * cfg.batch_size * cfg.context))
+        self.interval = cfg.interval(self.planned)
+        if self.budget is not None and not cfg.warmup < self.planned:
+            raise GrowkitError(f"warmup must be fewer steps than the {self.planned} the budget of "
+                               f"{self.budget:.4g} multiply-adds gives {_arch(self.model)}, got {cfg.warmup}")
         self.opt = optim.build(self.model, cfg.optimizer_config(), cfg.lr)
         self.state = LMState()
         self.val_starts = self.data.val_starts(cfg.eval_windows)
@@ -165,26 +182,54 @@ class LMRun:
         ckpt.restore_rng(state["rng"])
 
     def lr_at(self, step: int) -> float:
+        """The learning rate of step ``step`` of a budget in steps or tokens."""
         c = self.cfg
         return warmup_decay(step, self.total, c.lr, c.warmup, c.decay, c.final_lr)
+
+    def lr_now(self) -> float:
+        """The learning rate of the next step: of its step number (a budget in steps or tokens), or of the share
+        of the compute budget the steps before it spent (:func:`growkit.engine.schedule.budget_decay`)."""
+        c, st = self.cfg, self.state
+        if self.budget is None:
+            return self.lr_at(st.step)
+        if st.step == c.warmup and st.warmup_macs is None:
+            st.warmup_macs = st.train_macs
+        return budget_decay(st.step, st.train_macs, self.budget, c.lr, c.warmup, c.decay, c.final_lr,
+                            st.warmup_macs or 0.0)
+
+    def done(self) -> bool:
+        """Whether the budget is spent: its steps taken, or its multiply-adds reached."""
+        if self.budget is not None:
+            return self.state.train_macs >= self.budget or self.state.step >= MAX_STEPS
+        return self.state.step >= self.total
+
+    def progress(self) -> float:
+        """The share of the budget spent: of its multiply-adds, or of its steps."""
+        if self.budget is not None:
+            return self.state.train_macs / self.budget
+        return self.state.step / self.total
 
     # ------------------------------------------------------------------ passes
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
 
     def train_steps(self, n: int) -> float:
-        """``n`` optimizer steps from the current one; returns their mean training loss (one host sync)."""
+        """``n`` optimizer steps from the current one (fewer when the budget is spent first); returns their mean
+        training loss (one host sync)."""
         c, model, opt = self.cfg, self.fwd, self.opt
         model.train()
         params = [p for g in opt.param_groups for p in g["params"]]
         loss_sum = torch.zeros((), device=self.device)
+        done = 0
         starts = None
         for i in range(n):
+            if self.done():  # a compute budget may be spent before the interval ends
+                break
             s = self.state.step
             if i % STARTS_CHUNK == 0:  # the windows' positions of the next steps, copied to the device at once
                 starts = self.data.starts_for_steps(c.batch_size, c.seed, s, min(STARTS_CHUNK, n - i))
             x, y = self.data.windows("train", starts[i % STARTS_CHUNK])
-            lr = self.lr_at(s)
+            lr = self.state.lr = self.lr_now()
             for g in opt.param_groups:
                 g["lr"] = lr * g.get("lr_scale", 1.0)
             with self.autocast():
@@ -198,7 +243,8 @@ class LMRun:
             self.state.step += 1
             self.state.tokens += c.batch_size * c.context
             self.state.train_macs += float(self.macs_per_token) * c.batch_size * c.context
-        mean = loss_sum.item() / max(n, 1)
+            done += 1
+        mean = loss_sum.item() / max(done, 1)
         if not math.isfinite(mean):
             raise NonFiniteLoss(f"the training loss became {mean} by step {self.state.step}")
         return mean
@@ -228,7 +274,8 @@ class LMRun:
         edits = [plan.apply(self.model) for plan in plans]
         self.opt = optim.carry(self.model, self.opt, edits, old_state, old_shapes)
         self._set_model(self.model)
-        event = {"step": self.state.step, "tokens": self.state.tokens, "before": before, "after": _arch(self.model),
+        event = {"step": self.state.step, "tokens": self.state.tokens, "train_macs": self.state.train_macs,
+                 "before": before, "after": _arch(self.model),
                  "edits": [e.summary() for e in edits], **(info or {})}
         self.state.events.append(event)
         return event
@@ -247,9 +294,11 @@ class LMRun:
         if self.out is not None:
             # rows the checkpoint has not seen (a kill between a row's append and its checkpoint) go
             MetricsLog(self.out / "metrics.jsonl").truncate(self.state.evals)
-        while self.state.step < self.total:
+        while not self.done():
             t0 = time.perf_counter()
-            n = min(self.interval - self.state.step % self.interval, self.total - self.state.step)
+            n = self.interval - self.state.step % self.interval
+            if self.total is not None:
+                n = min(n, self.total - self.state.step)
             step0, tok0 = self.state.step, self.state.tokens
             train_loss = self.train_steps(n)
             val_loss = self.evaluate()
@@ -260,7 +309,7 @@ class LMRun:
             self.state.best_val_loss = val_loss if b is None else min(b, val_loss)
             n_events = len(self.state.events)
             row = {"epoch": self.state.evals, "step": self.state.step, "tokens": self.state.tokens,
-                   "lr": self.lr_at(self.state.step - 1), "train_loss": train_loss, "val_loss": val_loss,
+                   "lr": self.state.lr, "train_loss": train_loss, "val_loss": val_loss,
                    "train_macs": self.state.train_macs, "macs_per_token": self.macs_per_token,
                    "macs_per_token_formula": self.macs_per_token_formula,
                    "params": self.params, "arch": _arch(self.model)}
@@ -284,6 +333,7 @@ class LMRun:
     def result(self) -> dict:
         last = self.state.last_row or {}
         return {"arch": _arch(self.model), "spec": getattr(self.model, "spec", None), "steps": self.state.step,
+                "budget_macs": self.budget,
                 "tokens": self.state.tokens, "train_loss": last.get("train_loss"), "val_loss": last.get("val_loss"),
                 "best_val_loss": self.state.best_val_loss, "params": self.params,
                 "macs_per_token": self.macs_per_token, "macs_per_token_formula": self.macs_per_token_formula,

@@ -21,7 +21,10 @@ def _tokens(folder, train, val=(1, 2, 3, 4, 5)):
     ("short", ["--context", "8"], "fewer than context \\+ 1 = 9"),
     ("range", ["--vocab-size", "20"], "token id 40"),
     ("missing", [], "missing 1 file\\(s\\)"),
-    ("both budgets", ["--tokens", "100"], "steps or tokens, not both"),
+    ("both budgets", ["--tokens", "100"], "one budget \\(steps, tokens or budget_macs\\), not steps and tokens"),
+    ("steps and compute", ["--budget-macs", "1e6"], "not steps and budget_macs"),
+    ("bad grower", ["--grower", '{"kind": "nope"}'], "kind one of schedule, autogrow"),
+    ("bad plan", ["--grower", '{"kind": "schedule", "at": [[0.5, [{"op": "stack"}]]]}'], "unknown plan op 'stack'"),
     ("unknown", [], "unknown token dataset"),
     ("bad decay", ["--decay", "step"], "invalid choice"),
 ])

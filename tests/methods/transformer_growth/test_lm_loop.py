@@ -131,7 +131,7 @@ def test_rows_count_tokens_and_macs(corpus, tmp_path):
 def test_budget_in_tokens_rounds_up_to_whole_steps(corpus):
     cfg = small(corpus, steps=None, tokens=100)  # 100 / (4 * 8) -> 4 steps
     assert cfg.total_steps() == 4
-    with pytest.raises(GrowkitError, match="steps or tokens, not both"):
+    with pytest.raises(GrowkitError, match="one budget .*, not steps and tokens"):
         small(corpus, tokens=100).validate()
 
 
