@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _traced(value, rows) -> bool:
-    return any(r[c] != "" and float(r[c]) == float(value) for r in rows for c in records.VALUES)
+    return any(r.get(c) not in (None, "") and float(r[c]) == float(value) for r in rows for c in records.VALUES)
 
 
 def check(figures_dir) -> tuple[int, list[str]]:
