@@ -191,6 +191,26 @@ def verdict_counts(entries: list[dict]) -> list[str]:
             "claim holds):", ""] + out
 
 
+def resolved_claims(entries: list[dict]) -> list[str]:
+    """Per study, every claim whose interval resolved it: those that agree (or hold) and those that disagree (or
+    do not hold), each with its table and the kit's value; the unresolved ones are only counted above."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for e in entries:
+        for r in e["rows"]:
+            kind = next((k for head, k in VERDICT_KINDS if r["verdict"].startswith(head)), "other")
+            if kind in ("agrees", "disagrees"):
+                out.setdefault(system_of(e["table"]), {"agrees": [], "disagrees": []})[kind].append(
+                    f"  * {r['quantity']} ({e['table']}; {r['kit']})")
+    lines = []
+    for study in [s for s in dict.fromkeys(name for _, name in SYSTEMS) if s in out] + (["other"] if "other" in out else []):
+        lines += [f"**{study}**", ""]
+        for kind, head in (("agrees", "Agrees / holds"), ("disagrees", "Disagrees / does not hold")):
+            if out[study][kind]:
+                lines += [f"* {head}:"] + out[study][kind]
+        lines.append("")
+    return lines
+
+
 def write_paper_vs_kit(figures_dir, order=None) -> Path | None:
     """figures/paper_vs_kit.md: the paper's value and the kit's side by side, table by table."""
     import json
@@ -204,7 +224,7 @@ def write_paper_vs_kit(figures_dir, order=None) -> Path | None:
              "Per table and figure: what the paper reports (CIFAR/ImageNet unless it says otherwise) and what this "
              "kit measured under the profile named in the table's caption (digits on a CPU for the committed "
              "figures). The verdicts are computed by the notebooks from the numbers.", ""]
-    lines += verdict_counts(entries) + [""]
+    lines += verdict_counts(entries) + [""] + resolved_claims(entries)
     for e in entries:
         lines += [f"## {e['table']}", "", "| quantity | paper | kit | verdict |", "|---|---|---|---|"]
         lines += [f"| {r['quantity']} | {r['paper']} | {r['kit']} | {r['verdict']} |" for r in e["rows"]]

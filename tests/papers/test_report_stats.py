@@ -198,3 +198,18 @@ def test_paper_vs_kit_opens_with_verdict_counts_per_study(tmp_path):
     assert "| AutoGrow | 1 | 1 | 1 | 0 |" in md and "| AdeNeL | 1 | 0 | 0 | 1 |" in md
     assert "| Curvature at growth events (the kit's own) | 1 | 1 | 0 | 0 |" in md
     assert md.index("| AutoGrow |") < md.index("| AdeNeL |") < md.index("## adenel_table1_slimming")
+
+
+def test_paper_vs_kit_lists_the_resolved_claims_per_study(tmp_path):
+    import json
+    d = tmp_path / R.PAPER_VS_KIT
+    d.mkdir()
+    rows = [{"quantity": "deeper with K", "paper": "p", "kit": "Δ = -3.0", "verdict": "Agrees with the paper"},
+            {"quantity": "as accurate", "paper": "p", "kit": "Δ = -24", "verdict": "Disagrees with the paper"},
+            {"quantity": "open", "paper": "p", "kit": "Δ = 0.1", "verdict": "Not resolved at n = 3"}]
+    (d / "autogrow_table5_interval_K.json").write_text(json.dumps({"table": "autogrow_table5_interval_K", "rows": rows}))
+    md = R.write_paper_vs_kit(tmp_path).read_text()
+    block = md[md.index("**AutoGrow**"):md.index("## autogrow_table5_interval_K")]
+    assert "* Agrees / holds:\n  * deeper with K (autogrow_table5_interval_K; Δ = -3.0)" in block
+    assert "* Disagrees / does not hold:\n  * as accurate (autogrow_table5_interval_K; Δ = -24)" in block
+    assert "open" not in block  # unresolved claims are counted, not listed
