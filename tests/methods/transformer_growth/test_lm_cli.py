@@ -1,6 +1,9 @@
 """`growkit lm`: bad input exits 2 with one line and writes nothing."""
+import os
+
 import numpy as np
 import torch
+
 import pytest
 
 from growkit.cli import main
@@ -98,14 +101,19 @@ def test_killed_at_a_write_point_then_recovered_and_resumed_equals_an_uninterrup
     f.write_text("to be or not to be, that is the question\n" * 20)
     args = ["lm", "--model", "GPT-1L-2H-8", "--dataset", f"text:{f}", "--context", "8", "--batch-size", "4",
             "--steps", "9", "--eval-every", "3", "--device", "cpu"]
-    assert main(args + ["--out", str(tmp_path / "full")]) == 0
+    # every run in a process of its own with one thread: with more, a CPU kernel's summation order (the
+    # embedding's backward) may differ between processes, and bit-identical weights could not be asked for
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    full = subprocess.run([sys.executable, "-m", "growkit", *args, "--out", str(tmp_path / "full")],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert full.returncode == 0, full.stderr
     kp = str(Path(__file__).resolve().parents[2] / "killpoint.py")
     out = tmp_path / "killed"
     first = subprocess.run([sys.executable, kp, str(point), *args, "--out", str(out)], capture_output=True, text=True,
-                           timeout=300)
+                           timeout=300, env=env)
     assert first.returncode == 137, first.stderr  # (the run has 17 write points)
     done = subprocess.run([sys.executable, kp, "finish", str(out), *args, "--out", str(out)], capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
     assert _rows(out) == _rows(tmp_path / "full")
     a, b = (checkpoint.load(d / "checkpoint.pt") for d in (tmp_path / "full", out))
