@@ -15,15 +15,7 @@ from growkit.methods.transformer_growth import LMConfig, LMRun
 from growkit.methods.transformer_growth.growers import AutoGrowLM, ScheduleGrower, build, plan_from, plan_spec
 from growkit.models import create
 
-TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
-        "must be in want of a wife.\n") * 12
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    f = tmp_path / "corpus.txt"
-    f.write_text(TEXT)
-    return f
+from .conftest import TEXT
 
 
 V = len(set(TEXT))

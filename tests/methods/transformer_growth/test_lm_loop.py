@@ -19,15 +19,7 @@ from growkit.runs import lifecycle
 
 from growkit.models import create
 
-TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
-        "must be in want of a wife.\n") * 12
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    f = tmp_path / "corpus.txt"
-    f.write_text(TEXT)
-    return f
+from .conftest import TEXT
 
 
 def small(corpus, **kw):
