@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from growkit.data.text import load_text
 from growkit.engine import optim
 from growkit.engine.schedule import warmup_decay
 from growkit.errors import GrowkitError

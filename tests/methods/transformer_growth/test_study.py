@@ -4,7 +4,6 @@ Expected values are worked out by hand (multiply-adds per step from the GPT's fo
 hand-made curves and their log-scale t-interval) or read back from the runs' own files."""
 import json
 import math
-from pathlib import Path
 
 import pytest
 
