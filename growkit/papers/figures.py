@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..engine.records import atomic_write
 from ..errors import GrowkitError
+from ..runs import pool as run_pool
 from .profiles import HEADLESS, PROFILES, profile_parameters
 from .records import write_records
 
@@ -235,6 +236,7 @@ def run_figures(profile: str = "cpu", only: str | None = None, jobs: int | None 
     figures_dir, runs_root = output_dirs(profile, root, out_dir, runs_dir)
     nbs = list_notebooks(only, notebooks_dir, repo)
     (runs_root / "executed").mkdir(parents=True, exist_ok=True)
+    run_pool.enable(runs_root)  # the notebooks share finished identical runs (growkit.runs.pool)
     if jobs > 1:  # share the cores instead of oversubscribing them
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
     print(f"growkit figures: {len(nbs)} notebook(s), profile {profile}, {jobs} at a time -> {figures_dir}",

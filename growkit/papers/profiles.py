@@ -198,11 +198,11 @@ PROFILES: dict[str, dict[str, dict]] = {
     },
     "curvature_01_growth_events": {
         "smoke": dict(seeds=[0], inits=["gau"], policies=["periodic"], K=1, J=2, finetune=1, max_grow_epochs=2,
-                      adenel_J=1, adenel_max_grow_epochs=2, gn_model=["VGG19", 4], gn_phases=2, gn_phase_epochs=1,
+                      periodic_max_grow_epochs=2, adenel_J=1, adenel_max_grow_epochs=2, gn_model=["VGG19", 4], gn_phases=2, gn_phase_epochs=1,
                       curvature_every=1, curvature_images=64, curvature_probes=4),
         "cpu": {},
         "paper": dict(dataset="cifar10", device="cuda", K=3, J=100, finetune=200, max_grow_epochs=5000,
-                      adenel_model="VGG16", adenel_max_grow_epochs=260, gn_model=["VGG19", 16], gn_lambda=1e-6,
+                      periodic_max_grow_epochs=300, adenel_model="VGG16", adenel_max_grow_epochs=260, gn_model=["VGG19", 16], gn_lambda=1e-6,
                       gn_phases=30, gn_phase_epochs=20, curvature_every=10, curvature_images=2048,
                       curvature_probes=32),
     },
@@ -284,6 +284,7 @@ def notebook_settings(notebook: str, namespace: dict, *, quiet: bool = False) ->
 
     from ..data.catalog import find_checkout
     from ..errors import GrowkitError
+    from ..runs import pool
     profile = namespace.get("profile")
     if profile not in ("smoke", "cpu", "paper"):
         raise GrowkitError(f"profile must be 'smoke', 'cpu' or 'paper', got {profile!r}")
@@ -308,6 +309,7 @@ def notebook_settings(notebook: str, namespace: dict, *, quiet: bool = False) ->
     base = find_checkout() or Path.cwd()
     if namespace.get("runs_dir") is None:
         updates["runs_dir"] = str(base / "runs" / profile / notebook)
+        pool.enable(base / "runs" / profile)  # this profile's notebooks share finished identical runs
     if namespace.get("figures_dir") is None:
         updates["figures_dir"] = str(base / "runs" / profile / "figures")
     if not quiet:

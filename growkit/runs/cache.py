@@ -7,7 +7,8 @@ source files, :func:`growkit.engine.records.code_hash`), and every number a note
 run directory a reader can open.
 
 :func:`cached` is the cache itself (a run config in, a result or None out); :func:`named` starts any
-registered method through it, methods with their own loop (learn-to-grow) included.
+registered method through it, methods with their own loop (learn-to-grow) included. Under ``growkit
+figures`` the notebooks of a profile also share finished identical runs (:mod:`growkit.runs.pool`).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from ..engine.config import TrainConfig
 from ..engine import records
 from ..errors import GrowkitError
-from . import lifecycle, registry
+from . import lifecycle, pool, registry
 
 _IGNORED = {"progress"}  # config keys that do not change results
 
@@ -69,4 +70,9 @@ def named(runs_dir, name: str, method: str, cfg: TrainConfig | None, options=Non
     else:
         wanted = {"command": m.name, m.name: options.validate().to_dict()}
     hit = cached(out, wanted, callbacks=kw.get("callbacks", ()), grower_hook=kw.get("grower_hook"))
-    return hit if hit is not None else lifecycle.run(method, cfg, options, out, overwrite=True, **kw)
+    if hit is None:
+        hit = pool.fetch(out, wanted)  # another notebook of the profile finished the very same run
+    if hit is None:
+        hit = lifecycle.run(method, cfg, options, out, overwrite=True, **kw)
+    pool.remember(out, wanted)
+    return hit
