@@ -15,7 +15,7 @@ from growkit.methods.transformer_growth import LMConfig, LMRun
 from growkit.methods.transformer_growth.growers import AutoGrowLM, ScheduleGrower, build, plan_from, plan_spec
 from growkit.models import create
 
-from .conftest import TEXT
+from .conftest import TEXT, start_killed
 
 
 V = len(set(TEXT))
@@ -115,9 +115,6 @@ def test_growth_waits_for_the_first_evaluation_at_or_after_its_fraction(corpus):
     assert res["arch"] == "GPT-2L-4H-16"
 
 
-class Killed(Exception):
-    pass
-
 
 @pytest.mark.parametrize("spec", [
     {"kind": "schedule", "at": [[0.3, [{"op": "stack_all", "times": 2}]]]},
@@ -128,27 +125,11 @@ def test_kill_and_resume_with_a_grower_is_identical(corpus, tmp_path, spec):
     from growkit.engine import checkpoint
     from growkit.methods.transformer_growth import own_loop
     from growkit.runs import lifecycle
-    import growkit.methods.transformer_growth.loop as loop
     cfg = small(corpus, budget_macs=12 * step_macs(1), eval_every=2, grower=spec)
     full = own_loop.start(cfg, tmp_path / "full")
     assert full["growth_events"], "the grower grew"
     kill_step = full["growth_events"][0]["step"]
-    real_fit = loop.LMRun.fit
-
-    def fit_then_kill(self, on_checkpoint=None):
-        def both(run):
-            if on_checkpoint is not None:
-                on_checkpoint(run)
-            if run.state.step == kill_step:
-                raise Killed()
-        return real_fit(self, on_checkpoint=both)
-
-    loop.LMRun.fit = fit_then_kill
-    try:
-        with pytest.raises(Killed):
-            own_loop.start(cfg, tmp_path / "killed")
-    finally:
-        loop.LMRun.fit = real_fit
+    start_killed(cfg, tmp_path / "killed", lambda run: run.state.step == kill_step)
     resumed = lifecycle.resume(tmp_path / "killed")
     ra, rb = rows_of(tmp_path / "full" / "metrics.jsonl"), rows_of(tmp_path / "killed" / "metrics.jsonl")
     assert _strip(ra) == _strip(rb)

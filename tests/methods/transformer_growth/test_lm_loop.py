@@ -18,7 +18,7 @@ from growkit.runs import lifecycle
 
 from growkit.models import create
 
-from .conftest import TEXT
+from .conftest import TEXT, Killed, start_killed
 
 
 def small(corpus, **kw):
@@ -126,9 +126,6 @@ def test_budget_in_tokens_rounds_up_to_whole_steps(corpus):
         small(corpus, tokens=100).validate()
 
 
-class Killed(Exception):
-    pass
-
 
 def _weights(run):
     return {k: v.clone() for k, v in run.model.state_dict().items()}
@@ -146,25 +143,9 @@ def test_kill_and_resume_is_identical(corpus, tmp_path):
 
     def kill_after_second(run):
         calls.append(run.state.step)
-        if len(calls) == 2:
-            raise Killed()
+        return len(calls) == 2
 
-    import growkit.methods.transformer_growth.loop as loop
-    real_fit = loop.LMRun.fit
-
-    def fit_then_kill(self, on_checkpoint=None):
-        def both(run):
-            if on_checkpoint is not None:
-                on_checkpoint(run)
-            kill_after_second(run)
-        return real_fit(self, on_checkpoint=both)
-
-    loop.LMRun.fit = fit_then_kill
-    try:
-        with pytest.raises(Killed):
-            own_loop.start(cfg, tmp_path / "killed")
-    finally:
-        loop.LMRun.fit = real_fit
+    start_killed(cfg, tmp_path / "killed", kill_after_second)
     assert calls == [4, 8] and not (tmp_path / "killed" / "result.json").exists()
     resumed = lifecycle.resume(tmp_path / "killed")
     a = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
