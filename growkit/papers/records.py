@@ -16,7 +16,7 @@ import json
 import math
 from pathlib import Path
 
-from ..runs.cache import essential
+from ..runs.identity import essential
 
 RECORDS = "records"
 # Curvature at growth events (runs with curvature_every > 0): the mean over a run's events of the Hessian's top

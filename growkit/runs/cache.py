@@ -18,26 +18,7 @@ from ..engine.config import TrainConfig
 from ..engine import records
 from ..errors import GrowkitError
 from . import lifecycle, pool, registry
-
-_IGNORED = {"progress"}  # config keys that do not change results
-
-
-def essential(rc: dict) -> dict:
-    """A run config without what cannot change its results (the environment stamp, progress bars)."""
-    return {k: ({kk: vv for kk, vv in v.items() if kk not in _IGNORED} if isinstance(v, dict) else v)
-            for k, v in rc.items() if k != "environment"}
-
-
-def same(stored: dict, wanted: dict) -> bool:
-    """Equal up to the environment, progress bars, former command names and option defaults added since, and run by
-    the same growkit code (a hash of its source files: a code fix reruns)."""
-    if stored.get("environment", {}).get("code") != records.code_hash():
-        return False
-    try:
-        stored = registry.normalize(stored)
-    except (GrowkitError, KeyError, TypeError, AttributeError):  # a foreign or older config: not the same run
-        return False
-    return essential(stored) == essential(registry.normalize(wanted))
+from .identity import essential, same  # noqa: F401  (re-exported: callers ask the cache)
 
 
 def cached(out: str | Path, wanted: dict, *, callbacks=(), grower_hook=None):

@@ -3,14 +3,14 @@
 ``growkit figures`` keeps each notebook's runs in ``runs/<profile>/<notebook>/``, and several notebooks
 train the very same run under names of their own: p-AutoGrow's Basic3ResNet seeds (K = 3, J = 10,
 GauInit) serve the quickstart and five AutoGrow notebooks. A finished run is indexed in
-``runs/<profile>/.growkit-pool/<key>.json`` under a hash of its config (as :func:`cache.essential` sees
+``runs/<profile>/.growkit-pool/<key>.json`` under a hash of its config (as :func:`identity.essential` sees
 it) and of the growkit code; a notebook that misses its own cache looks there and gets a *copy* of the
 run, in its own folder, with a marker of its own that says where it was copied from. Each notebook's
 folder stays complete on its own: records, plots and ``growkit recover`` never follow a link.
 
 Only a folder holding ``.growkit-pool`` shares: a ``runs_dir`` you pass elsewhere is left as it was. The
 pool is an index, never the data: a run found through it is checked again (a growkit run directory with
-a result, the same config by :func:`cache.same`) before it is copied, and a stale or foreign entry is a
+a result, the same config by :func:`identity.same`) before it is copied, and a stale or foreign entry is a
 plain miss.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 from ..engine import records
 from ..errors import GrowkitError
 from . import registry, rundir
+from .identity import essential, same
 
 POOL = ".growkit-pool"
 
@@ -41,7 +42,6 @@ def _pool(out: Path) -> Path | None:
 
 def key(wanted: dict) -> str:
     """The index key of a run config: its essential settings and the growkit code that runs it."""
-    from .cache import essential
     text = json.dumps(essential(registry.normalize(wanted)), sort_keys=True, default=str)
     return hashlib.sha256(f"{records.code_hash()}\n{text}".encode()).hexdigest()[:32]
 
@@ -58,7 +58,6 @@ def remember(out: str | Path, wanted: dict) -> None:
 def fetch(out: str | Path, wanted: dict) -> dict | None:
     """Copy a finished identical run of another notebook of the pool into ``out`` (which must not exist)
     and return its result; None when there is none (or ``out`` exists, or another process made it first)."""
-    from .cache import same
     out = Path(out)
     pool = _pool(out)
     if pool is None or out.exists():
