@@ -91,28 +91,35 @@ def plot_quality(rows: list[dict]):
     return fig
 
 
+LAMBDA_MARKERS = ("o", "^", "D", "v", "P", "X")  # one shape per lambda_p in the Tables 1-2 plot
+
+
 def plot_accuracy_vs_params(rows: list[dict], baselines: list[dict] | None = None):
     """Tables 1-2 as a picture: accuracy after retraining against parameters, one marker per (net, lambda_p)
-    at the mean over seeds with the sd in both directions, its lambda_p written once beside it; the
-    full-width baselines (rows of ``study.baseline_rows``) as open squares."""
+    at the mean over seeds with the sd in both directions: the colour names the net, the marker's shape its
+    lambda_p (in the legend; nearby points of a search sit on top of each other, so no label is written beside
+    them); the full-width baselines (rows of ``study.baseline_rows``) as open squares."""
     import matplotlib.pyplot as plt
     from ...viz.plots import log_axis
     fig, ax = plt.subplots(figsize=(6, 3.8), constrained_layout=True)
     keys = sorted({(r["dataset"], r["net"]) for r in rows})
+    lambdas = sorted({r["lambda_p"] for r in rows if r["scratch test %"] is not None}, key=float)
+    shape = {lam: LAMBDA_MARKERS[k % len(LAMBDA_MARKERS)] for k, lam in enumerate(lambdas)}
     for i, (ds, net) in enumerate(keys):
         rs = [r for r in rows if (r["dataset"], r["net"]) == (ds, net) and r["scratch test %"] is not None]
-        for j, lam in enumerate(sorted({r["lambda_p"] for r in rs}, key=float)):
+        ax.plot([], [], "-", lw=5, color=f"C{i}", label=f"{net} ({ds})")  # the net's colour, in the legend
+        for lam in sorted({r["lambda_p"] for r in rs}, key=float):
             g = [r for r in rs if r["lambda_p"] == lam]
             p, a = np.array([r["params"] for r in g], float), np.array([r["scratch test %"] for r in g], float)
             sd = (lambda v: v.std(ddof=1) if len(v) > 1 else 0.0)
-            ax.errorbar(p.mean(), a.mean(), xerr=sd(p), yerr=sd(a), fmt="o", color=f"C{i}", capsize=2,
-                        label=f"{net} ({ds})" if j == 0 else None)
-            ax.annotate(f"λ={lam}", (p.mean(), a.mean()), xytext=(4, 4 + 8 * (j % 2)), textcoords="offset points",
-                        fontsize=6, color=f"C{i}")
+            ax.errorbar(p.mean(), a.mean(), xerr=sd(p), yerr=sd(a), fmt=shape[lam], color=f"C{i}", capsize=2,
+                        alpha=0.85)
         for b in baselines or []:
             if (b["dataset"], b["net"]) == (ds, net):
                 ax.errorbar(b["params"], b["test %"], yerr=b["test % sd"], fmt="s", mfc="none", color=f"C{i}",
                             capsize=2, label=f"{net} full width, {b['baseline'].split(', ')[-1]} ({b['epochs']} ep.)")
+    for lam in lambdas:
+        ax.plot([], [], shape[lam], color="0.4", label=f"λ_p = {lam}")
     log_axis(ax)
     ax.set_xlabel("parameters of the found net")
     ax.set_ylabel("test accuracy retrained from scratch (%)")
