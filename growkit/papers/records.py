@@ -4,9 +4,15 @@ A row holds what a reader needs to find and check a run: its directory (relative
 folder), the command, a hash of its configuration (the one the run cache compares), the growkit commit and
 code hash that ran it, seed, epochs, final validation and test accuracy, parameters, multiply-adds per image
 (MACs) as the run recorded them, for language-model runs the final validation loss (nats per token) and
-the training multiply-adds counted, the architecture it ended with (and its depth in blocks, where it has stages), and its wall
-seconds; for growing runs also the epochs and seconds of growing and of fine-tuning. The verdict test (``tests/papers/test_verdict_records.py``) recomputes every verdict of
-``paper_vs_kit.md`` from the values the verdict records name, and checks each against these files.
+the training multiply-adds counted, the architecture it ended with (and its depth in blocks, where it has
+stages), and its wall seconds; for growing runs also the epochs and seconds of growing and of fine-tuning,
+for runs that retrain their found net from scratch that net's test accuracy, for lifelong-learning runs their
+average accuracy, backward transfer, forgetting and parameters of all tasks, for runs with curvature records
+the sharpness around their growth events.
+
+Every value a verdict uses names its run and column here (:mod:`growkit.runs.measured`), and the verdict
+test (``tests/papers/test_verdict_records.py``) reads each one again from these files and recomputes every
+verdict of ``paper_vs_kit.md`` from what they hold.
 """
 from __future__ import annotations
 
@@ -17,17 +23,21 @@ import math
 from pathlib import Path
 
 from ..runs.identity import essential
+from ..viz import curvature
 
 RECORDS = "records"
 # Curvature at growth events (runs with curvature_every > 0): the mean over a run's events of the Hessian's top
 # eigenvalue just before and just after the growth, and of its jump (growkit.viz.curvature.per_run); empty otherwise.
-CURVATURE = {"sharpness_before": "top_before", "sharpness_after": "top_after", "sharpness_jump": "jump"}
+CURVATURE = {col: key for key, col in curvature.RECORDED.items()}
+# Lifelong-learning runs (learn-to-grow): average accuracy over the tasks, backward transfer, forgetting, and the
+# parameters of all tasks together
+LIFELONG = ("avg_acc", "bwt", "forgetting", "total_params")
 COLUMNS = ["run", "command", "config_hash", "git_commit", "code", "seed", "epochs", "val_acc", "test_acc",
            "params", "macs", "arch", "depth", "wall_s", "grow_epochs", "grow_wall_s", "finetune_wall_s", "val_loss",
-           "train_macs", *CURVATURE]
+           "train_macs", "scratch_test_acc", *LIFELONG, *CURVATURE]
 # The columns a verdict's values may come from (tests/papers/test_verdict_records.py traces them).
 VALUES = ("test_acc", "val_acc", "params", "macs", "depth", "epochs", "grow_epochs", "grow_wall_s",
-          "finetune_wall_s", "val_loss", "train_macs", *CURVATURE)
+          "finetune_wall_s", "val_loss", "train_macs", "scratch_test_acc", *LIFELONG, *CURVATURE)
 
 
 def _halved(flops):
@@ -54,7 +64,6 @@ def _depth(res: dict):
 
 
 def _curvature(res: dict) -> dict:
-    from ..viz import curvature
     if not curvature.events(res):
         return {}
     per = curvature.per_run(res)
@@ -80,6 +89,7 @@ def run_rows(runs_dir) -> list[dict]:
                      "wall_s": res.get("wall_s"), "grow_epochs": res.get("grow_epochs"),
                      "grow_wall_s": res.get("grow_wall_s"), "finetune_wall_s": res.get("finetune_wall_s"),
                      "val_loss": res.get("val_loss"), "train_macs": res.get("train_macs"),
+                     "scratch_test_acc": res.get("scratch_test_acc"), **{k: res.get(k) for k in LIFELONG},
                      **_curvature(res)})
     return rows
 

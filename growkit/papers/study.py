@@ -10,7 +10,7 @@ import numpy as np
 from ..engine.records import read_json, read_metrics
 from ..errors import GrowkitError
 from ..models.depth import FAMILIES
-from ..runs import cache
+from ..runs import cache, measured
 from ..runs.records import load_data, load_model
 from ..viz import landscape, trajectory
 
@@ -61,7 +61,8 @@ def scaled_widths(model: str, scale: float) -> list[int] | None:
 
 
 def result(runs_dir, name: str) -> dict:
-    return read_json(Path(runs_dir) / name / "result.json")
+    """A finished run's result, its record values as measured numbers that name the run."""
+    return measured.tag(read_json(Path(runs_dir) / name / "result.json"), runs_dir, name)
 
 
 def final_trajectory(run_dir, ignore_1d: bool = True):

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..engine.config import TrainConfig
 from ..engine import records
 from ..errors import GrowkitError
-from . import lifecycle, pool, registry
+from . import lifecycle, measured, pool, registry
 from .identity import essential, same  # noqa: F401  (re-exported: callers ask the cache)
 
 
@@ -41,7 +41,8 @@ def train_cfg(train: dict) -> TrainConfig:
 
 def named(runs_dir, name: str, method: str, cfg: TrainConfig | None, options=None, **kw) -> dict:
     """Reuse, resume or (re)start run ``name`` of ``method``. A method with its own loop (learn-to-grow) takes
-    no train config (``cfg`` None): its options are its whole run config."""
+    no train config (``cfg`` None): its options are its whole run config. The result's record values are
+    :mod:`growkit.runs.measured` numbers that name this run."""
     out = Path(runs_dir) / name
     m = registry.get(method)
     if m.own_loop is None:
@@ -56,4 +57,4 @@ def named(runs_dir, name: str, method: str, cfg: TrainConfig | None, options=Non
     if hit is None:
         hit = lifecycle.run(method, cfg, options, out, overwrite=True, **kw)
     pool.remember(out, wanted)
-    return hit
+    return measured.tag(hit, runs_dir, name)  # its numbers remember this run (the verdicts' trace)

@@ -10,6 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import GrowkitError
+from ..runs import measured
+
+# per-run means kept in figures/records (growkit.papers.records.CURVATURE): measured numbers of that column
+RECORDED = {"top_before": "sharpness_before", "top_after": "sharpness_after", "jump": "sharpness_jump"}
 
 
 def events(result: dict) -> list[dict]:
@@ -33,11 +37,13 @@ def events(result: dict) -> list[dict]:
 
 def per_run(result: dict) -> dict:
     """One run's growth events averaged (each quantity's mean over the run's events); raises when the run
-    recorded no curvature at a growth event (trained without ``curvature_every``, or it never grew)."""
+    recorded no curvature at a growth event (trained without ``curvature_every``, or it never grew). From a
+    result of the run cache, the sharpness means are measured numbers naming the run's record columns."""
     ev = events(result)
     if not ev:
         raise GrowkitError("the run has no growth event with curvature (train it with curvature_every > 0)")
     out = {k: float(np.mean([e[k] for e in ev])) for k in ev[0] if k != "epoch"}
+    out.update({k: measured.from_run(out[k], result, col) for k, col in RECORDED.items()})
     out["events"] = len(ev)
     out["starved_share"] = sum(e["starved"] for e in ev) / max(sum(e["new_units"] for e in ev), 1)
     return out

@@ -29,6 +29,11 @@ def test_a_second_notebook_gets_a_copy_of_an_identical_finished_run(tmp_path):
     for f in ("config.json", "result.json", "metrics.jsonl", "checkpoint.pt"):
         assert (copy / f).read_bytes() == (tmp_path / "nb_a" / "x" / f).read_bytes()
     assert not list((tmp_path / "nb_b").glob(".*staging*"))
+    # each notebook's numbers name its own copy: the row of its own figures/records file
+    assert first["test_acc"].source == {"notebook": "nb_a", "run": "x", "column": "test_acc"}
+    assert second["test_acc"].source == {"notebook": "nb_b", "run": "y-other-name", "column": "test_acc"}
+    on_disk = json.loads((copy / "result.json").read_text())
+    assert on_disk["test_acc"] == second["test_acc"] and "source" not in json.dumps(on_disk)
 
 
 def test_a_different_config_trains_its_own_run(tmp_path):

@@ -10,7 +10,7 @@ import json
 
 from ...papers import study
 from ...papers.report import pm
-from ...runs import cache
+from ...runs import cache, measured
 from .config import AutoGrowConfig, NetworkMorphismConfig
 
 
@@ -42,8 +42,8 @@ _run_autogrow = autogrow  # (the parameter below is named after it)
 
 
 def depth_of(res: dict) -> int:
-    """Total sub-modules of a run's (found) net."""
-    return sum(res.get("depths") or res["spec"].get("depths", []))
+    """Total sub-modules of a run's (found) net (measured: the ``depth`` of the run's record)."""
+    return measured.from_run(sum(res.get("depths") or res["spec"].get("depths", [])), res, "depth")
 
 
 def autogrow_seeds(runs_dir, name: str, seeds, *, train: dict, autogrow: dict, **kw) -> list[dict]:
