@@ -274,17 +274,15 @@ def claim_verdict(c: dict, *, seeds, floor: float) -> stats.Verdict | None:
     return None
 
 
-def _evidence(c: dict, v, seeds) -> dict:
-    """What a verdict was computed from, kept beside it in paper_vs_kit's records so that a test can recompute
-    it with a separate implementation and trace every value to a run (``figures/records``)."""
-    if "groups" in c:
-        return {"kind": "groups", "arms": c["groups"], "target": c["target"], "higher": c.get("higher", True),
-                "seeds": seeds}
-    if "order" in c:
-        return {"kind": "order", "arms": c["order"], "decreasing": c.get("decreasing", True), "seeds": seeds}
-    if "same" in c:
-        return {"kind": "same", "arms": c["same"], "margin": v.margin, "seeds": seeds}
-    return {"kind": "verdict" if v is not None else "count", "seeds": seeds}
+def _evidence(v, seeds) -> dict:
+    """What a verdict was computed from, kept beside it in paper_vs_kit's records: the tests with both arms'
+    values, seeds and sources (the run record behind each value, :mod:`growkit.runs.measured`), so that a test
+    can recompute every verdict from ``figures/records`` with a separate implementation. A count (``holds``)
+    and a verdict judged from an interval alone keep no values."""
+    tree = v.evidence() if v is not None else None
+    if tree is None:
+        return {"kind": "verdict" if v is not None else "count", "seeds": seeds}
+    return {"kind": "test", "test": tree, "seeds": seeds}
 
 
 def judge(figures_dir, name: str, claims: list[dict], *, seeds, n_test: int | None = None) -> str:
@@ -306,7 +304,11 @@ def judge(figures_dir, name: str, claims: list[dict], *, seeds, n_test: int | No
     ``digits``: decimals of the verdict's numbers (default 2 for points, else 1). ``own=True``: a question the kit asks itself (no paper states it): the verdict reads "Holds" / "Does not
     hold (the kit's own finding)" instead of agreeing with a paper.
 
-    One seed gives no verdict: "Illustrative (1 run)"."""
+    One seed gives no verdict: "Illustrative (1 run)".
+
+    The record of each verdict keeps the values it was computed from and, for each, the run record cell it
+    comes from: the numbers of a run cache result name their run (:mod:`growkit.runs.measured`), arithmetic
+    on them included; a threshold the claim states is best passed as ``measured.constant``."""
     lines, rows = [], []
     seeds = list(seeds)
     for c in claims:
@@ -317,7 +319,7 @@ def judge(figures_dir, name: str, claims: list[dict], *, seeds, n_test: int | No
         else:
             floor = 1.0
         v = claim_verdict(c, seeds=seeds, floor=floor)
-        evidence = _evidence(c, v, seeds)
+        evidence = _evidence(v, seeds)
         if v is not None:
             line, kit, head = v.text, v.kit, v.head
             if c.get("own"):  # the kit's own question: no paper to agree with

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from scipy import stats as _scipy
 
@@ -85,6 +85,17 @@ class Verdict:
     parts: tuple[Verdict, ...] = ()
     digits: int = 2
     test: str = "tost"  # what ``margin`` belongs to: "tost" (equivalence) or "non-inferiority"
+    # what it was computed from (:func:`inputs`): the test, both arms' values with their seeds and the runs they
+    # come from, the pairing and the margin; None for a verdict made from an interval alone
+    inputs: dict | None = field(default=None, compare=False)
+
+    def evidence(self) -> dict | None:
+        """The values and tests behind this verdict, as JSON-ready data (parts nested), so that it can be
+        recomputed elsewhere; None when a part was judged from an interval alone."""
+        if self.parts:
+            parts = [p.evidence() for p in self.parts]
+            return None if None in parts else {"test": "all_of", "word": self.word, "parts": parts}
+        return None if self.inputs is None else {**self.inputs, "word": self.word}
 
     @property
     def holds(self) -> bool | None:
@@ -154,6 +165,21 @@ def _arm(values, seeds, name: str) -> tuple[list[float], list | None]:
     return out, seeds
 
 
+def _listed(values, seeds):
+    return (list(values.values()), list(values)) if isinstance(values, Mapping) else (list(values), seeds)
+
+
+def inputs(test: str, a, b, seeds, seeds_b, iv: Interval, **extra) -> dict:
+    """What a two-arm test was computed from: each arm's values, their seeds (None: unknown), and their sources
+    (:mod:`growkit.runs.measured`: the run record each value comes from, None for a value that names none)."""
+    va, sa = _listed(a, seeds)
+    vb, sb = _listed(b, seeds_b if seeds_b is not None else (None if isinstance(b, Mapping) else seeds))
+    src = lambda vs: [getattr(v, "source", None) for v in vs]  # noqa: E731
+    return {"test": test, "a": [float(v) for v in va], "b": [float(v) for v in vb],
+            "seeds_a": None if sa is None else list(sa), "seeds_b": None if sb is None else list(sb),
+            "sources_a": src(va), "sources_b": src(vb), "paired": iv.method == "paired", "level": iv.level, **extra}
+
+
 def _level(level, what: str = "confidence level") -> float:
     level = _number(level, what)
     if not 0 < level < 1:
@@ -220,13 +246,15 @@ def directional(interval: Interval, claim: str, *, higher: bool = True, digits: 
 def higher(a, b, claim: str, *, seeds=None, seeds_b=None, paired=None, level=0.95, digits=2) -> Verdict:
     """The claim "``a`` is higher than ``b``" (arms and pairing as in :func:`difference`)."""
     iv = difference(a, b, seeds=seeds, seeds_b=seeds_b, paired=paired, level=level)
-    return directional(iv, claim, higher=True, digits=digits)
+    v = directional(iv, claim, higher=True, digits=digits)
+    return replace(v, inputs=inputs("higher", a, b, seeds, seeds_b, iv))
 
 
 def lower(a, b, claim: str, *, seeds=None, seeds_b=None, paired=None, level=0.95, digits=2) -> Verdict:
     """The claim "``a`` is lower than ``b``"."""
     iv = difference(a, b, seeds=seeds, seeds_b=seeds_b, paired=paired, level=level)
-    return directional(iv, claim, higher=False, digits=digits)
+    v = directional(iv, claim, higher=False, digits=digits)
+    return replace(v, inputs=inputs("lower", a, b, seeds, seeds_b, iv))
 
 
 def equivalent(interval: Interval, claim: str, margin: float, *, digits: int = 2) -> Verdict:
@@ -261,7 +289,8 @@ def same(a, b, claim: str, *, margin: float | None = None, relative: float | Non
             sb = seeds_b if seeds_b is not None else (None if isinstance(b, Mapping) else seeds)
             reference = statistics.fmean(_arm(b, sb, "second")[0])
         m = max(m, abs(_number(relative, "the relative margin") * _number(reference, "the margin's reference")))
-    return equivalent(iv, claim, m, digits=digits)
+    v = equivalent(iv, claim, m, digits=digits)
+    return replace(v, inputs=inputs("same", a, b, seeds, seeds_b, iv, margin=m))
 
 
 def not_lower(a, b, claim: str, *, margin: float, alpha: float = 0.05, seeds=None, seeds_b=None, paired=None,
@@ -285,7 +314,8 @@ def not_lower(a, b, claim: str, *, margin: float, alpha: float = 0.05, seeds=Non
         word = DISAGREES
     else:
         word = NOT_RESOLVED
-    return Verdict(claim, word, iv, margin=margin, digits=digits, test="non-inferiority")
+    return Verdict(claim, word, iv, margin=margin, digits=digits, test="non-inferiority",
+                   inputs=inputs("not_lower", a, b, seeds, seeds_b, iv, margin=margin))
 
 
 def all_of(claim: str, parts: list[Verdict]) -> Verdict:

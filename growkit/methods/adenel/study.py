@@ -13,7 +13,7 @@ import torch
 from ...models import from_spec
 from ...papers import study
 from ...errors import GrowkitError
-from ...runs import cache
+from ...runs import cache, measured
 from .grower import AdeNeLConfig
 from .method import FINETUNE_MILESTONES
 from .policy import widths
@@ -122,7 +122,7 @@ def verdict(ours: list[dict], full: list[dict], *, margin: float = ACC_MARGIN, f
     parts = [acc]
     for key, word in (("params", "parameters"), ("macs", "multiply-adds")):
         ratio = {s: r[key] / full_by_seed[s][key] for s, r in zip(seeds, ours)}
-        parts.append(stats.lower(ratio, {s: fraction for s in seeds},
+        parts.append(stats.lower(ratio, {s: measured.constant(fraction) for s in seeds},
                                  f"its {word} are below {fraction:g} of the full net's", digits=3))
     return stats.all_of(f"AdeNeL matches the full net's accuracy with under {fraction:g} of its parameters "
                         f"and multiply-adds", parts)

@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from ...papers import stats
+from ...runs import measured
 
 
 def pearson(a, b) -> float:
@@ -149,7 +150,7 @@ def verdict_claims(fig3: dict, fig4: dict, *, identity_margin: float = 0.25, bia
             slopes = {s: per[s]["slope_origin"] for s in seeds}
             if all(math.isfinite(v) for v in slopes.values()):
                 lines.append(_claim("identity", stats.same(
-                    slopes, {s: 1.0 for s in seeds}, f"Figure 3, {layer} {kind}s: the estimates lie on the identity "
+                    slopes, {s: measured.constant(1.0) for s in seeds}, f"Figure 3, {layer} {kind}s: the estimates lie on the identity "
                     "line (slope through the origin 1)", margin=identity_margin)))
             if kind == "prune":
                 est = {s: per[s]["mean_estimated"] for s in seeds}
@@ -164,11 +165,11 @@ def verdict_claims(fig3: dict, fig4: dict, *, identity_margin: float = 0.25, bia
                     ("steepest_descent", "steepest descent from theta_0 + line search")):
         vals = {s: fig4[s].get(f"gn_beats_{b}_weighted") for s in seeds4}
         if vals and all(v is not None and math.isfinite(v) for v in vals.values()):
-            lines.append(_claim("beats", stats.higher(vals, {s: 0.5 for s in seeds4}, f"Figure 4: Gauss-Newton "
+            lines.append(_claim("beats", stats.higher(vals, {s: measured.constant(0.5) for s in seeds4}, f"Figure 4: Gauss-Newton "
                                                       f"beats {what} (decrease-weighted win share above 0.5)")))
     vals = {s: fig4[s].get("gn_beats_expanded_weighted") for s in seeds4}
     if vals and all(v is not None and math.isfinite(v) for v in vals.values()):
-        lines.append(_claim("on_par", stats.same(vals, {s: 0.5 for s in seeds4}, "Figure 4: Gauss-Newton is on par "
+        lines.append(_claim("on_par", stats.same(vals, {s: measured.constant(0.5) for s in seeds4}, "Figure 4: Gauss-Newton is on par "
                                                  "with optimising the expanded net (decrease-weighted win share 0.5)",
                                                  margin=0.15)))
     return lines
@@ -231,7 +232,7 @@ def table_claims(rows: list[dict], baselines: dict, *, acc_margin: float = 1.0, 
         lines.append(_claim("accurate", stats.not_lower(
             g["acc"], b, f"{ds} {net} lambda_p={lam}: the grown net retrained from scratch is as accurate as the "
             f"full-width net ({best}, {base[best]['epochs']}; {other}, {base[other]['epochs']}: {o_mean:.2f} %)", margin=acc_margin)))
-        full = {s: float(base["params"]) for s in seeds}
+        full = {s: base["params"] for s in seeds}
         lines.append(_claim("fewer", stats.lower(g["params"], full, f"{ds} {net} lambda_p={lam}: with fewer "
                                                  f"parameters than the full-width net ({base['params']:,})",
                                                  digits=0)))
@@ -250,6 +251,6 @@ def table_claims(rows: list[dict], baselines: dict, *, acc_margin: float = 1.0, 
         g = groups[tuple(figure2)]
         ratio = {s: bottleneck_ratio(w) for s, w in g["widths"].items()}
         lines.append(_claim("bottleneck", stats.lower(
-            ratio, {s: 1.0 for s in ratio}, f"Figure 2, {' '.join(map(str, figure2))}: the grown net is "
+            ratio, {s: measured.constant(1.0) for s in ratio}, f"Figure 2, {' '.join(map(str, figure2))}: the grown net is "
             "bottleneck-shaped (mean width of the middle third of its layers over the outer thirds' below 1)")))
     return lines

@@ -81,8 +81,8 @@ def verdicts(results: dict, arms: list[str], seeds: list[int], claims=CLAIMS) ->
     for a, b, q, direction in claims:
         if a not in arms or b not in arms:
             continue
-        va = {s: float(results[a, s][q]) for s in seeds}
-        vb = {s: float(results[b, s][q]) for s in seeds}
+        va = {s: results[a, s][q] for s in seeds}  # measured numbers: each names its run (the verdicts' trace)
+        vb = {s: results[b, s][q] for s in seeds}
         claim = f"{QUANTITY[q]}: {NAMES.get(a, a)} {direction} than {NAMES.get(b, b)}"
         judge = stats.higher if direction == "higher" else stats.lower
         out.append(judge(va, vb, claim, digits=0 if q == "total_params" else 2))

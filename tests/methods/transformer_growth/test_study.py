@@ -141,10 +141,11 @@ def test_judge_takes_a_margin_and_digits_and_records_them(tmp_path):
     note = report.judge(tmp_path, "t", [dict(claim="about the same", paper="p", unit="nats", digits=4, margin=0.02,
                                              same={"a": a, "b": b})], seeds=[0, 1, 2])
     rec = json.loads((tmp_path / report.PAPER_VS_KIT / "t.json").read_text())["rows"][0]
-    assert rec["evidence"]["margin"] == 0.02 and rec["verdict"] == "Agrees with the paper"
+    assert rec["evidence"]["test"]["margin"] == 0.02 and rec["verdict"] == "Agrees with the paper"
     assert "±0.0200" in note  # four decimals
-    from tests.papers.verdict_check import recompute
-    assert recompute(rec["evidence"]) == "agrees"
+    from tests.papers.verdict_check import Check, Records
+    walk = Check(Records(tmp_path))  # no run records: recomputed from the recorded values, each listed untraced
+    assert walk.word(rec["evidence"]["test"], "t") == "agrees" and len(walk.untraced) == 6
 
 
 def test_captions_of_a_text_corpus_say_toy_scale():
