@@ -205,7 +205,7 @@ def _copy_with(figs, tmp_path, src, value):
 
 def test_one_changed_committed_record_value_flips_a_verdict_and_is_caught(tmp_path):
     """On the committed set: one record cell behind a resolved directional verdict moved far against the claim
-    (a million units) leaves the verdict unresolved, and the check says which verdict no longer follows."""
+    (by a million times its size) leaves the verdict unresolved, and the check says which verdict no longer follows."""
     figs = _committed()
     for p in sorted((figs / report.PAPER_VS_KIT).glob("*.json")):
         for row in json.loads(p.read_text())["rows"]:
@@ -216,7 +216,8 @@ def test_one_changed_committed_record_value_flips_a_verdict_and_is_caught(tmp_pa
                 if node["test"] in ("higher", "lower") and node["word"] == word_of(row["verdict"]) \
                         and len(node[arm]) >= 3:
                     up = (node["test"] == "higher") == (arm == "a")  # this value pushes the claim up
-                    moved = node[arm][i] + (-1e6 if up == (node["word"] == "agrees") else 1e6)
+                    far = (abs(node[arm][i]) + 1) * 1e6  # a million times the value: it swamps the other seeds
+                    moved = node[arm][i] + (-far if up == (node["word"] == "agrees") else far)
                     _, bad, _ = check(_copy_with(figs, tmp_path, src, moved))
                     assert any(f"{p.stem}: {row['quantity']}: recorded {row['verdict']!r}, recomputed" in b
                                for b in bad), bad
