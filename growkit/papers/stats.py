@@ -165,6 +165,11 @@ def _arm(values, seeds, name: str) -> tuple[list[float], list | None]:
     return out, seeds
 
 
+def _second_seeds(b, seeds, seeds_b):
+    """The second arm's seeds: its own, else the shared ``seeds`` (none for a mapping, which holds its own)."""
+    return seeds_b if seeds_b is not None else (None if isinstance(b, Mapping) else seeds)
+
+
 def _listed(values, seeds):
     return (list(values.values()), list(values)) if isinstance(values, Mapping) else (list(values), seeds)
 
@@ -173,7 +178,7 @@ def inputs(test: str, a, b, seeds, seeds_b, iv: Interval, **extra) -> dict:
     """What a two-arm test was computed from: each arm's values, their seeds (None: unknown), and their sources
     (:mod:`growkit.runs.measured`: the run record each value comes from, None for a value that names none)."""
     va, sa = _listed(a, seeds)
-    vb, sb = _listed(b, seeds_b if seeds_b is not None else (None if isinstance(b, Mapping) else seeds))
+    vb, sb = _listed(b, _second_seeds(b, seeds, seeds_b))
     src = lambda vs: [getattr(v, "source", None) for v in vs]  # noqa: E731
     return {"test": test, "a": [float(v) for v in va], "b": [float(v) for v in vb],
             "seeds_a": None if sa is None else list(sa), "seeds_b": None if sb is None else list(sb),
@@ -196,7 +201,7 @@ def difference(a, b, *, seeds=None, seeds_b=None, paired: bool | None = None, le
     by position when seeds are unknown); False uses Welch."""
     level = _level(level)
     va, sa = _arm(a, seeds, "first")
-    vb, sb = _arm(b, seeds_b if seeds_b is not None else (None if isinstance(b, Mapping) else seeds), "second")
+    vb, sb = _arm(b, _second_seeds(b, seeds, seeds_b), "second")
     known = sa is not None and sb is not None
     share = known and set(sa) == set(sb)
     if paired is None:
@@ -286,8 +291,7 @@ def same(a, b, claim: str, *, margin: float | None = None, relative: float | Non
     m = 0.0 if margin is None else _number(margin, "the equivalence margin")
     if relative is not None:
         if reference is None:
-            sb = seeds_b if seeds_b is not None else (None if isinstance(b, Mapping) else seeds)
-            reference = statistics.fmean(_arm(b, sb, "second")[0])
+            reference = statistics.fmean(_arm(b, _second_seeds(b, seeds, seeds_b), "second")[0])
         m = max(m, abs(_number(relative, "the relative margin") * _number(reference, "the margin's reference")))
     v = equivalent(iv, claim, m, digits=digits)
     return replace(v, inputs=inputs("same", a, b, seeds, seeds_b, iv, margin=m))
